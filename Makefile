@@ -1,0 +1,66 @@
+# The two commands a newcomer needs: `make course` runs the course, `make test` runs the tests.
+# Both create .venv and install the pinned requirements and the package on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: course test unit integration notebooks lint proto strip up down status lab bench freeze clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+course: $(STAMP)
+	$(BIN)/python -m bookstore.cli course run
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -p no:cacheprovider tests
+	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check bookstore tests benchmarks
+	$(BIN)/mypy
+
+proto: $(STAMP)
+	$(BIN)/python -m bookstore.rpc.codegen
+
+strip: $(STAMP)
+	$(BIN)/python -m bookstore.notebook_tools strip notebooks solutions exercises
+
+up: $(STAMP)
+	$(BIN)/bookstore up
+
+down: $(STAMP)
+	$(BIN)/bookstore down
+
+status: $(STAMP)
+	$(BIN)/bookstore status
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_week06
+
+freeze: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable | grep -vi '^bookstore' > requirements.lock.tmp && echo "review requirements.lock.tmp"
+
+clean:
+	rm -rf $(VENV) build .bookstore

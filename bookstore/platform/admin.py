@@ -1,0 +1,52 @@
+"""The AdminService every process serves: set and clear faults, read call counters."""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+
+from bookstore.platform.faults import Fault, FaultTable
+from bookstore.rpc.v1 import admin_pb2, admin_pb2_grpc
+from bookstore.services.status import translate_errors
+
+
+def fault_to_pb(fault: Fault) -> admin_pb2.Fault:
+    return admin_pb2.Fault(
+        method=fault.method,
+        error_rate=fault.error_rate,
+        status_code=fault.status_code,
+        latency_ms=fault.latency_ms,
+    )
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, service: str, replica: int, table: FaultTable) -> None:
+        self._service = service
+        self._replica = replica
+        self._table = table
+
+    @translate_errors
+    def InjectFault(self, request: admin_pb2.InjectFaultRequest, context: grpc.ServicerContext) -> admin_pb2.InjectFaultResponse:
+        f = request.fault
+        fault = Fault(
+            method=f.method,
+            error_rate=f.error_rate,
+            status_code=f.status_code or "UNAVAILABLE",
+            latency_ms=f.latency_ms,
+        )
+        return admin_pb2.InjectFaultResponse(faults=[fault_to_pb(x) for x in self._table.set(fault)])
+
+    @translate_errors
+    def ClearFaults(self, request: admin_pb2.ClearFaultsRequest, context: grpc.ServicerContext) -> admin_pb2.ClearFaultsResponse:
+        return admin_pb2.ClearFaultsResponse(faults=[fault_to_pb(x) for x in self._table.clear(request.method)])
+
+    @translate_errors
+    def GetStats(self, request: admin_pb2.GetStatsRequest, context: grpc.ServicerContext) -> admin_pb2.GetStatsResponse:
+        return admin_pb2.GetStatsResponse(
+            service=self._service,
+            replica=self._replica,
+            pid=os.getpid(),
+            calls_by_method=self._table.calls(),
+            faults=[fault_to_pb(x) for x in self._table.active()],
+        )

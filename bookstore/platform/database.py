@@ -1,0 +1,144 @@
+"""Each service owns its database: an SQLite file by default, or a MySQL/MariaDB schema.
+
+"Database per service" is what lets a service change its tables without asking anyone:
+nobody else reads them. The price is that no transaction spans two services, which is why
+week 7 needs sagas.
+
+Two engines behave differently under concurrent writers, and this module hides that:
+
+* SQLite allows one writer. A deferred transaction that reads and then writes fails with
+  "database is locked" under load, because the busy timeout cannot help a reader whose
+  snapshot went stale. So every SQLite transaction here starts with ``BEGIN IMMEDIATE``:
+  writers queue on the busy timeout instead of failing. WAL mode lets readers proceed.
+* MySQL/MariaDB (InnoDB) locks rows. We use READ COMMITTED, conditional UPDATEs and unique
+  keys, and lock rows in a fixed order (sorted ids) so two orders cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; creates the MySQL schema or the SQLite folder if missing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        _create_mysql_database(url)
+        return create_engine(
+            url, isolation_level="READ COMMITTED", pool_pre_ping=True, pool_size=10, max_overflow=20
+        )
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    from pathlib import Path
+
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _create_mysql_database(url: str) -> None:
+    parsed = make_url(url)
+    name = parsed.database
+    if not name:
+        raise ValueError(f"the MySQL URL names no database: {parsed.render_as_string()}")
+    server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"))
+    finally:
+        server.dispose()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def initialize(engine: Engine, metadata: MetaData, seed: Callable[[Session], None] | None = None) -> None:
+    """Create the tables and seed them once, safely when several replicas start together.
+
+    SQLite serialises the whole step in one immediate transaction; MySQL, whose DDL is not
+    transactional, serialises it with a named server lock.
+    """
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            if seed is not None:
+                with Session(bind=conn) as session:
+                    seed(session)
+                    session.flush()
+        return
+    lock_name = f"bookstore-init-{engine.url.database}"
+    with engine.connect() as conn:
+        acquired = conn.execute(text("SELECT GET_LOCK(:n, 30)"), {"n": lock_name}).scalar()
+        if acquired != 1:
+            raise RuntimeError(f"could not take the schema lock {lock_name} within 30 s")
+        try:
+            metadata.create_all(conn)
+            conn.commit()
+            if seed is not None:
+                with Session(bind=conn) as session:
+                    seed(session)
+                    session.commit()
+        finally:
+            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": lock_name})
+            conn.commit()
+
+
+def drop_mysql_databases(url_template: str, services: list[str]) -> None:
+    """Drop the schemas a MySQL template names (tests clean up after themselves)."""
+    for service in services:
+        parsed = make_url(url_template.replace("{service}", service))
+        server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
+        try:
+            with server.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
+        finally:
+            server.dispose()
+
+
+def retry_on_lock(action: Callable[[], object], *, attempts: int = 5) -> object:
+    """Run ``action`` again when the database reports a lock timeout or deadlock."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except OperationalError as error:
+            message = str(error.orig).lower()
+            transient = "deadlock" in message or "lock wait timeout" in message or "locked" in message
+            if not transient or attempt == attempts:
+                raise
+            log.warning("transient database error (attempt %d): %s", attempt, message)
+            time.sleep(0.02 * 2**attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,126 @@
+"""Fault injection: make a healthy service slow or failing, at run time, per method.
+
+Resilience patterns (sagas in week 7, circuit breakers in week 8) only show their worth
+when something breaks. Rather than editing service code, every service process runs this
+server interceptor: before a call reaches the servicer it may sleep ``latency_ms`` and then,
+with probability ``error_rate``, end the call with a chosen status code. Faults are set and
+cleared through the AdminService, which the cluster launcher exposes as
+``cluster.inject_fault(...)``. The admin service and health checks are never faulted, so a
+learner can always clear what they injected.
+
+The interceptor also counts calls per method, which the notebooks use to show how a
+round-robin client spreads calls over replicas.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from bookstore.domain.errors import InvalidArgument
+
+ANY_METHOD = "*"
+EXEMPT_PREFIXES = ("/bookstore.rpc.v1.AdminService/", "/grpc.health.", "/grpc.reflection.")
+FAULTABLE_CODES = frozenset(c.name for c in grpc.StatusCode if c is not grpc.StatusCode.OK)
+
+
+@dataclass(frozen=True)
+class Fault:
+    method: str
+    error_rate: float = 0.0
+    status_code: str = "UNAVAILABLE"
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.method:
+            raise InvalidArgument("must name a method, or '*' for all", field="fault.method")
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise InvalidArgument(f"must be between 0 and 1, got {self.error_rate}", field="fault.error_rate")
+        if self.status_code not in FAULTABLE_CODES:
+            raise InvalidArgument(
+                f"must be a gRPC status name other than OK, got {self.status_code!r}",
+                field="fault.status_code",
+            )
+        if not 0 <= self.latency_ms <= 60_000:
+            raise InvalidArgument(f"must be between 0 and 60000, got {self.latency_ms}", field="fault.latency_ms")
+
+
+class FaultTable:
+    """The active faults of one process, and its call counters. Thread-safe."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[str, Fault] = {}
+        self._calls: Counter[str] = Counter()
+        self._rng = rng or random.Random()
+
+    def set(self, fault: Fault) -> list[Fault]:
+        with self._lock:
+            self._faults[fault.method] = fault
+            return list(self._faults.values())
+
+    def clear(self, method: str = "") -> list[Fault]:
+        with self._lock:
+            if method:
+                self._faults.pop(method, None)
+            else:
+                self._faults.clear()
+            return list(self._faults.values())
+
+    def active(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults.values())
+
+    def calls(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._calls)
+
+    def decide(self, method: str) -> tuple[float, grpc.StatusCode | None]:
+        """Count a call to ``method``; return the delay in seconds and the code to fail with, if any."""
+        with self._lock:
+            self._calls[method] += 1
+            fault = self._faults.get(method) or self._faults.get(ANY_METHOD)
+            if fault is None:
+                return 0.0, None
+            fails = self._rng.random() < fault.error_rate
+        return fault.latency_ms / 1000, grpc.StatusCode[fault.status_code] if fails else None
+
+
+class FaultInjectionInterceptor(grpc.ServerInterceptor):
+    def __init__(self, table: FaultTable, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._table = table
+        self._sleep = sleep
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        full_method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or handler.unary_unary is None or full_method.startswith(EXEMPT_PREFIXES):
+            return handler
+        method = full_method.rsplit("/", 1)[-1]
+        behaviour = handler.unary_unary
+        table, sleep = self._table, self._sleep
+
+        def faulty(request: Any, context: grpc.ServicerContext) -> Any:
+            delay, code = table.decide(method)
+            if delay:
+                sleep(delay)
+            if code is not None:
+                context.abort(code, f"injected fault on {method}")
+            return behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            faulty,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,90 @@
+"""Settings, read from ``BOOKSTORE_*`` environment variables.
+
+Twelve-factor style: the launcher (or a learner's shell) decides ports, databases and the
+addresses of the other services, and passes them to each process through its environment.
+That is also this course's service discovery: a process learns where its peers are from
+its settings, and the launcher rewrites them when it scales a service.
+
+| variable | default | meaning |
+|---|---|---|
+| BOOKSTORE_SERVICE | (none) | the service this process runs |
+| BOOKSTORE_HOST | 127.0.0.1 | address to bind |
+| BOOKSTORE_PORT | 0 | port to bind |
+| BOOKSTORE_REPLICA | 0 | replica index, shown in logs and stats |
+| BOOKSTORE_WORK_DIR | ./.bookstore | SQLite files and logs |
+| BOOKSTORE_DB_URL | sqlite per service | SQLAlchemy URL template; ``{service}`` is replaced |
+| BOOKSTORE_JWT_SECRET | a development secret | HS256 signing key shared by user and gateway |
+| BOOKSTORE_JWT_TTL_S | 3600 | token lifetime in seconds |
+| BOOKSTORE_DEADLINE_S | 2.0 | deadline of every outgoing RPC |
+| BOOKSTORE_GRPC_WORKERS | 16 | server thread pool size |
+| BOOKSTORE_<NAME>_TARGET | (none) | gRPC target of a peer, e.g. ``ipv4:127.0.0.1:7001,127.0.0.1:7002`` |
+| BOOKSTORE_LOG_LEVEL | INFO | logging level |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICE_NAMES = ("user", "catalog", "inventory", "payment", "order")
+DEV_JWT_SECRET = "bookstore-dev-secret-change-me-in-production"
+
+
+@dataclass(frozen=True)
+class Settings:
+    service: str = ""
+    host: str = "127.0.0.1"
+    port: int = 0
+    replica: int = 0
+    work_dir: Path = Path(".bookstore")
+    db_url_template: str = ""
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_ttl_s: int = 3600
+    deadline_s: float = 2.0
+    grpc_workers: int = 16
+    log_level: str = "INFO"
+    targets: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: str) -> str:
+            return env.get(f"BOOKSTORE_{name}", default)
+
+        targets = {
+            name: env[f"BOOKSTORE_{name.upper()}_TARGET"]
+            for name in SERVICE_NAMES
+            if env.get(f"BOOKSTORE_{name.upper()}_TARGET")
+        }
+        return cls(
+            service=get("SERVICE", ""),
+            host=get("HOST", "127.0.0.1"),
+            port=int(get("PORT", "0")),
+            replica=int(get("REPLICA", "0")),
+            work_dir=Path(get("WORK_DIR", ".bookstore")),
+            db_url_template=get("DB_URL", ""),
+            jwt_secret=get("JWT_SECRET", DEV_JWT_SECRET),
+            jwt_ttl_s=int(get("JWT_TTL_S", "3600")),
+            deadline_s=float(get("DEADLINE_S", "2.0")),
+            grpc_workers=int(get("GRPC_WORKERS", "16")),
+            log_level=get("LOG_LEVEL", "INFO"),
+            targets=targets,
+        )
+
+    def target(self, service: str) -> str:
+        """The gRPC target of a peer service; a clear error if the launcher did not set it."""
+        try:
+            return self.targets[service]
+        except KeyError:
+            raise RuntimeError(
+                f"no address for the {service} service: set BOOKSTORE_{service.upper()}_TARGET"
+            ) from None
+
+    def database_url(self, service: str | None = None) -> str:
+        name = service or self.service
+        if self.db_url_template:
+            return self.db_url_template.replace("{service}", name)
+        return f"sqlite:///{(self.work_dir / f'{name}.db').resolve()}"

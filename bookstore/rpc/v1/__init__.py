@@ -1,0 +1,1 @@
+"""Generated gRPC and protobuf code for the bookstore contracts (``make proto``); do not edit."""

@@ -1,0 +1,1 @@
+"""The payment service: charges and refunds, idempotent per order, via a simulated provider."""
