@@ -1,0 +1,126 @@
+"""From gRPC status codes to HTTP statuses.
+
+A service reports failure with a gRPC status code; the gateway's client sees it as a
+``grpc.RpcError``. One exception handler turns every such error into an HTTP response,
+so route functions contain no ``try``/``except`` at all: they call, and either return
+the answer or let the error travel here.
+
+| gRPC code | HTTP | meaning for the client |
+|---|---|---|
+| INVALID_ARGUMENT | 400 | fix the request; retrying it unchanged cannot succeed |
+| NOT_FOUND | 404 | no such book or order (or not yours) |
+| ALREADY_EXISTS, FAILED_PRECONDITION | 409 | the request conflicts with the current state |
+| UNAUTHENTICATED | 401 | log in (again) |
+| PERMISSION_DENIED | 403 | logged in, but not allowed |
+| RESOURCE_EXHAUSTED | 429 | slow down |
+| UNAVAILABLE | 503 + ``Retry-After: 1`` | a backend is down or overloaded; retry later |
+| DEADLINE_EXCEEDED | 504 | a backend did not answer in time |
+| anything else | 502 | a backend failed |
+
+The body is always ``{"detail": "...", "grpc_code": "NOT_FOUND"}``. For client errors
+(4xx) the detail is the service's own message, which names the field at fault. For
+server errors (5xx) it is a fixed sentence: the raw details of a failed connection name
+internal addresses and library internals, which are none of a client's business. The
+gateway log keeps them, next to the request that failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+BAD_GATEWAY = 502
+RETRY_AFTER_S = 1
+
+HTTP_STATUS_BY_GRPC: Mapping[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+_PUBLIC_SERVER_ERROR_DETAIL: Mapping[grpc.StatusCode, str] = {
+    grpc.StatusCode.UNAVAILABLE: "a backend service is unavailable; retry shortly",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "a backend service did not answer within its deadline",
+}
+_GENERIC_SERVER_ERROR_DETAIL = "a backend service failed; the gateway log has the details"
+
+
+class BadUpstreamResponse(Exception):
+    """A backend answered, but with something its contract rules out (an order without a status)."""
+
+
+def http_status_for(code: grpc.StatusCode | None) -> int:
+    """The HTTP status for a gRPC code; 502 Bad Gateway for any code without a closer match."""
+    if code is None:
+        return BAD_GATEWAY
+    return HTTP_STATUS_BY_GRPC.get(code, BAD_GATEWAY)
+
+
+def status_code_of(error: grpc.RpcError) -> grpc.StatusCode | None:
+    """The code of ``error``, or None: ``grpc.RpcError`` itself promises no ``code()`` method."""
+    code = getattr(error, "code", None)
+    return code() if callable(code) else None
+
+
+def details_of(error: grpc.RpcError) -> str:
+    details = getattr(error, "details", None)
+    return (details() or "") if callable(details) else ""
+
+
+def headers_for(status: int) -> dict[str, str]:
+    """Headers a client needs to react well to ``status`` (RFC 9110 sections 11.6.1 and 10.2.3)."""
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if status == 503:
+        return {"Retry-After": str(RETRY_AFTER_S)}
+    return {}
+
+
+def rpc_error_response(error: grpc.RpcError, *, where: str = "") -> JSONResponse:
+    """The HTTP response for a failed gRPC call."""
+    code = status_code_of(error)
+    status = http_status_for(code)
+    details = details_of(error)
+    code_name = code.name if code is not None else grpc.StatusCode.UNKNOWN.name
+    if status >= 500:
+        log.warning("%s: backend call failed with %s: %s", where or "request", code_name, details)
+        detail = _PUBLIC_SERVER_ERROR_DETAIL.get(code, _GENERIC_SERVER_ERROR_DETAIL) if code else _GENERIC_SERVER_ERROR_DETAIL
+    else:
+        detail = details or code_name.replace("_", " ").lower()
+    return JSONResponse(
+        status_code=status,
+        content={"detail": detail, "grpc_code": code_name},
+        headers=headers_for(status),
+    )
+
+
+async def _on_rpc_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, grpc.RpcError)
+    return rpc_error_response(error, where=f"{request.method} {request.url.path}")
+
+
+async def _on_bad_upstream_response(request: Request, error: Exception) -> JSONResponse:
+    log.error("%s %s: %s", request.method, request.url.path, error)
+    # The call itself succeeded, so the honest gRPC code is OK; the answer is what was wrong.
+    return JSONResponse(
+        status_code=BAD_GATEWAY,
+        content={"detail": _GENERIC_SERVER_ERROR_DETAIL, "grpc_code": grpc.StatusCode.OK.name},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make ``app`` answer every ``grpc.RpcError`` with the mapped HTTP status and body."""
+    app.add_exception_handler(grpc.RpcError, _on_rpc_error)
+    app.add_exception_handler(BadUpstreamResponse, _on_bad_upstream_response)

@@ -1,0 +1,453 @@
+"""The cluster launcher: the whole bookstore as real OS processes, from one Python call.
+
+    with Cluster() as cluster:                 # six processes, free loopback ports
+        cluster.stub("catalog").ListBooks(...)
+        cluster.kill("payment")                # SIGKILL: watch the others cope
+        cluster.restart("payment")
+        cluster.scale("inventory", 2)          # order now balances over two replicas
+        cluster.inject_fault("payment", "Pay", error_rate=0.5, latency_ms=200)
+
+Discovery is by settings: the launcher picks every port, then tells each process where its
+peers are through ``BOOKSTORE_<NAME>_TARGET``. A service with several replicas gets a
+multi-address target (``ipv4:a,b``) that gRPC's own round_robin policy balances. When a
+service is scaled, the services that call it are restarted with the new target; that is
+how a static configuration "discovers" (a registry such as Consul or Kubernetes DNS does
+the same without restarts).
+
+Readiness is real: ``start`` returns once every gRPC service answers its standard health
+check with SERVING and the gateway answers ``/healthz``. If one fails to start, the rest
+are stopped and the error shows that service's log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bookstore.platform import processes
+from bookstore.platform.channels import multi_address_target, open_channel
+from bookstore.rpc.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    catalog_pb2_grpc,
+    inventory_pb2_grpc,
+    order_pb2_grpc,
+    payment_pb2_grpc,
+    user_pb2_grpc,
+)
+
+GATEWAY = "gateway"
+GRPC_SERVICES = ("user", "catalog", "inventory", "payment", "order")
+ALL_SERVICES = (*GRPC_SERVICES, GATEWAY)
+MODULES = {name: f"bookstore.services.{name}" for name in GRPC_SERVICES} | {GATEWAY: "bookstore.gateway"}
+# Who calls whom: scaling a service restarts its callers so they learn the new addresses.
+CALLERS = {"catalog": ("order", GATEWAY), "inventory": ("order",), "payment": ("order",),
+           "user": (GATEWAY,), "order": (GATEWAY,)}
+STUBS: dict[str, Any] = {
+    "user": user_pb2_grpc.UserServiceStub,
+    "catalog": catalog_pb2_grpc.CatalogServiceStub,
+    "inventory": inventory_pb2_grpc.InventoryServiceStub,
+    "payment": payment_pb2_grpc.PaymentServiceStub,
+    "order": order_pb2_grpc.OrderServiceStub,
+}
+STATE_FILE = "cluster.json"
+
+
+class ClusterError(RuntimeError):
+    """A service failed to start or a cluster operation was impossible."""
+
+
+@dataclass
+class Replica:
+    service: str
+    index: int
+    port: int
+    log_path: Path
+    pid: int | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def running(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return self.pid is not None and processes.pid_alive(self.pid)
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    service: str
+    replica: int
+    pid: int | None
+    address: str
+    state: str  # SERVING, NOT_SERVING, STARTING or DOWN
+
+
+_live_clusters: weakref.WeakSet[Cluster] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_clusters() -> None:
+    for cluster in list(_live_clusters):
+        if not cluster.detached:
+            cluster.stop()
+
+
+class Cluster:
+    """Starts, watches and stops one bookstore. Several clusters can run side by side."""
+
+    def __init__(
+        self,
+        *,
+        replicas: Mapping[str, int] | None = None,
+        work_dir: str | Path | None = None,
+        db_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+        jwt_secret: str | None = None,
+        deadline_s: float = 2.0,
+        startup_timeout_s: float = 30.0,
+        detached: bool = False,
+    ) -> None:
+        unknown = set(replicas or {}) - set(ALL_SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services {sorted(unknown)}; known: {', '.join(ALL_SERVICES)}")
+        self._owns_work_dir = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="bookstore-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.db_url = db_url if db_url is not None else os.environ.get("BOOKSTORE_DB_URL", "")
+        self.jwt_secret = jwt_secret or secrets.token_urlsafe(32)
+        self.deadline_s = deadline_s
+        self.startup_timeout_s = startup_timeout_s
+        self.detached = detached
+        self._extra_env = dict(env or {})
+        self._lock = threading.RLock()
+        self._channels: dict[str, grpc.Channel] = {}
+        self.replicas: dict[str, list[Replica]] = {
+            name: [self._new_replica(name, i) for i in range((replicas or {}).get(name, 1))]
+            for name in ALL_SERVICES
+        }
+        self.started_at: float | None = None
+        self.startup_seconds: float | None = None
+
+    # ---------------------------------------------------------------- life cycle
+    def start(self) -> Cluster:
+        """Start every service and wait until all are SERVING."""
+        began = time.perf_counter()
+        _live_clusters.add(self)
+        try:
+            for name in ALL_SERVICES:
+                for replica in self.replicas[name]:
+                    self._spawn(replica)
+            self._wait_ready([r for name in ALL_SERVICES for r in self.replicas[name]])
+        except BaseException:
+            self.stop()
+            raise
+        self.started_at = time.time()
+        self.startup_seconds = time.perf_counter() - began
+        self._write_state()
+        return self
+
+    def stop(self, service: str | None = None) -> None:
+        """Stop gracefully (SIGTERM, then SIGKILL after 5 s): one service, or all of them."""
+        with self._lock:
+            names = [self._check(service)] if service else list(reversed(ALL_SERVICES))
+            targets = [r for name in names for r in self.replicas[name] if r.pid is not None]
+            processes.terminate(
+                [r.pid for r in targets if r.pid is not None],
+                reap={r.pid: r.process for r in targets if r.pid is not None and r.process is not None},
+            )
+            for replica in targets:
+                replica.pid, replica.process = None, None
+            if service is None:
+                self._close_channels()
+                _live_clusters.discard(self)
+                state = self.work_dir / STATE_FILE
+                state.unlink(missing_ok=True)
+                if self._owns_work_dir and not self.detached:
+                    shutil.rmtree(self.work_dir, ignore_errors=True)
+            else:
+                self._write_state()
+
+    def kill(self, service: str, replica: int | None = None) -> None:
+        """SIGKILL a service (every replica, or one): no goodbye, as in a crash."""
+        with self._lock:
+            for r in self._select(service, replica):
+                if r.pid is not None:
+                    processes.signal_group(r.pid, signal.SIGKILL)
+                    if r.process is not None:
+                        r.process.wait(timeout=5)
+                    r.pid, r.process = None, None
+            self._write_state()
+
+    def restart(self, service: str, replica: int | None = None) -> None:
+        """Stop (if running) and start a service again on the same ports; waits until SERVING."""
+        with self._lock:
+            chosen = self._select(service, replica)
+            processes.terminate(
+                [r.pid for r in chosen if r.pid is not None],
+                reap={r.pid: r.process for r in chosen if r.pid is not None and r.process is not None},
+            )
+            for r in chosen:
+                r.pid, r.process = None, None
+                self._spawn(r)
+            self._wait_ready(chosen)
+            self._write_state()
+
+    def scale(self, service: str, count: int) -> None:
+        """Run ``count`` replicas of a service; its callers restart to learn the new addresses."""
+        if count < 1:
+            raise ValueError("count must be at least 1 (use stop() to stop a service)")
+        with self._lock:
+            current = self.replicas[self._check(service)]
+            if count == len(current):
+                return
+            if count > len(current):
+                added = [self._new_replica(service, i) for i in range(len(current), count)]
+                current.extend(added)
+                for r in added:
+                    self._spawn(r)
+                self._wait_ready(added)
+            else:
+                removed = current[count:]
+                del current[count:]
+                processes.terminate([r.pid for r in removed if r.pid is not None],
+                                    reap={r.pid: r.process for r in removed if r.pid and r.process})
+            self._channels.pop(service, None)
+            for caller in CALLERS.get(service, ()):
+                self.restart(caller)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- addresses and clients
+    def address(self, service: str, replica: int = 0) -> str:
+        return self.replicas[self._check(service)][replica].address
+
+    def target(self, service: str) -> str:
+        """The gRPC target naming every replica, for round-robin balancing."""
+        return multi_address_target([r.address for r in self.replicas[self._check(service)]])
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.address(GATEWAY)}"
+
+    def channel(self, service: str) -> grpc.Channel:
+        """A shared round-robin channel to a service (closed when the cluster stops)."""
+        with self._lock:
+            if service not in self._channels:
+                self._channels[service] = open_channel(self.target(service))
+            return self._channels[service]
+
+    def stub(self, service: str) -> Any:
+        """A client stub for a gRPC service, e.g. ``cluster.stub("catalog").ListBooks(req, timeout=2)``."""
+        if service not in STUBS:
+            raise ValueError(f"{service!r} has no gRPC stub; choose one of {', '.join(STUBS)}")
+        return STUBS[service](self.channel(service))
+
+    def admin(self, service: str, replica: int = 0) -> admin_pb2_grpc.AdminServiceStub:
+        """The AdminService of one replica (faults and call counters)."""
+        return admin_pb2_grpc.AdminServiceStub(self._direct_channel(self.address(service, replica)))
+
+    # ---------------------------------------------------------------- faults and observation
+    def inject_fault(
+        self,
+        service: str,
+        method: str = "*",
+        *,
+        error_rate: float = 1.0,
+        latency_ms: int = 0,
+        code: str = "UNAVAILABLE",
+        replica: int | None = None,
+    ) -> None:
+        """Make a method (or ``"*"``) slow and/or failing on every replica of a service."""
+        fault = admin_pb2.Fault(method=method, error_rate=error_rate, status_code=code, latency_ms=latency_ms)
+        for r in self._grpc_replicas(service, replica):
+            self.admin(service, r.index).InjectFault(admin_pb2.InjectFaultRequest(fault=fault), timeout=self.deadline_s)
+
+    def clear_faults(self, service: str | None = None, method: str = "") -> None:
+        names = [service] if service else list(GRPC_SERVICES)
+        for name in names:
+            for r in self._grpc_replicas(name, None):
+                if r.running():
+                    self.admin(name, r.index).ClearFaults(
+                        admin_pb2.ClearFaultsRequest(method=method), timeout=self.deadline_s
+                    )
+
+    def stats(self, service: str) -> list[admin_pb2.GetStatsResponse]:
+        """Call counters of every running replica of a service."""
+        return [
+            self.admin(service, r.index).GetStats(admin_pb2.GetStatsRequest(), timeout=self.deadline_s)
+            for r in self._grpc_replicas(service, None)
+            if r.running()
+        ]
+
+    def status(self) -> list[ReplicaStatus]:
+        return [self._probe(r) for name in ALL_SERVICES for r in self.replicas[name]]
+
+    def logs(self, service: str, replica: int = 0, tail: int = 40) -> str:
+        path = self.replicas[self._check(service)][replica].log_path
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-tail:])
+
+    # ---------------------------------------------------------------- detached clusters (CLI)
+    @classmethod
+    def attach(cls, work_dir: str | Path) -> Cluster:
+        """Re-open a detached cluster from the state file its ``start`` wrote."""
+        path = Path(work_dir) / STATE_FILE
+        if not path.exists():
+            raise ClusterError(f"no cluster is running from {work_dir} (no {STATE_FILE})")
+        state = json.loads(path.read_text())
+        cluster = cls(work_dir=work_dir, db_url=state["db_url"], jwt_secret=state["jwt_secret"], detached=True)
+        cluster._owns_work_dir = False
+        cluster.replicas = {
+            name: [
+                Replica(name, r["index"], r["port"], Path(r["log_path"]), pid=r["pid"])
+                for r in state["replicas"][name]
+            ]
+            for name in ALL_SERVICES
+        }
+        return cluster
+
+    # ---------------------------------------------------------------- internals
+    def _check(self, service: str | None) -> str:
+        if service not in self.replicas:
+            raise ValueError(f"unknown service {service!r}; known: {', '.join(ALL_SERVICES)}")
+        return service
+
+    def _select(self, service: str, replica: int | None) -> list[Replica]:
+        replicas = self.replicas[self._check(service)]
+        if replica is None:
+            return list(replicas)
+        if not 0 <= replica < len(replicas):
+            raise ValueError(f"{service} has replicas 0..{len(replicas) - 1}, not {replica}")
+        return [replicas[replica]]
+
+    def _grpc_replicas(self, service: str, replica: int | None) -> list[Replica]:
+        if service == GATEWAY:
+            raise ValueError("the gateway is HTTP; inject faults into the services behind it")
+        return self._select(service, replica)
+
+    def _new_replica(self, service: str, index: int) -> Replica:
+        return Replica(service, index, processes.free_port(), self.work_dir / "logs" / f"{service}-{index}.log")
+
+    def _environment(self, replica: Replica) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKSTORE_")}
+        env.update(
+            PYTHONUNBUFFERED="1",
+            BOOKSTORE_SERVICE=replica.service,
+            BOOKSTORE_HOST="127.0.0.1",
+            BOOKSTORE_PORT=str(replica.port),
+            BOOKSTORE_REPLICA=str(replica.index),
+            BOOKSTORE_WORK_DIR=str(self.work_dir),
+            BOOKSTORE_JWT_SECRET=self.jwt_secret,
+            BOOKSTORE_DEADLINE_S=str(self.deadline_s),
+        )
+        if self.db_url:
+            env["BOOKSTORE_DB_URL"] = self.db_url
+        for name in GRPC_SERVICES:
+            env[f"BOOKSTORE_{name.upper()}_TARGET"] = self.target(name)
+        env.update(self._extra_env)
+        return env
+
+    def _spawn(self, replica: Replica) -> None:
+        process = processes.spawn(
+            MODULES[replica.service], self._environment(replica), replica.log_path, tied_to_parent=not self.detached
+        )
+        replica.process, replica.pid = process, process.pid
+
+    def _wait_ready(self, replicas: Iterable[Replica]) -> None:
+        pending = list(replicas)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while pending:
+            for replica in list(pending):
+                if not replica.running():
+                    raise ClusterError(
+                        f"{replica.service}[{replica.index}] exited during start-up; its log:\n"
+                        + self.logs(replica.service, replica.index)
+                    )
+                if self._probe(replica).state == "SERVING":
+                    pending.remove(replica)
+            if pending and time.monotonic() > deadline:
+                r = pending[0]
+                raise ClusterError(
+                    f"{r.service}[{r.index}] not SERVING after {self.startup_timeout_s:.0f} s; its log:\n"
+                    + self.logs(r.service, r.index)
+                )
+            if pending:
+                time.sleep(0.03)
+
+    def _probe(self, replica: Replica) -> ReplicaStatus:
+        def result(state: str) -> ReplicaStatus:
+            return ReplicaStatus(replica.service, replica.index, replica.pid, replica.address, state)
+
+        if not replica.running():
+            return result("DOWN")
+        if replica.service == GATEWAY:
+            try:
+                with urllib.request.urlopen(f"http://{replica.address}/healthz", timeout=0.5) as response:
+                    return result("SERVING" if response.status == 200 else "NOT_SERVING")
+            except (urllib.error.URLError, OSError):
+                return result("STARTING")
+        try:
+            stub = health_pb2_grpc.HealthStub(self._direct_channel(replica.address))
+            answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
+        except grpc.RpcError:
+            return result("STARTING")
+        serving = answer.status == health_pb2.HealthCheckResponse.SERVING
+        return result("SERVING" if serving else "NOT_SERVING")
+
+    def _direct_channel(self, address: str) -> grpc.Channel:
+        key = f"direct:{address}"
+        with self._lock:
+            if key not in self._channels:
+                self._channels[key] = grpc.insecure_channel(
+                    address, options=[("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 200)]
+                )
+            return self._channels[key]
+
+    def _close_channels(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def _write_state(self) -> None:
+        if not self.detached:
+            return
+        state = {
+            "db_url": self.db_url,
+            "jwt_secret": self.jwt_secret,
+            "replicas": {
+                name: [
+                    {"index": r.index, "port": r.port, "pid": r.pid, "log_path": str(r.log_path)}
+                    for r in self.replicas[name]
+                ]
+                for name in ALL_SERVICES
+            },
+        }
+        path = self.work_dir / STATE_FILE
+        path.write_text(json.dumps(state, indent=2))
+        path.chmod(0o600)  # it holds the JWT secret

@@ -1,0 +1,106 @@
+"""Starting and ending child processes so that none outlives the one who started it.
+
+A notebook kernel that is restarted or killed must not leave six services listening on
+ports. Three layers make sure of that:
+
+* each child runs in its own session (process group), so it can be signalled as a unit and
+  a Ctrl-C in the parent's terminal does not hit it twice;
+* on Linux each child asks the kernel for ``PR_SET_PDEATHSIG``: when its parent dies, for
+  whatever reason, even SIGKILL, the child receives SIGTERM;
+* the launcher registers an ``atexit`` handler for a normal interpreter exit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the atexit handler still cleans up on a normal exit
+
+
+def spawn(module: str, env: Mapping[str, str], log_path: Path, *, tied_to_parent: bool = True) -> subprocess.Popen[bytes]:
+    """Run ``python -m module`` with ``env``, output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if tied_to_parent and sys.platform == "linux" else None,
+        )
+
+
+def signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def terminate(pids: list[int], *, grace_s: float = 5.0, reap: dict[int, subprocess.Popen[bytes]] | None = None) -> None:
+    """SIGTERM every pid's group, wait up to ``grace_s``, then SIGKILL whatever is left."""
+    for pid in pids:
+        signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    remaining = list(pids)
+    while remaining and time.monotonic() < deadline:
+        remaining = [pid for pid in remaining if not _exited(pid, reap)]
+        if remaining:
+            time.sleep(0.02)
+    for pid in remaining:
+        signal_group(pid, signal.SIGKILL)
+    for pid in remaining:
+        _wait_gone(pid, reap)
+
+
+def _exited(pid: int, reap: dict[int, subprocess.Popen[bytes]] | None) -> bool:
+    if reap and pid in reap:
+        return reap[pid].poll() is not None
+    return not pid_alive(pid)
+
+
+def _wait_gone(pid: int, reap: dict[int, subprocess.Popen[bytes]] | None) -> None:
+    if reap and pid in reap:
+        try:
+            reap[pid].wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        return
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,80 @@
+"""OrderService: validate, hand the work to the flow or the store, translate to protobuf.
+
+The servicer stays thin on purpose: placing an order lives in ``flow.place_order`` so that
+week 7 can swap the sequential flow for a saga without touching the gRPC edge.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from bookstore.domain import validation as v
+from bookstore.domain.errors import NotFound
+from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.rpc.v1 import order_pb2, order_pb2_grpc
+from bookstore.services.order.flow import OrderDependencies, place_order
+from bookstore.services.order.store import OrderStore
+from bookstore.services.status import translate_errors
+
+_STATUS_TO_PB = {
+    OrderStatus.PENDING: order_pb2.ORDER_STATUS_PENDING,
+    OrderStatus.APPROVED: order_pb2.ORDER_STATUS_APPROVED,
+    OrderStatus.REJECTED: order_pb2.ORDER_STATUS_REJECTED,
+}
+
+
+def order_to_pb(order: Order) -> order_pb2.Order:
+    return order_pb2.Order(
+        order_id=order.order_id,
+        user_id=order.user_id,
+        items=[
+            order_pb2.OrderItem(
+                book_id=item.book_id, quantity=item.quantity, unit_price_cents=item.unit_price_cents
+            )
+            for item in order.items
+        ],
+        total_cents=order.total_cents,
+        status=_STATUS_TO_PB[order.status],
+        reason=order.reason,
+        created_at_unix=order.created_at_unix,
+    )
+
+
+class OrderServicer(order_pb2_grpc.OrderServiceServicer):
+    def __init__(self, deps: OrderDependencies, store: OrderStore) -> None:
+        self._deps = deps
+        self._store = store
+
+    @translate_errors
+    def CreateOrder(
+        self, request: order_pb2.CreateOrderRequest, context: grpc.ServicerContext
+    ) -> order_pb2.CreateOrderResponse:
+        # unit_price_cents is not copied: prices come from the catalog, never from the client.
+        items = [OrderItem(book_id=item.book_id, quantity=item.quantity) for item in request.items]
+        order = place_order(self._deps, self._store, request.user_id, items, request.request_id)
+        return order_pb2.CreateOrderResponse(order=order_to_pb(order))
+
+    @translate_errors
+    def GetOrder(
+        self, request: order_pb2.GetOrderRequest, context: grpc.ServicerContext
+    ) -> order_pb2.GetOrderResponse:
+        order_id = v.require_uuid("order_id", request.order_id)
+        owner = v.require_uuid("user_id", request.user_id) if request.user_id else None
+        order = self._store.get(order_id)
+        if owner is not None and order.user_id != owner:
+            # The same answer as for a missing order: a stranger learns not even that it exists.
+            raise NotFound(f"no order {order_id}", field="order_id")
+        return order_pb2.GetOrderResponse(order=order_to_pb(order))
+
+    @translate_errors
+    def ListOrders(
+        self, request: order_pb2.ListOrdersRequest, context: grpc.ServicerContext
+    ) -> order_pb2.ListOrdersResponse:
+        user_id = v.require_uuid("user_id", request.user_id)
+        size = v.page_size(request.page_size)
+        offset = v.decode_page_token(request.page_token)
+        orders, total = self._store.list_for_user(user_id, offset, size)
+        return order_pb2.ListOrdersResponse(
+            orders=[order_to_pb(order) for order in orders],
+            next_page_token=v.encode_page_token(offset + len(orders), total),
+        )

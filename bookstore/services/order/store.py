@@ -1,0 +1,200 @@
+"""The order service's database: orders and the items in them.
+
+An order is written PENDING before any other service is asked to do anything, and only
+then moves to APPROVED or REJECTED. Writing first is what makes the flow recoverable: if
+the process dies half-way, the PENDING row is the evidence that work was started and may
+need undoing (week 7 builds recovery on it). An order never leaves APPROVED or REJECTED.
+
+Idempotency: a client that sends ``request_id`` (say, the id of a checkout page) may resend
+the same request after a timeout without buying twice. The pair (user_id, request_id) is a
+UNIQUE key, scoped per user so one user's key can never collide with another's. The check
+"is this key known?" and the insert run in one transaction, and when two requests race past
+the check anyway, the database's unique key decides: the loser reads the winner's order.
+
+Newest first: ``created_at_unix`` (seconds) is what the API shows, but several orders fit in
+one second, so listing sorts on ``created_at_ns``, with the order id as the last tie-break
+so that paging is stable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import BigInteger, Engine, ForeignKey, Index, Integer, String, UniqueConstraint, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from bookstore.domain.errors import FailedPrecondition, NotFound
+from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.platform.database import initialize, session_factory
+
+MAX_REASON_CHARS = 500
+MAX_REQUEST_ID_CHARS = 100
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OrderItemRow(Base):
+    __tablename__ = "order_items"
+
+    order_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    # Part of the key, so the database itself refuses the same book twice in one order.
+    book_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # Items come back in the order the customer listed them.
+    line: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_cents: Mapped[int] = mapped_column(BigInteger)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        # NULLs never collide in a UNIQUE key, so orders without a request id are unconstrained.
+        UniqueConstraint("user_id", "request_id", name="uq_orders_user_request"),
+        Index("ix_orders_user_created", "user_id", "created_at_ns"),
+    )
+
+    order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(MAX_REASON_CHARS), default="")
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str | None] = mapped_column(String(MAX_REQUEST_ID_CHARS), nullable=True)
+    created_at_unix: Mapped[int] = mapped_column(BigInteger)
+    created_at_ns: Mapped[int] = mapped_column(BigInteger)
+    # selectin: a page of orders loads all its items with one extra query, not one per order.
+    items: Mapped[list[OrderItemRow]] = relationship(
+        order_by=OrderItemRow.line, cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    def to_domain(self) -> Order:
+        return Order(
+            order_id=self.order_id,
+            user_id=self.user_id,
+            items=tuple(
+                OrderItem(book_id=item.book_id, quantity=item.quantity, unit_price_cents=item.unit_price_cents)
+                for item in self.items
+            ),
+            status=OrderStatus(self.status),
+            created_at_unix=self.created_at_unix,
+            reason=self.reason,
+            request_id=self.request_id or "",
+            total_cents=self.total_cents,
+        )
+
+
+class OrderStore:
+    """Orders of one order service; every method is one short transaction."""
+
+    def __init__(self, engine: Engine, *, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        initialize(engine, Base.metadata)
+        self._sessions = session_factory(engine)
+        self._clock_ns = clock_ns
+
+    def create_pending(self, order: Order) -> Order:
+        """Store ``order`` as PENDING, stamped with the store's clock, and return it as stored.
+
+        If the user already placed an order with the same ``request_id``, nothing is written
+        and that earlier order is returned, whatever its status: compare the returned
+        ``order_id`` with yours to tell a replay from a fresh order.
+        """
+        request_id = order.request_id or None
+        # Two tries: the second one runs only after losing an insert race, and then finds the winner.
+        for _ in range(2):
+            try:
+                with self._sessions.begin() as session:
+                    if request_id is not None:
+                        existing = self._find_request(session, order.user_id, request_id)
+                        if existing is not None:
+                            return existing.to_domain()
+                    row = self._new_row(order, request_id)
+                    session.add(row)
+                    session.flush()
+                    return row.to_domain()
+            except IntegrityError:
+                if request_id is None:
+                    raise  # a duplicate order id is a bug, not a race to resolve
+                continue
+        raise RuntimeError(f"could not settle the order for request {request_id!r} of user {order.user_id}")
+
+    def find_by_request(self, user_id: str, request_id: str) -> Order | None:
+        """The order ``user_id`` placed with ``request_id``, if any."""
+        with self._sessions() as session:
+            row = self._find_request(session, user_id, request_id)
+            return row.to_domain() if row is not None else None
+
+    def mark(self, order_id: str, status: OrderStatus, reason: str = "") -> Order:
+        """Move a PENDING order to ``status``; repeating a final status is a no-op.
+
+        Raises FailedPrecondition when asked to change an order that is already final: an
+        APPROVED order turning REJECTED (or back) would mean two flows ran for one order.
+        """
+        with self._sessions.begin() as session:
+            row = session.get(OrderRow, order_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no order {order_id}", field="order_id")
+            if row.status == status.value and status is not OrderStatus.PENDING:
+                return row.to_domain()
+            if row.status != OrderStatus.PENDING.value:
+                raise FailedPrecondition(
+                    f"order {order_id} is already {row.status}, cannot become {status.value}", field="order_id"
+                )
+            row.status = status.value
+            # Reasons often quote a downstream error message, whose length nobody promised.
+            row.reason = reason[:MAX_REASON_CHARS]
+            return row.to_domain()
+
+    def get(self, order_id: str) -> Order:
+        with self._sessions() as session:
+            row = session.get(OrderRow, order_id)
+            if row is None:
+                raise NotFound(f"no order {order_id}", field="order_id")
+            return row.to_domain()
+
+    def list_for_user(self, user_id: str, offset: int, limit: int) -> tuple[list[Order], int]:
+        """One page of ``user_id``'s orders, newest first, and how many orders the user has."""
+        with self._sessions() as session:
+            total = session.execute(
+                select(func.count()).select_from(OrderRow).where(OrderRow.user_id == user_id)
+            ).scalar_one()
+            rows = session.execute(
+                select(OrderRow)
+                .where(OrderRow.user_id == user_id)
+                .order_by(OrderRow.created_at_ns.desc(), OrderRow.order_id.desc())
+                .offset(offset)
+                .limit(limit)
+            ).scalars()
+            return [row.to_domain() for row in rows], total
+
+    @staticmethod
+    def _find_request(session: Session, user_id: str, request_id: str) -> OrderRow | None:
+        return session.execute(
+            select(OrderRow).where(OrderRow.user_id == user_id, OrderRow.request_id == request_id)
+        ).scalar_one_or_none()
+
+    def _new_row(self, order: Order, request_id: str | None) -> OrderRow:
+        now_ns = self._clock_ns()
+        return OrderRow(
+            order_id=order.order_id,
+            user_id=order.user_id,
+            status=OrderStatus.PENDING.value,
+            reason="",
+            total_cents=order.total_cents,
+            request_id=request_id,
+            created_at_unix=now_ns // 1_000_000_000,
+            created_at_ns=now_ns,
+            items=[
+                OrderItemRow(
+                    book_id=item.book_id,
+                    line=line,
+                    quantity=item.quantity,
+                    unit_price_cents=item.unit_price_cents,
+                )
+                for line, item in enumerate(order.items)
+            ],
+        )

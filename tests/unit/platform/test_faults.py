@@ -1,0 +1,100 @@
+import random
+
+import grpc
+import pytest
+
+from bookstore.domain.errors import InvalidArgument
+from bookstore.platform.faults import Fault, FaultInjectionInterceptor, FaultTable
+
+
+class Aborted(Exception):
+    pass
+
+
+class FakeContext:
+    def __init__(self) -> None:
+        self.code: grpc.StatusCode | None = None
+        self.details = ""
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.code, self.details = code, details
+        raise Aborted(details)
+
+
+class Details:
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+
+def handler_for(behaviour):  # type: ignore[no-untyped-def]
+    return grpc.unary_unary_rpc_method_handler(behaviour)
+
+
+def intercept(table: FaultTable, method: str, sleeps: list[float]):  # type: ignore[no-untyped-def]
+    interceptor = FaultInjectionInterceptor(table, sleep=sleeps.append)
+    return interceptor.intercept_service(lambda _d: handler_for(lambda req, ctx: f"handled {req}"), Details(method))
+
+
+def test_a_call_without_faults_reaches_the_servicer_and_is_counted() -> None:
+    table = FaultTable()
+    handler = intercept(table, "/bookstore.rpc.v1.PaymentService/Pay", [])
+    assert handler.unary_unary("x", FakeContext()) == "handled x"
+    assert table.calls() == {"Pay": 1}
+
+
+def test_a_full_error_rate_fails_every_call_with_the_chosen_code_after_the_latency() -> None:
+    table = FaultTable()
+    table.set(Fault("Pay", error_rate=1.0, status_code="DEADLINE_EXCEEDED", latency_ms=250))
+    sleeps: list[float] = []
+    handler = intercept(table, "/bookstore.rpc.v1.PaymentService/Pay", sleeps)
+    context = FakeContext()
+    with pytest.raises(Aborted):
+        handler.unary_unary("x", context)
+    assert context.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert sleeps == [0.25]
+
+
+def test_an_error_rate_fails_about_that_fraction_of_calls() -> None:
+    table = FaultTable(rng=random.Random(7))
+    table.set(Fault("Pay", error_rate=0.3))
+    failures = sum(table.decide("Pay")[1] is not None for _ in range(2000))
+    assert 500 < failures < 700
+
+
+def test_a_wildcard_fault_applies_to_every_method_but_a_specific_one_wins() -> None:
+    table = FaultTable()
+    table.set(Fault("*", error_rate=1.0))
+    table.set(Fault("GetPayment", error_rate=0.0, latency_ms=10))
+    assert table.decide("Refund")[1] is grpc.StatusCode.UNAVAILABLE
+    assert table.decide("GetPayment") == (0.01, None)
+
+
+def test_admin_and_health_calls_are_never_faulted() -> None:
+    table = FaultTable()
+    table.set(Fault("*", error_rate=1.0))
+    for method in ("/bookstore.rpc.v1.AdminService/ClearFaults", "/grpc.health.v1.Health/Check"):
+        handler = intercept(table, method, [])
+        assert handler.unary_unary("x", FakeContext()) == "handled x"
+
+
+def test_clearing_one_method_keeps_the_others() -> None:
+    table = FaultTable()
+    table.set(Fault("Pay", error_rate=1.0))
+    table.set(Fault("Refund", error_rate=1.0))
+    assert [f.method for f in table.clear("Pay")] == ["Refund"]
+    assert table.clear() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"error_rate": 1.5}, "fault.error_rate"),
+        ({"status_code": "OK"}, "fault.status_code"),
+        ({"status_code": "BROKEN"}, "fault.status_code"),
+        ({"latency_ms": -1}, "fault.latency_ms"),
+    ],
+)
+def test_an_invalid_fault_is_refused_naming_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        Fault("Pay", **kwargs)
+    assert error.value.field == field
