@@ -17,25 +17,34 @@ the answer or let the error travel here.
 | DEADLINE_EXCEEDED | 504 | a backend did not answer in time |
 | anything else | 502 | a backend failed |
 
-The body is always ``{"detail": "...", "grpc_code": "NOT_FOUND"}``. For client errors
+The body is ``{"detail": "...", "grpc_code": "NOT_FOUND"}``. For client errors
 (4xx) the detail is the service's own message, which names the field at fault. For
 server errors (5xx) it is a fixed sentence: the raw details of a failed connection name
 internal addresses and library internals, which are none of a client's business. The
 gateway log keeps them, next to the request that failed.
+
+Requests that do not fit the schemas never reach a service: FastAPI answers 422 with the
+list of problems. The handler here renders that list without echoing the offending input,
+for two reasons: the input may be a password, and it may hold text that has no UTF-8
+encoding (a lone surrogate), which would crash the rendering of the error itself.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import grpc
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 
 BAD_GATEWAY = 502
+REPLACEMENT_CHARACTER = "\ufffd"
 RETRY_AFTER_S = 1
 
 HTTP_STATUS_BY_GRPC: Mapping[grpc.StatusCode, int] = {
@@ -57,7 +66,7 @@ _PUBLIC_SERVER_ERROR_DETAIL: Mapping[grpc.StatusCode, str] = {
 _GENERIC_SERVER_ERROR_DETAIL = "a backend service failed; the gateway log has the details"
 
 
-class BadUpstreamResponse(Exception):
+class UpstreamContractError(Exception):
     """A backend answered, but with something its contract rules out (an order without a status)."""
 
 
@@ -90,13 +99,13 @@ def headers_for(status: int) -> dict[str, str]:
 
 def rpc_error_response(error: grpc.RpcError, *, where: str = "") -> JSONResponse:
     """The HTTP response for a failed gRPC call."""
-    code = status_code_of(error)
+    code = status_code_of(error) or grpc.StatusCode.UNKNOWN
     status = http_status_for(code)
     details = details_of(error)
-    code_name = code.name if code is not None else grpc.StatusCode.UNKNOWN.name
+    code_name = code.name
     if status >= 500:
         log.warning("%s: backend call failed with %s: %s", where or "request", code_name, details)
-        detail = _PUBLIC_SERVER_ERROR_DETAIL.get(code, _GENERIC_SERVER_ERROR_DETAIL) if code else _GENERIC_SERVER_ERROR_DETAIL
+        detail = _PUBLIC_SERVER_ERROR_DETAIL.get(code, _GENERIC_SERVER_ERROR_DETAIL)
     else:
         detail = details or code_name.replace("_", " ").lower()
     return JSONResponse(
@@ -111,7 +120,7 @@ async def _on_rpc_error(request: Request, error: Exception) -> JSONResponse:
     return rpc_error_response(error, where=f"{request.method} {request.url.path}")
 
 
-async def _on_bad_upstream_response(request: Request, error: Exception) -> JSONResponse:
+async def _on_upstream_contract_error(request: Request, error: Exception) -> JSONResponse:
     log.error("%s %s: %s", request.method, request.url.path, error)
     # The call itself succeeded, so the honest gRPC code is OK; the answer is what was wrong.
     return JSONResponse(
@@ -120,7 +129,42 @@ async def _on_bad_upstream_response(request: Request, error: Exception) -> JSONR
     )
 
 
+def utf8_safe(value: Any) -> Any:
+    """``value`` with every string made UTF-8 encodable (lone surrogates become U+FFFD)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "".join(REPLACEMENT_CHARACTER if _is_surrogate(char) else char for char in value)
+        return value
+    if isinstance(value, list | tuple):
+        return [utf8_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {utf8_safe(key): utf8_safe(item) for key, item in value.items()}
+    return value
+
+
+def _is_surrogate(char: str) -> bool:
+    return "\ud800" <= char <= "\udfff"
+
+
+def validation_problems(error: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's list of validation problems, minus the echoed input, safe to encode."""
+    problems = [
+        {key: value for key, value in problem.items() if key != "input"} for problem in error.errors()
+    ]
+    safe: list[dict[str, Any]] = utf8_safe(jsonable_encoder(problems))
+    return safe
+
+
+async def _on_validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": validation_problems(error)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Make ``app`` answer every ``grpc.RpcError`` with the mapped HTTP status and body."""
+    """Make ``app`` answer every ``grpc.RpcError`` with the mapped HTTP status and body, and
+    render validation errors (422) without echoing the request."""
     app.add_exception_handler(grpc.RpcError, _on_rpc_error)
-    app.add_exception_handler(BadUpstreamResponse, _on_bad_upstream_response)
+    app.add_exception_handler(UpstreamContractError, _on_upstream_contract_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)

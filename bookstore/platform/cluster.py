@@ -200,7 +200,11 @@ class Cluster:
             self._write_state()
 
     def restart(self, service: str, replica: int | None = None) -> None:
-        """Stop (if running) and start a service again on the same ports; waits until SERVING."""
+        """Stop (if running) and start a service again on the same ports; waits until SERVING.
+
+        Callers' channels reconnect on their own backoff schedule (at most 1 s here), so a
+        caller may still see UNAVAILABLE for a moment after this returns.
+        """
         with self._lock:
             chosen = self._select(service, replica)
             processes.terminate(
@@ -212,6 +216,9 @@ class Cluster:
                 self._spawn(r)
             self._wait_ready(chosen)
             self._write_state()
+            if service in self._channels:
+                # The shared channel may sit in reconnect backoff; wait until it sees the new process.
+                grpc.channel_ready_future(self._channels[service]).result(timeout=self.startup_timeout_s)
 
     def scale(self, service: str, count: int) -> None:
         """Run ``count`` replicas of a service; its callers restart to learn the new addresses."""

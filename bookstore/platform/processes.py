@@ -25,26 +25,43 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+PARENT_PID_VARIABLE = "BOOKSTORE_PARENT_PID"
+
+
+def tie_to_parent() -> None:
+    """In a child: receive SIGTERM when the launcher dies (Linux), or exit now if it already has."""
+    expected = os.environ.get(PARENT_PID_VARIABLE)
+    if not expected or sys.platform != "linux":
+        return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
-        pass  # not Linux: the atexit handler still cleans up on a normal exit
+        return  # the atexit handler still cleans up after a normal exit
+    if os.getppid() != int(expected):
+        sys.exit("the launcher exited before this service started")
 
 
 def spawn(module: str, env: Mapping[str, str], log_path: Path, *, tied_to_parent: bool = True) -> subprocess.Popen[bytes]:
-    """Run ``python -m module`` with ``env``, output appended to ``log_path``."""
+    """Run ``python -m module`` with ``env``, output appended to ``log_path``.
+
+    No ``preexec_fn``: it would run Python code in a forked copy of this (threaded, gRPC)
+    process. The child ties itself to us instead (``bookstore.platform.child``).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    child_env = dict(env)
+    if tied_to_parent:
+        child_env[PARENT_PID_VARIABLE] = str(os.getpid())
+    else:
+        child_env.pop(PARENT_PID_VARIABLE, None)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", module],
-            env=dict(env),
+            [sys.executable, "-m", "bookstore.platform.child", module],
+            env=child_env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if tied_to_parent and sys.platform == "linux" else None,
         )
 
 
@@ -56,13 +73,18 @@ def signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): trust kill(0)
+    return fields[0] != "Z"
 
 
 def terminate(pids: list[int], *, grace_s: float = 5.0, reap: dict[int, subprocess.Popen[bytes]] | None = None) -> None:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import jwt
+from jwt.types import Options
 
 from bookstore.domain.errors import Unauthenticated
 
@@ -39,10 +40,8 @@ def issue_token(user_id: str, username: str, *, secret: str, ttl_s: int, now: fl
 
 def verify_token(token: str, *, secret: str, now: float | None = None) -> TokenClaims:
     """Check signature, algorithm, issuer and expiry; raise ``Unauthenticated`` saying why."""
-    options = {"require": ["sub", "exp", "iat"]}
-    if now is not None:
-        # PyJWT compares against its own clock; with an explicit `now` (tests) we check expiry here.
-        options["verify_exp"] = False  # type: ignore[assignment]
+    # PyJWT compares against its own clock; with an explicit `now` (tests) we check expiry below.
+    options: Options = {"require": ["sub", "exp", "iat"], "verify_exp": now is None}
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, options=options)
     except jwt.ExpiredSignatureError:

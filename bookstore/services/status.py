@@ -34,9 +34,10 @@ STATUS_BY_ERROR: dict[type[BookstoreError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
 }
 
+Servicer = TypeVar("Servicer")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Method = Callable[[object, Req, grpc.ServicerContext], Resp]
+Method = Callable[[Servicer, Req, grpc.ServicerContext], Resp]
 
 
 def status_for(error: BookstoreError) -> grpc.StatusCode:
@@ -46,9 +47,9 @@ def status_for(error: BookstoreError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-def translate_errors(method: Method[Req, Resp]) -> Method[Req, Resp]:
+def translate_errors(method: Method[Servicer, Req, Resp]) -> Method[Servicer, Req, Resp]:
     @functools.wraps(method)
-    def wrapper(self: object, request: Req, context: grpc.ServicerContext) -> Resp:
+    def wrapper(self: Servicer, request: Req, context: grpc.ServicerContext) -> Resp:
         try:
             return method(self, request, context)
         except BookstoreError as error:

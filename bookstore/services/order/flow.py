@@ -80,7 +80,9 @@ class InventoryClient(Protocol):
 
 
 class PaymentClient(Protocol):
-    def Pay(self, request: payment_pb2.PayRequest, timeout: float | None = None) -> payment_pb2.PayResponse: ...
+    def Pay(
+        self, request: payment_pb2.PayRequest, timeout: float | None = None
+    ) -> payment_pb2.PayResponse: ...
 
     def Refund(
         self, request: payment_pb2.RefundRequest, timeout: float | None = None
@@ -143,7 +145,9 @@ class ValidOrderRequest:
     request_id: str
 
 
-def validate_order_request(user_id: str, items: Sequence[OrderItem], request_id: str = "") -> ValidOrderRequest:
+def validate_order_request(
+    user_id: str, items: Sequence[OrderItem], request_id: str = ""
+) -> ValidOrderRequest:
     """Check a CreateOrder request before anything is read or written; errors name the field."""
     user_id = v.require_uuid("user_id", user_id)
     if not 1 <= len(items) <= MAX_ITEMS:
@@ -288,8 +292,8 @@ def _pay(deps: OrderDependencies, store: OrderStore, order: Order) -> Order | No
     except grpc.RpcError as error:
         code, details = _status_of(error)
         if code == grpc.StatusCode.FAILED_PRECONDITION:
-            note = _release(deps, order.order_id)
-            return store.mark(order.order_id, OrderStatus.REJECTED, _with_notes(f"payment declined: {details}", [note]))
+            reason = _with_notes(f"payment declined: {details}", [_release(deps, order.order_id)])
+            return store.mark(order.order_id, OrderStatus.REJECTED, reason)
         # The charge may have gone through before the answer got lost; Refund voids it if it did
         # not. Undo in reverse order of doing: money first, then stock.
         notes = [_refund(deps, order.order_id), _release(deps, order.order_id)]

@@ -77,7 +77,9 @@ class OrderRow(Base):
             order_id=self.order_id,
             user_id=self.user_id,
             items=tuple(
-                OrderItem(book_id=item.book_id, quantity=item.quantity, unit_price_cents=item.unit_price_cents)
+                OrderItem(
+                    book_id=item.book_id, quantity=item.quantity, unit_price_cents=item.unit_price_cents
+                )
                 for item in self.items
             ),
             status=OrderStatus(self.status),
@@ -142,7 +144,8 @@ class OrderStore:
                 return row.to_domain()
             if row.status != OrderStatus.PENDING.value:
                 raise FailedPrecondition(
-                    f"order {order_id} is already {row.status}, cannot become {status.value}", field="order_id"
+                    f"order {order_id} is already {row.status}, cannot become {status.value}",
+                    field="order_id",
                 )
             row.status = status.value
             # Reasons often quote a downstream error message, whose length nobody promised.

@@ -1,0 +1,214 @@
+"""The gateway's HTTP API: routes that check, call one service, and translate.
+
+Every route has the same three steps and nothing else: take a validated body or parameters
+(``schemas``), make one gRPC call with the shared deadline, return the answer converted to
+JSON. Failures need no code here: a ``grpc.RpcError`` travels to the handler in ``errors``.
+
+``create_app`` is the one place that wires the gateway together, so tests build the same
+app with fake stubs::
+
+    app = create_app(settings, clients=GatewayClients(user=..., catalog=..., order=...))
+
+Without ``clients`` the app opens real channels when it starts (its lifespan) and closes
+them when it stops.
+
+Route functions are plain ``def``: the gRPC stubs block, and FastAPI runs sync routes in a
+thread pool so a slow call never stalls the event loop. ``/books/search`` is declared
+before ``/books/{book_id}``: routes match in order, and ``search`` would otherwise be taken
+for a book id (and refused, since it is not an integer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+
+from bookstore.gateway.auth import CurrentUser
+from bookstore.gateway.clients import GatewayClients
+from bookstore.gateway.errors import install_error_handlers
+from bookstore.gateway.schemas import (
+    MAX_INT64,
+    MAX_PAGE_SIZE,
+    MAX_PAGE_TOKEN_LENGTH,
+    MAX_QUERY_LENGTH,
+    Book,
+    BookPage,
+    BookSearchResult,
+    CreateOrderBody,
+    ErrorBody,
+    HealthStatus,
+    LoginBody,
+    LoginResult,
+    Order,
+    OrderPage,
+    RegisterBody,
+    User,
+    Utf8Str,
+)
+from bookstore.platform.settings import Settings
+from bookstore.rpc.v1 import catalog_pb2, order_pb2
+
+TITLE = "Bookstore API gateway"
+DESCRIPTION = """\
+The public HTTP/JSON entry point of the bookstore. Each route calls one gRPC service:
+`/auth` the user service, `/books` the catalog service, `/orders` the order service.
+
+Log in with `POST /auth/login`, then send `Authorization: Bearer <access_token>` to the
+`/orders` routes. Errors have the body `{"detail": "...", "grpc_code": "NOT_FOUND"}`;
+503 responses carry `Retry-After`.
+"""
+VERSION = "1.0.0"
+# The largest valid body (50 items and a request id) is about 4 KiB. Without a cap a client
+# could make the gateway buffer and parse megabytes before validation refuses them.
+MAX_BODY_BYTES = 64 * 1024
+
+_ERROR_DESCRIPTIONS = {
+    400: "The service refused the request as invalid (INVALID_ARGUMENT).",
+    401: "Missing, malformed, expired or wrongly signed bearer token, or a wrong password.",
+    403: "Authenticated but not allowed (PERMISSION_DENIED).",
+    404: "Not found (or, for orders, it belongs to another user).",
+    409: "Conflicts with the current state (ALREADY_EXISTS or FAILED_PRECONDITION).",
+    429: "Too many requests (RESOURCE_EXHAUSTED).",
+    502: "A backend service failed.",
+    503: "A backend service is unavailable; retry after the Retry-After header's seconds.",
+    504: "A backend service did not answer within the deadline.",
+}
+# Any backend call can end in these, whatever the route.
+_BACKEND_FAILURES = (400, 502, 503, 504)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry documenting ``statuses`` plus the backend failures of every route."""
+    documented = sorted({*statuses, *_BACKEND_FAILURES})
+    return {status: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]} for status in documented}
+
+
+def get_clients(request: Request) -> GatewayClients:
+    clients: GatewayClients = request.app.state.clients
+    return clients
+
+
+Clients = Annotated[GatewayClients, Depends(get_clients)]
+PageSize = Annotated[
+    int, Query(ge=0, le=MAX_PAGE_SIZE, description="1-100 results per page; 0 means the default (20).")
+]
+PageToken = Annotated[
+    Utf8Str,
+    Query(max_length=MAX_PAGE_TOKEN_LENGTH, description="next_page_token of the previous page; empty first."),
+]
+
+auth_router = APIRouter(prefix="/auth", tags=["auth"])
+books_router = APIRouter(prefix="/books", tags=["books"])
+orders_router = APIRouter(prefix="/orders", tags=["orders"])
+health_router = APIRouter(tags=["health"])
+
+
+@auth_router.post("/register", status_code=201, responses=error_responses(409))
+def register(body: RegisterBody, clients: Clients) -> User:
+    """Create an account. 409 when the username is taken."""
+    response = clients.user.Register(body.to_pb(), timeout=clients.deadline_s)
+    return User.from_pb(response.user)
+
+
+@auth_router.post("/login", responses=error_responses(401))
+def login(body: LoginBody, clients: Clients) -> LoginResult:
+    """Exchange a username and password for a bearer token."""
+    response = clients.user.Login(body.to_pb(), timeout=clients.deadline_s)
+    return LoginResult.from_pb(response)
+
+
+@books_router.get("", responses=error_responses())
+def list_books(clients: Clients, page_size: PageSize = 0, page_token: PageToken = "") -> BookPage:
+    """The catalog, one page at a time."""
+    request = catalog_pb2.ListBooksRequest(page_size=page_size, page_token=page_token)
+    return BookPage.from_pb(clients.catalog.ListBooks(request, timeout=clients.deadline_s))
+
+
+@books_router.get("/search", responses=error_responses())
+def search_books(
+    clients: Clients,
+    q: Annotated[
+        Utf8Str,
+        Query(min_length=1, max_length=MAX_QUERY_LENGTH, description="Text to find in title or author."),
+    ],
+    page_size: PageSize = 0,
+) -> BookSearchResult:
+    """Books whose title or author contains ``q``."""
+    request = catalog_pb2.SearchBooksRequest(query=q, page_size=page_size)
+    return BookSearchResult.from_pb(clients.catalog.SearchBooks(request, timeout=clients.deadline_s))
+
+
+@books_router.get("/{book_id}", responses=error_responses(404))
+def get_book(clients: Clients, book_id: Annotated[int, Path(ge=1, le=MAX_INT64)]) -> Book:
+    """One book by id."""
+    request = catalog_pb2.GetBookRequest(book_id=book_id)
+    return Book.from_pb(clients.catalog.GetBook(request, timeout=clients.deadline_s).book)
+
+
+@orders_router.post("", status_code=201, responses=error_responses(401, 404, 409))
+def create_order(body: CreateOrderBody, user: CurrentUser, clients: Clients) -> Order:
+    """Place an order for the caller.
+
+    The answer is the order as the saga left it: APPROVED, or REJECTED with a reason (stock
+    short, card declined). 404 when a book does not exist.
+    """
+    response = clients.order.CreateOrder(body.to_pb(user.user_id), timeout=clients.deadline_s)
+    return Order.from_pb(response.order)
+
+
+@orders_router.get("/{order_id}", responses=error_responses(401, 404))
+def get_order(order_id: UUID, user: CurrentUser, clients: Clients) -> Order:
+    """One of the caller's orders. Another user's order is 404, not 403: its existence is private."""
+    request = order_pb2.GetOrderRequest(order_id=str(order_id), user_id=user.user_id)
+    return Order.from_pb(clients.order.GetOrder(request, timeout=clients.deadline_s).order)
+
+
+@orders_router.get("", responses=error_responses(401))
+def list_orders(
+    user: CurrentUser, clients: Clients, page_size: PageSize = 0, page_token: PageToken = ""
+) -> OrderPage:
+    """The caller's orders, one page at a time."""
+    request = order_pb2.ListOrdersRequest(user_id=user.user_id, page_size=page_size, page_token=page_token)
+    return OrderPage.from_pb(clients.order.ListOrders(request, timeout=clients.deadline_s))
+
+
+@health_router.get("/healthz")
+async def healthz() -> HealthStatus:
+    """Liveness: the gateway process answers HTTP.
+
+    It deliberately does not call the backends: a gateway reported unhealthy because one
+    service is down would be restarted or taken out of rotation, turning a partial outage
+    into a total one. Backend failures show up per request instead (503, 504).
+    """
+    return HealthStatus()
+
+
+def create_app(settings: Settings, clients: GatewayClients | None = None) -> FastAPI:
+    """Build the gateway app. With ``clients`` (fakes in tests) it uses them and never closes them;
+    without, it opens channels from ``settings`` at start-up and closes them at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if clients is not None:
+            yield
+            return
+        app.state.clients = GatewayClients.from_settings(settings)
+        try:
+            yield
+        finally:
+            app.state.clients.close()
+
+    app = FastAPI(
+        title=TITLE, description=DESCRIPTION, version=VERSION, lifespan=lifespan, max_body_size=MAX_BODY_BYTES
+    )
+    app.state.settings = settings
+    # Set now rather than in the lifespan, so a TestClient used without `with` works as well.
+    app.state.clients = clients
+    install_error_handlers(app)
+    for router in (auth_router, books_router, orders_router, health_router):
+        app.include_router(router)
+    return app

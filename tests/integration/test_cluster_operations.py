@@ -1,0 +1,143 @@
+"""The launcher's promises: balancing, kill and restart, scaling, faults, isolation and clean-up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import grpc
+import httpx
+import pytest
+
+from bookstore.platform.channels import open_channel
+from bookstore.platform.cluster import Cluster, ClusterError
+from bookstore.platform.processes import pid_alive
+from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, inventory_pb2_grpc, payment_pb2
+
+
+def get_stock_calls(cluster: Cluster) -> list[int]:
+    return [s.calls_by_method.get("GetStock", 0) for s in cluster.stats("inventory")]
+
+
+def test_round_robin_spreads_calls_evenly_over_the_replicas(cluster: Cluster) -> None:
+    before = get_stock_calls(cluster)
+    channel = open_channel(cluster.target("inventory"))
+    stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+    grpc.channel_ready_future(channel).result(timeout=5)
+    for _ in range(100):
+        stub.GetStock(inventory_pb2.GetStockRequest(book_id=1), timeout=5)
+    channel.close()
+    spread = [a - b for a, b in zip(get_stock_calls(cluster), before, strict=True)]
+    assert len(spread) == 2 and sum(spread) == 100
+    assert min(spread) >= 40, spread
+
+
+def test_a_killed_service_gives_unavailable_then_503_and_recovers_after_restart(
+    cluster: Cluster, http: httpx.Client
+) -> None:
+    cluster.kill("catalog")
+    try:
+        assert [s.state for s in cluster.status() if s.service == "catalog"] == ["DOWN"]
+        with pytest.raises(grpc.RpcError) as error:
+            cluster.stub("catalog").GetBook(catalog_pb2.GetBookRequest(book_id=1), timeout=2)
+        assert error.value.code() is grpc.StatusCode.UNAVAILABLE
+        response = http.get("/books/1")
+        assert response.status_code == 503
+        assert response.headers.get("retry-after")
+    finally:
+        cluster.restart("catalog")
+    # The gateway's channel reconnects on its backoff schedule (at most 1 s here), so poll.
+    deadline = time.monotonic() + 5
+    while (status := http.get("/books/1").status_code) != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status == 200
+
+
+def test_an_injected_fault_fails_calls_with_the_chosen_code_until_cleared(cluster: Cluster) -> None:
+    payment = cluster.stub("payment")
+    request = payment_pb2.GetPaymentRequest(order_id="00000000-0000-0000-0000-000000000001")
+    cluster.inject_fault("payment", "GetPayment", error_rate=1.0, code="RESOURCE_EXHAUSTED", latency_ms=50)
+    try:
+        started = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as error:
+            payment.GetPayment(request, timeout=5)
+        assert error.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert time.perf_counter() - started >= 0.05
+    finally:
+        cluster.clear_faults("payment")
+    with pytest.raises(grpc.RpcError) as error:
+        payment.GetPayment(request, timeout=5)
+    assert error.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_an_injected_payment_outage_is_503_at_the_gateway(
+    cluster: Cluster, http: httpx.Client, auth_headers: dict[str, str]
+) -> None:
+    cluster.inject_fault("payment", "Pay", error_rate=1.0)
+    try:
+        response = http.post("/orders", json={"items": [{"book_id": 2, "quantity": 1}]}, headers=auth_headers)
+    finally:
+        cluster.clear_faults("payment")
+    assert response.status_code == 503, response.text
+
+
+def test_scaling_adds_replicas_that_callers_then_use() -> None:
+    with Cluster() as cluster:
+        cluster.scale("inventory", 3)
+        assert len(cluster.stats("inventory")) == 3
+        stub = inventory_pb2_grpc.InventoryServiceStub(open_channel(cluster.target("inventory")))
+        for _ in range(60):
+            stub.GetStock(inventory_pb2.GetStockRequest(book_id=1), timeout=5)
+        assert all(n > 0 for n in get_stock_calls(cluster))
+        cluster.scale("inventory", 1)
+        assert len(cluster.stats("inventory")) == 1
+        assert all(s.state == "SERVING" for s in cluster.status())
+
+
+def test_two_clusters_run_side_by_side_and_stop_leaves_no_process() -> None:
+    with Cluster() as first, Cluster() as second:
+        assert first.address("catalog") != second.address("catalog")
+        pids = [s.pid for c in (first, second) for s in c.status()]
+        for c in (first, second):
+            assert c.stub("catalog").GetBook(catalog_pb2.GetBookRequest(book_id=1), timeout=5).book.book_id == 1
+    time.sleep(0.1)
+    assert [pid for pid in pids if pid is not None and pid_alive(pid)] == []
+
+
+def test_a_service_that_cannot_start_stops_the_rest_and_shows_its_log() -> None:
+    cluster = Cluster(env={"BOOKSTORE_DB_URL": "mysql+pymysql://nobody@127.0.0.1:1/none_{service}"},
+                      startup_timeout_s=20)
+    with pytest.raises(ClusterError) as error:
+        cluster.start()
+    assert "log" in str(error.value)
+    assert all(s.state == "DOWN" for s in cluster.status())
+
+
+def test_services_die_with_the_process_that_started_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from bookstore.platform.cluster import Cluster
+        cluster = Cluster().start()
+        print(" ".join(str(s.pid) for s in cluster.status()), flush=True)
+        time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        line = parent.stdout.readline() if parent.stdout else ""
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == 6, line
+        os.kill(parent.pid, signal.SIGKILL)  # no atexit handler runs: only PR_SET_PDEATHSIG can help
+        parent.wait(timeout=5)
+        deadline = time.monotonic() + 10
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [p for p in pids if pid_alive(p)] == []
+    finally:
+        if parent.poll() is None:
+            parent.kill()
