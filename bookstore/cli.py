@@ -1,9 +1,9 @@
 """The ``bookstore`` command.
 
-    bookstore up [--replicas inventory=2] [--work-dir DIR]   start a detached cluster
-    bookstore status [--work-dir DIR]                        show each process and its health
-    bookstore down [--work-dir DIR]                          stop it
-    bookstore course run [--weeks 6-10] [--html]             execute the course notebooks headless
+bookstore up [--replicas inventory=2] [--work-dir DIR]   start a detached cluster
+bookstore status [--work-dir DIR]                        show each process and its health
+bookstore down [--work-dir DIR]                          stop it
+bookstore course run [--weeks 6-10] [--html]             execute the course notebooks headless
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"a cluster already runs from {work_dir}; `bookstore down` first", file=sys.stderr)
         return 1
     try:
-        cluster = Cluster(replicas=_replica_counts(args.replicas), work_dir=work_dir, db_url=args.db_url,
-                          detached=True).start()
+        cluster = Cluster(
+            replicas=_replica_counts(args.replicas), work_dir=work_dir, db_url=args.db_url, detached=True
+        ).start()
     except (ClusterError, ValueError) as error:
         print(f"bookstore up failed: {error}", file=sys.stderr)
         return 1
@@ -93,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
     up.add_argument("--db-url", default=None, help="SQLAlchemy URL template with {service}")
     up.set_defaults(func=cmd_up)
-    for name, func, text in (("status", cmd_status, "show the running cluster"),
-                             ("down", cmd_down, "stop the running cluster")):
+    for name, func, text in (
+        ("status", cmd_status, "show the running cluster"),
+        ("down", cmd_down, "stop the running cluster"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
         p.set_defaults(func=func)

@@ -45,8 +45,12 @@ def run_course(weeks: list[int], *, html: bool, out_dir: Path) -> int:
     failed = False
     for week, path in tqdm(present, desc="course", unit="notebook", file=sys.stderr):
         notebook = nbformat.read(path, as_version=4)
-        client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
+        client = NotebookClient(
+            notebook,
+            timeout=CELL_TIMEOUT_S,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        )
         began = time.perf_counter()
         try:
             client.execute()

@@ -27,8 +27,10 @@ def dirty_cells(path: Path) -> list[int]:
     """Indices of code cells that carry outputs or an execution count."""
     cells = json.loads(path.read_text())["cells"]
     return [
-        i for i, cell in enumerate(cells)
-        if cell.get("cell_type") == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+        i
+        for i, cell in enumerate(cells)
+        if cell.get("cell_type") == "code"
+        and (cell.get("outputs") or cell.get("execution_count") is not None)
     ]
 
 

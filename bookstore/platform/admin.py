@@ -27,7 +27,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._table = table
 
     @translate_errors
-    def InjectFault(self, request: admin_pb2.InjectFaultRequest, context: grpc.ServicerContext) -> admin_pb2.InjectFaultResponse:
+    def InjectFault(
+        self, request: admin_pb2.InjectFaultRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.InjectFaultResponse:
         f = request.fault
         fault = Fault(
             method=f.method,
@@ -38,11 +40,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.InjectFaultResponse(faults=[fault_to_pb(x) for x in self._table.set(fault)])
 
     @translate_errors
-    def ClearFaults(self, request: admin_pb2.ClearFaultsRequest, context: grpc.ServicerContext) -> admin_pb2.ClearFaultsResponse:
-        return admin_pb2.ClearFaultsResponse(faults=[fault_to_pb(x) for x in self._table.clear(request.method)])
+    def ClearFaults(
+        self, request: admin_pb2.ClearFaultsRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ClearFaultsResponse:
+        return admin_pb2.ClearFaultsResponse(
+            faults=[fault_to_pb(x) for x in self._table.clear(request.method)]
+        )
 
     @translate_errors
-    def GetStats(self, request: admin_pb2.GetStatsRequest, context: grpc.ServicerContext) -> admin_pb2.GetStatsResponse:
+    def GetStats(
+        self, request: admin_pb2.GetStatsRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.GetStatsResponse:
         return admin_pb2.GetStatsResponse(
             service=self._service,
             replica=self._replica,

@@ -59,8 +59,13 @@ GRPC_SERVICES = ("user", "catalog", "inventory", "payment", "order")
 ALL_SERVICES = (*GRPC_SERVICES, GATEWAY)
 MODULES = {name: f"bookstore.services.{name}" for name in GRPC_SERVICES} | {GATEWAY: "bookstore.gateway"}
 # Who calls whom: scaling a service restarts its callers so they learn the new addresses.
-CALLERS = {"catalog": ("order", GATEWAY), "inventory": ("order",), "payment": ("order",),
-           "user": (GATEWAY,), "order": (GATEWAY,)}
+CALLERS = {
+    "catalog": ("order", GATEWAY),
+    "inventory": ("order",),
+    "payment": ("order",),
+    "user": (GATEWAY,),
+    "order": (GATEWAY,),
+}
 STUBS: dict[str, Any] = {
     "user": user_pb2_grpc.UserServiceStub,
     "catalog": catalog_pb2_grpc.CatalogServiceStub,
@@ -237,8 +242,10 @@ class Cluster:
             else:
                 removed = current[count:]
                 del current[count:]
-                processes.terminate([r.pid for r in removed if r.pid is not None],
-                                    reap={r.pid: r.process for r in removed if r.pid and r.process})
+                processes.terminate(
+                    [r.pid for r in removed if r.pid is not None],
+                    reap={r.pid: r.process for r in removed if r.pid and r.process},
+                )
             self._channels.pop(service, None)
             for caller in CALLERS.get(service, ()):
                 self.restart(caller)
@@ -292,7 +299,9 @@ class Cluster:
         """Make a method (or ``"*"``) slow and/or failing on every replica of a service."""
         fault = admin_pb2.Fault(method=method, error_rate=error_rate, status_code=code, latency_ms=latency_ms)
         for r in self._grpc_replicas(service, replica):
-            self.admin(service, r.index).InjectFault(admin_pb2.InjectFaultRequest(fault=fault), timeout=self.deadline_s)
+            self.admin(service, r.index).InjectFault(
+                admin_pb2.InjectFaultRequest(fault=fault), timeout=self.deadline_s
+            )
 
     def clear_faults(self, service: str | None = None, method: str = "") -> None:
         names = [service] if service else list(GRPC_SERVICES)
@@ -328,7 +337,9 @@ class Cluster:
         if not path.exists():
             raise ClusterError(f"no cluster is running from {work_dir} (no {STATE_FILE})")
         state = json.loads(path.read_text())
-        cluster = cls(work_dir=work_dir, db_url=state["db_url"], jwt_secret=state["jwt_secret"], detached=True)
+        cluster = cls(
+            work_dir=work_dir, db_url=state["db_url"], jwt_secret=state["jwt_secret"], detached=True
+        )
         cluster._owns_work_dir = False
         cluster.replicas = {
             name: [
@@ -359,7 +370,9 @@ class Cluster:
         return self._select(service, replica)
 
     def _new_replica(self, service: str, index: int) -> Replica:
-        return Replica(service, index, processes.free_port(), self.work_dir / "logs" / f"{service}-{index}.log")
+        return Replica(
+            service, index, processes.free_port(), self.work_dir / "logs" / f"{service}-{index}.log"
+        )
 
     def _environment(self, replica: Replica) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKSTORE_")}
@@ -382,7 +395,10 @@ class Cluster:
 
     def _spawn(self, replica: Replica) -> None:
         process = processes.spawn(
-            MODULES[replica.service], self._environment(replica), replica.log_path, tied_to_parent=not self.detached
+            MODULES[replica.service],
+            self._environment(replica),
+            replica.log_path,
+            tied_to_parent=not self.detached,
         )
         replica.process, replica.pid = process, process.pid
 
@@ -432,7 +448,11 @@ class Cluster:
         with self._lock:
             if key not in self._channels:
                 self._channels[key] = grpc.insecure_channel(
-                    address, options=[("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 200)]
+                    address,
+                    options=[
+                        ("grpc.initial_reconnect_backoff_ms", 50),
+                        ("grpc.max_reconnect_backoff_ms", 200),
+                    ],
                 )
             return self._channels[key]
 

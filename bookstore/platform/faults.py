@@ -49,7 +49,9 @@ class Fault:
                 field="fault.status_code",
             )
         if not 0 <= self.latency_ms <= 60_000:
-            raise InvalidArgument(f"must be between 0 and 60000, got {self.latency_ms}", field="fault.latency_ms")
+            raise InvalidArgument(
+                f"must be between 0 and 60000, got {self.latency_ms}", field="fault.latency_ms"
+            )
 
 
 class FaultTable:

@@ -12,6 +12,7 @@ ports. Three layers make sure of that:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -42,7 +43,9 @@ def tie_to_parent() -> None:
         sys.exit("the launcher exited before this service started")
 
 
-def spawn(module: str, env: Mapping[str, str], log_path: Path, *, tied_to_parent: bool = True) -> subprocess.Popen[bytes]:
+def spawn(
+    module: str, env: Mapping[str, str], log_path: Path, *, tied_to_parent: bool = True
+) -> subprocess.Popen[bytes]:
     """Run ``python -m module`` with ``env``, output appended to ``log_path``.
 
     No ``preexec_fn``: it would run Python code in a forked copy of this (threaded, gRPC)
@@ -66,10 +69,8 @@ def spawn(module: str, env: Mapping[str, str], log_path: Path, *, tied_to_parent
 
 
 def signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def pid_alive(pid: int) -> bool:
@@ -87,7 +88,9 @@ def pid_alive(pid: int) -> bool:
     return fields[0] != "Z"
 
 
-def terminate(pids: list[int], *, grace_s: float = 5.0, reap: dict[int, subprocess.Popen[bytes]] | None = None) -> None:
+def terminate(
+    pids: list[int], *, grace_s: float = 5.0, reap: dict[int, subprocess.Popen[bytes]] | None = None
+) -> None:
     """SIGTERM every pid's group, wait up to ``grace_s``, then SIGKILL whatever is left."""
     for pid in pids:
         signal_group(pid, signal.SIGTERM)
@@ -111,10 +114,8 @@ def _exited(pid: int, reap: dict[int, subprocess.Popen[bytes]] | None) -> bool:
 
 def _wait_gone(pid: int, reap: dict[int, subprocess.Popen[bytes]] | None) -> None:
     if reap and pid in reap:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             reap[pid].wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         return
     deadline = time.monotonic() + 5
     while pid_alive(pid) and time.monotonic() < deadline:

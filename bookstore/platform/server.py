@@ -50,7 +50,9 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
-def build_server(definition: ServiceDefinition, settings: Settings) -> tuple[grpc.Server, int, health.HealthServicer]:
+def build_server(
+    definition: ServiceDefinition, settings: Settings
+) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create and start the server; returns it with its bound port and health servicer."""
     table = FaultTable()
     server = grpc.server(

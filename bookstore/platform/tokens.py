@@ -30,7 +30,9 @@ class TokenClaims:
     expires_at_unix: int
 
 
-def issue_token(user_id: str, username: str, *, secret: str, ttl_s: int, now: float | None = None) -> tuple[str, int]:
+def issue_token(
+    user_id: str, username: str, *, secret: str, ttl_s: int, now: float | None = None
+) -> tuple[str, int]:
     """Return a signed token and its expiry (unix seconds)."""
     issued = int(time.time() if now is None else now)
     expires = issued + ttl_s
@@ -52,4 +54,6 @@ def verify_token(token: str, *, secret: str, now: float | None = None) -> TokenC
         raise Unauthenticated("the token has expired", field="authorization")
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         raise Unauthenticated("the token names no user", field="authorization")
-    return TokenClaims(user_id=claims["sub"], username=str(claims.get("name", "")), expires_at_unix=int(claims["exp"]))
+    return TokenClaims(
+        user_id=claims["sub"], username=str(claims.get("name", "")), expires_at_unix=int(claims["exp"])
+    )

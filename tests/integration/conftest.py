@@ -56,7 +56,10 @@ def http(cluster: Cluster) -> Iterator[httpx.Client]:
 def auth_headers(http: httpx.Client) -> dict[str, str]:
     """A freshly registered user's bearer token."""
     username = f"reader_{secrets.token_hex(4)}"
-    assert http.post("/auth/register", json={"username": username, "password": "correct horse"}).status_code == 201
+    assert (
+        http.post("/auth/register", json={"username": username, "password": "correct horse"}).status_code
+        == 201
+    )
     login = http.post("/auth/login", json={"username": username, "password": "correct horse"})
     assert login.status_code == 200, login.text
     return {"Authorization": f"Bearer {login.json()['access_token']}"}

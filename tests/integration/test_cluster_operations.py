@@ -103,14 +103,17 @@ def test_two_clusters_run_side_by_side_and_stop_leaves_no_process() -> None:
         assert first.address("catalog") != second.address("catalog")
         pids = [s.pid for c in (first, second) for s in c.status()]
         for c in (first, second):
-            assert c.stub("catalog").GetBook(catalog_pb2.GetBookRequest(book_id=1), timeout=5).book.book_id == 1
+            assert (
+                c.stub("catalog").GetBook(catalog_pb2.GetBookRequest(book_id=1), timeout=5).book.book_id == 1
+            )
     time.sleep(0.1)
     assert [pid for pid in pids if pid is not None and pid_alive(pid)] == []
 
 
 def test_a_service_that_cannot_start_stops_the_rest_and_shows_its_log() -> None:
-    cluster = Cluster(env={"BOOKSTORE_DB_URL": "mysql+pymysql://nobody@127.0.0.1:1/none_{service}"},
-                      startup_timeout_s=20)
+    cluster = Cluster(
+        env={"BOOKSTORE_DB_URL": "mysql+pymysql://nobody@127.0.0.1:1/none_{service}"}, startup_timeout_s=20
+    )
     with pytest.raises(ClusterError) as error:
         cluster.start()
     assert "log" in str(error.value)

@@ -39,10 +39,18 @@ def test_orders_require_a_valid_token(http: httpx.Client, cluster: Cluster) -> N
     body = {"items": [{"book_id": 1, "quantity": 1}]}
     expired, _ = issue_token("u", "ada", secret=cluster.jwt_secret, ttl_s=1, now=time.time() - 10)
     forged, _ = issue_token("u", "ada", secret="not-the-cluster-secret-but-long-enough", ttl_s=60)
-    unsigned = jwt.encode({"sub": "u", "exp": int(time.time()) + 60, "iat": 1, "iss": ISSUER}, None, algorithm="none")
-    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer not.a.jwt"},
-                    {"Authorization": f"Bearer {expired}"}, {"Authorization": f"Bearer {forged}"},
-                    {"Authorization": f"Bearer {unsigned}"}, {"Authorization": f"Basic {forged}"}):
+    unsigned = jwt.encode(
+        {"sub": "u", "exp": int(time.time()) + 60, "iat": 1, "iss": ISSUER}, None, algorithm="none"
+    )
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer not.a.jwt"},
+        {"Authorization": f"Bearer {expired}"},
+        {"Authorization": f"Bearer {forged}"},
+        {"Authorization": f"Bearer {unsigned}"},
+        {"Authorization": f"Basic {forged}"},
+    ):
         response = http.post("/orders", json=body, headers=headers)
         assert response.status_code == 401, (headers, response.text)
 
@@ -55,22 +63,33 @@ def test_a_user_orders_a_book_and_sees_only_their_own_orders(
     assert created.status_code == 201, created.text
     order = created.json()
     assert order["status"] == "APPROVED" and order["total_cents"] > 0
-    assert http.get(f"/orders/{order['order_id']}", headers=auth_headers).json()["order_id"] == order["order_id"]
-    assert [o["order_id"] for o in http.get("/orders", headers=auth_headers).json()["orders"]] == [order["order_id"]]
+    assert (
+        http.get(f"/orders/{order['order_id']}", headers=auth_headers).json()["order_id"] == order["order_id"]
+    )
+    assert [o["order_id"] for o in http.get("/orders", headers=auth_headers).json()["orders"]] == [
+        order["order_id"]
+    ]
 
     name = f"mallory_{secrets.token_hex(3)}"
     http.post("/auth/register", json={"username": name, "password": "long enough"})
-    token = http.post("/auth/login", json={"username": name, "password": "long enough"}).json()["access_token"]
+    token = http.post("/auth/login", json={"username": name, "password": "long enough"}).json()[
+        "access_token"
+    ]
     other = {"Authorization": f"Bearer {token}"}
     assert http.get(f"/orders/{order['order_id']}", headers=other).status_code == 404
     assert http.get("/orders", headers=other).json()["orders"] == []
 
 
 def test_bad_orders_get_4xx_naming_the_problem(http: httpx.Client, auth_headers: dict[str, str]) -> None:
-    unknown = http.post("/orders", json={"items": [{"book_id": 999_999, "quantity": 1}]}, headers=auth_headers)
+    unknown = http.post(
+        "/orders", json={"items": [{"book_id": 999_999, "quantity": 1}]}, headers=auth_headers
+    )
     assert unknown.status_code == 404 and "book_id" in unknown.text
-    dup = http.post("/orders", json={"items": [{"book_id": 1, "quantity": 1}, {"book_id": 1, "quantity": 1}]},
-                    headers=auth_headers)
+    dup = http.post(
+        "/orders",
+        json={"items": [{"book_id": 1, "quantity": 1}, {"book_id": 1, "quantity": 1}]},
+        headers=auth_headers,
+    )
     assert dup.status_code in (400, 422) and "items" in dup.text
     zero = http.post("/orders", json={"items": [{"book_id": 1, "quantity": 0}]}, headers=auth_headers)
     assert zero.status_code in (400, 422)
@@ -86,7 +105,9 @@ def test_a_hundred_concurrent_orders_for_twenty_copies_sell_exactly_twenty(
 
     def order(_: int) -> tuple[int, str]:
         with httpx.Client(base_url=cluster.gateway_url, timeout=30) as client:
-            r = client.post("/orders", json={"items": [{"book_id": book_id, "quantity": 1}]}, headers=auth_headers)
+            r = client.post(
+                "/orders", json={"items": [{"book_id": book_id, "quantity": 1}]}, headers=auth_headers
+            )
             return r.status_code, r.json().get("status", r.text)
 
     with ThreadPoolExecutor(max_workers=100) as pool:
@@ -106,11 +127,20 @@ def test_a_replayed_order_request_returns_the_same_order(
     first = http.post("/orders", json=body, headers=auth_headers).json()
     again = http.post("/orders", json=body, headers=auth_headers).json()
     assert again["order_id"] == first["order_id"]
-    assert cluster.stub("inventory").GetStock(inventory_pb2.GetStockRequest(book_id=8), timeout=5).available == 9
+    assert (
+        cluster.stub("inventory").GetStock(inventory_pb2.GetStockRequest(book_id=8), timeout=5).available == 9
+    )
 
 
 def test_the_openapi_document_describes_every_route(http: httpx.Client) -> None:
     paths = http.get("/openapi.json").json()["paths"]
-    for path in ("/auth/register", "/auth/login", "/books", "/books/{book_id}", "/books/search", "/orders",
-                 "/orders/{order_id}"):
+    for path in (
+        "/auth/register",
+        "/auth/login",
+        "/books",
+        "/books/{book_id}",
+        "/books/search",
+        "/orders",
+        "/orders/{order_id}",
+    ):
         assert path in paths

@@ -13,7 +13,10 @@ def test_text_is_stripped_and_bounded() -> None:
 
 
 def test_a_uuid_is_normalised_and_garbage_names_the_field() -> None:
-    assert v.require_uuid("order_id", "A3BB189E-8BF9-3888-9912-ACE4E6543002") == "a3bb189e-8bf9-3888-9912-ace4e6543002"
+    assert (
+        v.require_uuid("order_id", "A3BB189E-8BF9-3888-9912-ACE4E6543002")
+        == "a3bb189e-8bf9-3888-9912-ace4e6543002"
+    )
     with pytest.raises(InvalidArgument, match="order_id: must be a UUID"):
         v.require_uuid("order_id", "42")
 

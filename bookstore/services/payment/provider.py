@@ -27,5 +27,7 @@ class SimulatedProvider:
 
     def charge(self, amount_cents: int) -> ProviderDecision:
         if amount_cents > self.limit_cents:
-            return ProviderDecision(False, f"amount {amount_cents} exceeds the card limit of {self.limit_cents} cents")
+            return ProviderDecision(
+                False, f"amount {amount_cents} exceeds the card limit of {self.limit_cents} cents"
+            )
         return ProviderDecision(True)

@@ -43,12 +43,16 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         return payment_pb2.PayResponse(payment=payment_to_pb(self._store.pay(order_id, user_id, amount)))
 
     @translate_errors
-    def Refund(self, request: payment_pb2.RefundRequest, context: grpc.ServicerContext) -> payment_pb2.RefundResponse:
+    def Refund(
+        self, request: payment_pb2.RefundRequest, context: grpc.ServicerContext
+    ) -> payment_pb2.RefundResponse:
         order_id = v.require_uuid("order_id", request.order_id)
         payment, refunded_now = self._store.refund(order_id)
         return payment_pb2.RefundResponse(payment=payment_to_pb(payment), refunded_now=refunded_now)
 
     @translate_errors
-    def GetPayment(self, request: payment_pb2.GetPaymentRequest, context: grpc.ServicerContext) -> payment_pb2.GetPaymentResponse:
+    def GetPayment(
+        self, request: payment_pb2.GetPaymentRequest, context: grpc.ServicerContext
+    ) -> payment_pb2.GetPaymentResponse:
         order_id = v.require_uuid("order_id", request.order_id)
         return payment_pb2.GetPaymentResponse(payment=payment_to_pb(self._store.get(order_id)))

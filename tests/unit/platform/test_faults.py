@@ -32,7 +32,9 @@ def handler_for(behaviour):  # type: ignore[no-untyped-def]
 
 def intercept(table: FaultTable, method: str, sleeps: list[float]):  # type: ignore[no-untyped-def]
     interceptor = FaultInjectionInterceptor(table, sleep=sleeps.append)
-    return interceptor.intercept_service(lambda _d: handler_for(lambda req, ctx: f"handled {req}"), Details(method))
+    return interceptor.intercept_service(
+        lambda _d: handler_for(lambda req, ctx: f"handled {req}"), Details(method)
+    )
 
 
 def test_a_call_without_faults_reaches_the_servicer_and_is_counted() -> None:
