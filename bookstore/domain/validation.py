@@ -62,7 +62,7 @@ def decode_page_token(token: str, *, field: str = "page_token") -> int:
     """Page tokens are opaque to clients; here they carry the offset of the next page."""
     if not token:
         return 0
-    if not token.isdigit() or len(token) > 9:
+    if not (token.isascii() and token.isdigit()) or len(token) > 9:
         raise InvalidArgument("is not a token this service issued", field=field)
     return int(token)
 

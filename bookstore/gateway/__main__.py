@@ -7,13 +7,17 @@ services' lines, uvicorn's own included, so one merged log reads as one story.
 
 Shutdown is uvicorn's: on SIGTERM or SIGINT it stops accepting connections, lets requests
 in flight finish (up to ``SHUTDOWN_GRACE_S``), then runs the app's lifespan exit, which
-closes the gRPC channels.
+closes the gRPC channels. The process then exits 0, like the gRPC services after a
+requested stop. If start-up fails (a backend target missing, the port taken) uvicorn logs
+why and exits with status 3.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
+from types import FrameType
 
 import uvicorn
 
@@ -27,21 +31,37 @@ SHUTDOWN_GRACE_S = 5
 log = logging.getLogger("bookstore.gateway")
 
 
+def build_server(settings: Settings) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        # None: keep the logging configured by `configure_logging` instead of uvicorn's format.
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
+    return uvicorn.Server(config)
+
+
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     if not settings.service:
         settings = dataclasses.replace(settings, service=SERVICE_NAME)
     configure_logging(settings)
+    server = build_server(settings)
+
+    def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
+        # uvicorn handles SIGTERM and SIGINT itself while it serves, and once shut down re-raises
+        # the signal to the handler it found, this one. By then the stop is done: return, and
+        # main() ends normally. A signal that arrives before uvicorn took over stops us at once.
+        if not server.should_exit:
+            raise SystemExit(128 + signum)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, on_stop_signal)
     log.info("starting the API gateway on %s:%d", settings.host, settings.port)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        # None: keep the logging configured above instead of uvicorn's own format.
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-    )
+    server.run()
     log.info("stopped")
 
 

@@ -87,8 +87,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]} for status in documented}
 
 
-def get_clients(request: Request) -> GatewayClients:
-    clients: GatewayClients = request.app.state.clients
+async def get_clients(request: Request) -> GatewayClients:
+    """The app's clients. ``async`` because it does no I/O: no worker thread for a lookup."""
+    clients: GatewayClients | None = request.app.state.clients
+    if clients is None:
+        raise RuntimeError(
+            "the gateway has no gRPC clients: its lifespan did not run (use `with TestClient(app)`)"
+        )
     return clients
 
 

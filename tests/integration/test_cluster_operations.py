@@ -24,10 +24,17 @@ def get_stock_calls(cluster: Cluster) -> list[int]:
 
 
 def test_round_robin_spreads_calls_evenly_over_the_replicas(cluster: Cluster) -> None:
-    before = get_stock_calls(cluster)
     channel = open_channel(cluster.target("inventory"))
     stub = inventory_pb2_grpc.InventoryServiceStub(channel)
-    grpc.channel_ready_future(channel).result(timeout=5)
+    # round_robin uses the first replica that connects at once and adds the others as their
+    # connections come up: warm up until every replica has served a call.
+    start = get_stock_calls(cluster)
+    for _ in range(50):
+        for _ in range(5):
+            stub.GetStock(inventory_pb2.GetStockRequest(book_id=1), timeout=5)
+        if all(a > b for a, b in zip(get_stock_calls(cluster), start, strict=True)):
+            break
+    before = get_stock_calls(cluster)
     for _ in range(100):
         stub.GetStock(inventory_pb2.GetStockRequest(book_id=1), timeout=5)
     channel.close()
@@ -144,3 +151,34 @@ def test_services_die_with_the_process_that_started_them(tmp_path) -> None:  # t
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_sigterm_shuts_every_service_down_gracefully_with_exit_code_zero() -> None:
+    cluster = Cluster().start()
+    children = [r.process for name in cluster.replicas for r in cluster.replicas[name]]
+    cluster.stop()
+    assert [c.returncode for c in children if c is not None] == [0] * 6
+
+
+def test_the_cli_starts_a_detached_cluster_reports_it_and_stops_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    work_dir = str(tmp_path / "cluster")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bookstore.cli", *args, "--work-dir", work_dir],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    up = cli("up", "--replicas", "inventory=2")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "gateway" in up.stdout
+        status = cli("status")
+        assert status.stdout.count("SERVING") == 7, status.stdout
+        assert cli("up").returncode == 1  # one cluster per work dir
+    finally:
+        down = cli("down")
+    assert down.returncode == 0, down.stderr
+    assert cli("status").returncode == 1
