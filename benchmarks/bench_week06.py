@@ -84,6 +84,7 @@ DEADLINE_S = 5.0  # generous: a benchmark call that times out is a failure, not 
 BOOK_ID = 1  # The Hobbit, 1499 cents: well under the simulated card limit
 PRICE_CENTS = 1499
 BOOKS_FOR_CONCURRENT_CLIENTS = 16  # client k orders book k+1, so clients do not queue on one row
+BUSY_LOAD = 1.0  # a 1-minute load average above this means someone else is using the CPUs
 STOCK = 1_000_000  # the most SetStock accepts; no phase here comes close to selling it
 ORDER_HOPS = ("catalog.BatchGetBooks", "inventory.ReserveStock", "payment.Pay")
 BENCH_CLIENT = "bench client"
@@ -529,6 +530,7 @@ def ratios(floor: Stats, result: ClusterResult) -> dict[str, float]:
         "order_p50_over_chained_hops_p50": order.p50_ms / seq["hops chained"].p50_ms,
         "order_p50_over_create_order_p50": order.p50_ms / create.p50_ms,
         "floor_calls_per_s_over_orders_per_s": floor.per_s / order.per_s,
+        "order_p50_over_floor_p50": order.p50_ms / floor.p50_ms,
         "concurrent_over_sequential_orders_per_s": result.concurrent.per_s / order.per_s,
         # Differences of medians, not medians of differences: a breakdown, not a measurement.
         "gateway_edge_ms": order.p50_ms - create.p50_ms,
@@ -567,6 +569,7 @@ def print_report(label: str, floor: Stats, result: ClusterResult, r: dict[str, f
         "gateway order p50 / the three hops chained p50": r["order_p50_over_chained_hops_p50"],
         "gateway order p50 / CreateOrder called directly p50": r["order_p50_over_create_order_p50"],
         "bare health calls/s / gateway orders/s at 1 client": r["floor_calls_per_s_over_orders_per_s"],
+        "gateway order p50 / bare health Check p50": r["order_p50_over_floor_p50"],
         f"orders/s at {result.concurrent.clients} clients / at 1 client": (
             r["concurrent_over_sequential_orders_per_s"]
         ),
@@ -629,9 +632,17 @@ def mariadb_unreachable() -> str | None:
     return None
 
 
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the platform has none."""
+    with contextlib.suppress(OSError, AttributeError):
+        return os.getloadavg()[0]
+    return None
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
+        "load_average_1min_at_start": load_average(),
         "platform": platform.platform(),
         "processor": _cpu_model(),
         "python": platform.python_version(),
@@ -671,6 +682,10 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(f"week 6 benchmark: {info['cpus']} CPUs ({info['processor']}), Python {info['python']}, "
           f"grpcio {info['grpcio']}")
+    load = info["load_average_1min_at_start"]
+    if load is not None and load > BUSY_LOAD:
+        print(f"  warning: the 1-minute load average is {load:.1f}; other work competes for the CPUs "
+              "and every figure below will be slower and noisier than on a quiet machine")
 
     startups = startup_summary(measure_startups(counts.startups, db_url=""))
     print_startup("SQLite", startups)
@@ -704,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
             report["mariadb"] = as_json(maria, maria_ratios)
 
     report["total_seconds"] = time.perf_counter() - began
+    report["load_average_1min_at_end"] = load_average()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwhole run: {report['total_seconds']:.0f} s; figures written to {args.json}")

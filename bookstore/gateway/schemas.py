@@ -36,8 +36,9 @@ MAX_ITEMS = 50
 MAX_PAGE_SIZE = 100
 MAX_PAGE_TOKEN_LENGTH = 64
 MAX_QUERY_LENGTH = 100
-USERNAME_PATTERN = r"^[a-z0-9_.-]+$"
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+MAX_REQUEST_ID_LENGTH = 100
+# Letters are accepted in either case: the user service lowercases, so "Ada" is "ada".
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 def require_utf8(value: str) -> str:
@@ -69,7 +70,8 @@ class RegisterBody(RequestBody):
             min_length=3,
             max_length=32,
             pattern=USERNAME_PATTERN,
-            description="3-32 characters: lowercase letters, digits, '_', '.', '-'.",
+            description="3-32 letters, digits, '_', '.' or '-', starting with a letter or digit; "
+            "case-insensitive (stored in lowercase).",
             examples=["alice"],
         ),
     ]
@@ -172,11 +174,10 @@ class CreateOrderBody(RequestBody):
         Field(min_length=1, max_length=MAX_ITEMS, description="1-50 items with distinct book ids."),
     ]
     request_id: Annotated[
-        str | None,
+        Utf8Str | None,
         Field(
             min_length=1,
-            max_length=64,
-            pattern=REQUEST_ID_PATTERN,
+            max_length=MAX_REQUEST_ID_LENGTH,
             description="Optional idempotency key: repeating a request with it returns the same order.",
         ),
     ] = None

@@ -132,6 +132,7 @@ class Cluster:
         deadline_s: float = 2.0,
         startup_timeout_s: float = 30.0,
         detached: bool = False,
+        owned: bool = True,
     ) -> None:
         unknown = set(replicas or {}) - set(ALL_SERVICES)
         if unknown:
@@ -144,6 +145,8 @@ class Cluster:
         self.deadline_s = deadline_s
         self.startup_timeout_s = startup_timeout_s
         self.detached = detached
+        # An attached cluster that someone else started (the grader's, say) is never stopped by us.
+        self.owned = owned
         self._extra_env = dict(env or {})
         self._lock = threading.RLock()
         self._channels: dict[str, grpc.Channel] = {}
@@ -173,7 +176,13 @@ class Cluster:
         return self
 
     def stop(self, service: str | None = None) -> None:
-        """Stop gracefully (SIGTERM, then SIGKILL after 5 s): one service, or all of them."""
+        """Stop gracefully (SIGTERM, then SIGKILL after 5 s): one service, or all of them.
+
+        On a cluster this process does not own (see ``notebook_cluster``) it only closes channels.
+        """
+        if not self.owned:
+            self._close_channels()
+            return
         with self._lock:
             names = [self._check(service)] if service else list(reversed(ALL_SERVICES))
             targets = [r for name in names for r in self.replicas[name] if r.pid is not None]
@@ -331,14 +340,18 @@ class Cluster:
 
     # ---------------------------------------------------------------- detached clusters (CLI)
     @classmethod
-    def attach(cls, work_dir: str | Path) -> Cluster:
+    def attach(cls, work_dir: str | Path, *, owned: bool = True) -> Cluster:
         """Re-open a detached cluster from the state file its ``start`` wrote."""
         path = Path(work_dir) / STATE_FILE
         if not path.exists():
             raise ClusterError(f"no cluster is running from {work_dir} (no {STATE_FILE})")
         state = json.loads(path.read_text())
         cluster = cls(
-            work_dir=work_dir, db_url=state["db_url"], jwt_secret=state["jwt_secret"], detached=True
+            work_dir=work_dir,
+            db_url=state["db_url"],
+            jwt_secret=state["jwt_secret"],
+            detached=True,
+            owned=owned,
         )
         cluster._owns_work_dir = False
         cluster.replicas = {
@@ -478,3 +491,20 @@ class Cluster:
         path = self.work_dir / STATE_FILE
         path.write_text(json.dumps(state, indent=2))
         path.chmod(0o600)  # it holds the JWT secret
+
+
+SHARED_CLUSTER_VARIABLE = "BOOKSTORE_SHARED_CLUSTER_DIR"
+
+
+def notebook_cluster(**options: Any) -> Cluster:
+    """The cluster a notebook works with: a new one, or a shared one when someone provides it.
+
+    The grader starts one detached cluster per batch and names its work directory in
+    ``BOOKSTORE_SHARED_CLUSTER_DIR``; every submission then attaches to it instead of
+    starting six processes of its own, and its ``stop()`` leaves the shared cluster running.
+    Without that variable this starts (and owns) a fresh cluster with ``options``.
+    """
+    shared = os.environ.get(SHARED_CLUSTER_VARIABLE)
+    if shared:
+        return Cluster.attach(shared, owned=False)
+    return Cluster(**options).start()
