@@ -23,7 +23,7 @@ course: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -p no:cacheprovider tests
-	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks
+	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks solutions
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -32,7 +32,7 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
 
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks solutions
 
 lint: $(STAMP)
 	$(BIN)/ruff check bookstore tests benchmarks

@@ -1,0 +1,126 @@
+"""Fakes for the saga tests: a clock that moves only when told, and participants that keep books.
+
+A ``Participant`` stands for a service such as inventory or payment. Like the real ones it
+is idempotent per key: the work of one key is applied at most once, undone at most once,
+and undoing a key that was never done succeeds and bars it for later. Its ledger lets a test
+check the end state: what is still in effect, and how often anything was applied.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import grpc
+
+from bookstore.saga import StepContext
+
+
+class FakeClock:
+    """Seconds, like time.monotonic, moving only when a test (or FakeSleep) advances it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeSleep:
+    """Records each requested sleep and moves the fake clock by it; never waits."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        self.clock.advance(seconds)
+
+
+class FakeWallClock:
+    """Nanoseconds since the epoch for the log's leases; moves only when told."""
+
+    def __init__(self) -> None:
+        self.now_ns = 1_700_000_000 * 1_000_000_000
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def advance(self, seconds: float) -> None:
+        self.now_ns += int(seconds * 1e9)
+
+
+class FakeRpcError(grpc.RpcError):
+    """What a stub raises when a call fails: an RpcError that knows its code and details."""
+
+    def __init__(self, code: grpc.StatusCode, details: str = "") -> None:
+        super().__init__(f"{code.name}: {details}")
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+@dataclass(frozen=True)
+class Call:
+    participant: str
+    kind: str  # "act" or "undo"
+    key: str
+    timeout_s: float
+    attempt: int
+
+
+@dataclass
+class Fault:
+    """One planned failure: raise ``error``, after doing the work if ``after_work``."""
+
+    error: BaseException
+    after_work: bool = False
+
+
+@dataclass
+class Participant:
+    name: str
+    journal: list[Call]
+    clock: FakeClock
+    duration_s: float = 0.0
+    action_faults: list[Fault] = field(default_factory=list)
+    compensation_faults: list[Fault] = field(default_factory=list)
+    in_effect: set[str] = field(default_factory=set)
+    barred: set[str] = field(default_factory=set)
+    applied: Counter[str] = field(default_factory=Counter)
+    undone: Counter[str] = field(default_factory=Counter)
+
+    def act(self, ctx: StepContext) -> None:
+        self.journal.append(Call(self.name, "act", ctx.idempotency_key, ctx.timeout_s, ctx.attempt))
+        self.clock.advance(self.duration_s)
+        fault = self.action_faults.pop(0) if self.action_faults else None
+        if fault is not None and not fault.after_work:
+            raise fault.error
+        if ctx.idempotency_key in self.barred:
+            raise FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, f"{ctx.idempotency_key} was cancelled")
+        if ctx.idempotency_key not in self.in_effect and self.applied[ctx.idempotency_key] == 0:
+            self.in_effect.add(ctx.idempotency_key)
+            self.applied[ctx.idempotency_key] += 1
+        if fault is not None:
+            raise fault.error
+
+    def undo(self, ctx: StepContext) -> None:
+        self.journal.append(Call(self.name, "undo", ctx.idempotency_key, ctx.timeout_s, ctx.attempt))
+        fault = self.compensation_faults.pop(0) if self.compensation_faults else None
+        if fault is not None and not fault.after_work:
+            raise fault.error
+        if ctx.idempotency_key in self.in_effect:
+            self.in_effect.discard(ctx.idempotency_key)
+            self.undone[ctx.idempotency_key] += 1
+        self.barred.add(ctx.idempotency_key)
+        if fault is not None:
+            raise fault.error
