@@ -1,0 +1,76 @@
+"""Resilience (week 8): keep one failing dependency from taking its callers down with it.
+
+**Why a circuit breaker.** When payment is down, every order call still waits for its
+deadline before failing. Each waiting call holds a thread; with enough of them the order
+service stops answering too, then the gateway, and one outage has become everyone's outage: a
+*cascading failure*. Retrying makes it worse, because the struggling service now gets more
+traffic exactly when it can handle less. A circuit breaker watches the outcomes of calls to
+one dependency and, once enough of them fail, stops making them for a while: callers fail
+fast (microseconds instead of a deadline), can answer with a fallback, and the dependency
+gets quiet time to recover.
+
+**The three states.**
+
+* ``CLOSED``: calls pass. The breaker keeps the outcomes of the last ``window_size`` calls
+  (a sliding window) and trips to OPEN when the share of failures reaches
+  ``failure_rate_threshold``, once the window holds at least ``minimum_calls`` outcomes; or,
+  if ``consecutive_failures`` is set, after that many failures in a row.
+* ``OPEN``: every call is refused at once with ``CircuitOpenError``, which says how long until
+  the breaker tries again (``retry_after_s``). The function is not called at all.
+* ``HALF_OPEN``: after ``open_timeout_s`` the breaker lets up to ``half_open_max_calls``
+  trial calls through at once; the others are still refused. That many successes close it
+  (with an empty window); a single failure opens it again for another ``open_timeout_s``.
+
+**What counts as a failure.** Only what says the dependency is unhealthy: with gRPC,
+UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED (``grpc_failure_classifier``).
+NOT_FOUND or INVALID_ARGUMENT is a healthy server answering a bad request; counting it would
+let one client's typos cut everybody off. Such errors pass through and count as successes.
+
+**The race the generation counter settles.** A call admitted while CLOSED may take seconds.
+If the breaker opened and half-opened in the meantime, that call's late failure says nothing
+about the trial calls; counting it would re-open a breaker whose dependency has recovered.
+Every transition starts a new generation, and an outcome from an older generation is ignored.
+
+**When not to use one.**
+
+* Calls that are rare: with a handful of calls a minute the window never fills in time to
+  help; a deadline and a clear error serve better.
+* As a substitute for deadlines: a breaker learns from calls that time out; it does not time
+  them out. Every protected call still needs its own deadline.
+* Around business errors (a declined card, an unknown book): they are answers, not outages.
+* Around in-process code: there is no remote party to give room to recover.
+* Retrying a ``CircuitOpenError``: the breaker refused *because* the dependency is failing;
+  wait ``retry_after_s`` or use a fallback.
+
+One breaker guards one dependency in one process; each calling process learns on its own.
+"""
+
+from bookstore.resilience.breaker import (
+    DEFAULT_FAILURE_CODES,
+    BreakerSettings,
+    BreakerSnapshot,
+    CircuitBreaker,
+    CircuitOpenError,
+    FailureClassifier,
+    GrpcFailureClassifier,
+    State,
+    StateListener,
+    Totals,
+    WindowCounts,
+    grpc_failure_classifier,
+)
+
+__all__ = [
+    "DEFAULT_FAILURE_CODES",
+    "BreakerSettings",
+    "BreakerSnapshot",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "FailureClassifier",
+    "GrpcFailureClassifier",
+    "State",
+    "StateListener",
+    "Totals",
+    "WindowCounts",
+    "grpc_failure_classifier",
+]
