@@ -4,6 +4,8 @@ bookstore up [--replicas inventory=2] [--work-dir DIR]   start a detached cluste
 bookstore status [--work-dir DIR]                        show each process and its health
 bookstore down [--work-dir DIR]                          stop it
 bookstore course run [--weeks 6-10] [--html]             execute the course notebooks headless
+bookstore exercises build [--check]                      build exercises/ from solutions/
+bookstore grade SUBMISSIONS... --week N --out DIR        grade notebooks against hidden checks
 """
 
 from __future__ import annotations
@@ -85,6 +87,56 @@ def cmd_course_run(args: argparse.Namespace) -> int:
     return run_course(parse_weeks(args.weeks), html=args.html, out_dir=Path(args.out))
 
 
+def cmd_exercises_build(args: argparse.Namespace) -> int:
+    from bookstore.grading.regions import EXERCISES_DIR, SOLUTIONS_DIR, RegionError, build_all
+
+    solutions = Path(args.solutions_dir) if args.solutions_dir else SOLUTIONS_DIR
+    exercises = Path(args.exercises_dir) if args.exercises_dir else EXERCISES_DIR
+    try:
+        differences = build_all(solutions, exercises, check=args.check)
+    except RegionError as error:
+        print(f"bookstore exercises build: {error}", file=sys.stderr)
+        return 1
+    for difference in differences:
+        print(difference)
+    if args.check:
+        if differences:
+            print("exercises are out of date: run `bookstore exercises build`", file=sys.stderr)
+            return 1
+        print("exercises are up to date")
+    elif not differences:
+        print("exercises were already up to date")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from bookstore.grading.batch import GradingError, expand_submissions, grade_batch
+    from bookstore.grading.regions import SOLUTIONS_DIR
+
+    submissions = expand_submissions(Path(p) for p in args.submissions)
+    if not submissions:
+        print("no submissions found", file=sys.stderr)
+        return 1
+    try:
+        grade_batch(
+            submissions,
+            week=args.week,
+            out_dir=Path(args.out),
+            solutions_dir=Path(args.solutions_dir) if args.solutions_dir else SOLUTIONS_DIR,
+            workers=args.workers,
+            timeout_s=args.timeout,
+            check_timeout_s=args.check_timeout,
+            progress=not args.no_progress,
+        )
+    except GradingError as error:
+        print(f"bookstore grade: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out}/grades.csv holds the submissions graded so far", file=sys.stderr)
+        return 130
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bookstore", description="The bookstore microservices course.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--html", action="store_true", help="also write HTML with the inline plots")
     run.add_argument("--out", default="build/course")
     run.set_defaults(func=cmd_course_run)
+
+    exercises = sub.add_parser("exercises", help="exercise notebooks, built from the solutions")
+    exercises_sub = exercises.add_subparsers(dest="exercises_command", required=True)
+    build = exercises_sub.add_parser("build", help="turn each solution region into a TODO stub")
+    build.add_argument("--check", action="store_true", help="only list differences; exit 1 if any")
+    build.add_argument("--solutions-dir", default=None, help="default: solutions/ of the repository")
+    build.add_argument("--exercises-dir", default=None, help="default: exercises/ of the repository")
+    build.set_defaults(func=cmd_exercises_build)
+
+    grade = sub.add_parser("grade", help="grade submitted notebooks against a week's hidden checks")
+    grade.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, or folders of them")
+    grade.add_argument("--week", type=int, required=True)
+    grade.add_argument("--out", required=True, help="where grades.csv and feedback/ go")
+    grade.add_argument("--workers", type=int, default=2, help="submissions graded at once (default 2)")
+    grade.add_argument("--timeout", type=float, default=120.0, help="seconds per submission (default 120)")
+    grade.add_argument("--check-timeout", type=float, default=20.0, help="seconds per check (default 20)")
+    grade.add_argument("--solutions-dir", default=None, help="holds checks/weekNN.py (default: solutions/)")
+    grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.set_defaults(func=cmd_grade)
     return parser
 
 

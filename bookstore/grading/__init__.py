@@ -1,0 +1,41 @@
+"""The exercise grader: exercises built from solutions, submissions graded by hidden checks.
+
+Two commands::
+
+    bookstore exercises build [--check]                  solutions/weekNN_*.ipynb -> exercises/
+    bookstore grade SUBMISSIONS... --week N --out DIR    DIR/grades.csv and DIR/feedback/*.md
+
+The modules, in the order a submission meets them: :mod:`~bookstore.grading.regions` turns
+solution regions into TODO stubs; :mod:`~bookstore.grading.checks` is the API instructors
+write hidden checks with, and the code that runs them; :mod:`~bookstore.grading.worker`
+grades one submission; :mod:`~bookstore.grading.batch` grades many in parallel;
+:mod:`~bookstore.grading.report` turns results into scores, CSV and feedback.
+
+Why the design is what it is (each point answers a complaint heard about nbgrader or otter):
+
+* **Checks run in the learner's kernel, against the learner's globals.** After the notebook
+  has run top to bottom, one more cell runs the checks in that same kernel, and they look up
+  ``find_book_title`` in the learner's namespace. The alternative, importing the functions
+  into the grader or running checks beside the solution code, is how a grader ends up testing
+  the instructor's function (every learner passes) or the learner's ends up shadowed. The
+  check module executes in a private namespace, so its helpers never land in the learner's.
+* **Hidden means hidden.** Check source is read by the grader and handed to the kernel as a
+  string; it is never written next to the submission, compiled under a file name no traceback
+  can quote, and failures are reported as the instructor's message or ``"TypeName: message"``,
+  never a traceback. Feedback is built from titles and messages only.
+* **A nonce, not a marker.** The checks print one line ``<nonce> <json>``; the nonce is made up
+  *after* the learner's cells ran, so nothing a notebook prints (or saved in its outputs) can
+  pose as a result. Stderr is never read: a library warning costs nothing.
+* **A subprocess per submission.** An endless loop, ``sys.exit``, ``os._exit``, a notebook that
+  deletes its working directory or is not JSON at all: each happens inside one worker, which
+  reports a status (``timeout``, ``crashed``, ``invalid``, ``wrong-week``) and 0 points, or is
+  killed with its whole process group at the hard deadline. The batch goes on; only the parent
+  writes grades.csv and feedback, atomically.
+* **Parallel, with progress.** ``--workers N`` graders at once, a progress bar on stderr,
+  backing services (the bookstore cluster) started once per batch and shared.
+* **A hung check costs one check.** Each check has its own timeout; a learner function that
+  never returns fails that check and the others still run.
+
+This is a grader, not a sandbox: learner code runs with the grading user's rights. Grade
+untrusted submissions in a container or a VM.
+"""

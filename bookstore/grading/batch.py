@@ -1,0 +1,401 @@
+"""The batch grader: many submissions, in parallel, each in a worker process of its own.
+
+    bookstore grade submissions/*.ipynb --week 6 --out grades/ --workers 4
+
+For each submission a worker (:mod:`bookstore.grading.worker`) runs in its own process
+group with a private directory; this process only starts workers, waits, and writes files:
+
+* a hard wall clock: a worker gets ``timeout`` seconds for the learner's notebook (it enforces
+  that itself and reports ``timeout``) plus a short grace to shut its kernel down; past that its
+  whole process group is SIGKILLed and the submission scores ``timeout``;
+* every process a worker starts (its kernel, whatever the learner's code spawns, in any
+  session) inherits ``BOOKSTORE_GRADING_RUN=<token>``; when the worker ends, processes still
+  carrying its token are killed (Linux, through /proc), so no learner process outlives grading;
+* results come back on the worker's stdout, on a line prefixed by a nonce this process sent
+  on the worker's stdin, never through a file the learner's code could reach; only this
+  process writes grades.csv and the feedback files, atomically, so a crashing worker cannot
+  corrupt them, and they are rewritten after each submission, so an interrupted batch keeps
+  what it graded;
+* backing services start once per batch: when the week's check module says
+  ``NEEDS_CLUSTER = True``, one detached cluster is started here, its directory passed to
+  workers as ``BOOKSTORE_SHARED_CLUSTER_DIR`` (notebooks calling ``notebook_cluster()`` attach
+  to it instead of starting six processes each), and stopped at the end, whatever happens.
+
+What this is not: a sandbox. Learner code runs as the grading user and could read files that
+user can read. Grade untrusted submissions inside a container or VM. The design defends
+against the accidents (and the casual tricks) that break batches in practice: endless loops,
+``sys.exit``, ``os._exit``, deleting files, garbage files, forged output, noisy stderr.
+
+Sharing one cluster has a price: a notebook that kills a service or injects a fault changes
+it for the submissions graded after it. A week whose notebooks do that should leave
+``NEEDS_CLUSTER`` out, so that each notebook starts (and stops) a cluster of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bookstore.grading.checks import DEFAULT_CHECK_TIMEOUT_S, CheckModule, CheckSpec, load_checks
+from bookstore.grading.regions import SOLUTIONS_DIR
+from bookstore.grading.report import GRADED, CheckOutcome, SubmissionResult, summary_table, write_outputs
+from bookstore.grading.worker import TOKEN_VARIABLE, WorkerReport, kill_marked
+
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_WORKERS = 2
+SHUTDOWN_GRACE_S = 15.0
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+if TYPE_CHECKING:
+    from bookstore.platform.cluster import Cluster
+
+
+class GradingError(RuntimeError):
+    """The batch cannot run at all (no checks for the week, backing services failed, ...)."""
+
+
+@dataclass
+class BatchResult:
+    week: int
+    results: list[SubmissionResult]
+    specs: tuple[CheckSpec, ...]
+    out_dir: Path
+    seconds: float
+
+    def summary(self) -> str:
+        return summary_table(self.results, self.specs)
+
+
+def checks_file(solutions_dir: Path, week: int) -> Path:
+    return solutions_dir / "checks" / f"week{week:02d}.py"
+
+
+def load_week_checks(solutions_dir: Path, week: int) -> tuple[Path, CheckModule]:
+    """Load the hidden checks here first: a broken check module stops the batch before it starts."""
+    path = checks_file(solutions_dir, week)
+    if not path.is_file():
+        raise GradingError(f"no hidden checks for week {week}: {path} does not exist")
+    try:
+        module = load_checks(path.read_text(encoding="utf-8"))
+    except Exception as error:
+        raise GradingError(f"{path} does not load: {type(error).__name__}: {error}") from error
+    if not module.checks:
+        raise GradingError(f"{path} declares no @check functions")
+    return path, module
+
+
+def expand_submissions(paths: Iterable[Path]) -> list[Path]:
+    """Files as given (even if they turn out not to be notebooks); folders as their notebooks."""
+    from bookstore.notebook_tools import notebooks_under
+
+    found: list[Path] = []
+    for path in paths:
+        found.extend(notebooks_under([path]) if path.is_dir() else [path])
+    return found
+
+
+def unique_names(paths: Sequence[Path]) -> list[str]:
+    """A file-system-safe name per submission: its stem, prefixed by its folder when stems clash."""
+    stems = [_UNSAFE.sub("_", p.stem) or "submission" for p in paths]
+    clashing = Counter(stems)
+    names = [
+        _UNSAFE.sub("_", f"{p.parent.name}-{stem}") if clashing[stem] > 1 and p.parent.name else stem
+        for p, stem in zip(paths, stems, strict=True)
+    ]
+    seen: Counter[str] = Counter()
+    unique: list[str] = []
+    for name in names:
+        seen[name] += 1
+        unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return unique
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    code: int | None  # None: killed at the hard timeout
+    stdout: bytes
+    log_tail: str  # the last line the worker wrote to stderr, for the instructor
+    nonce: str
+
+    def report(self) -> WorkerReport | None:
+        """The worker's own result line (the last one carrying the nonce), if there is one."""
+        prefix = self.nonce + " "
+        for line in reversed(self.stdout.decode("utf-8", errors="replace").splitlines()):
+            if line.startswith(prefix):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    return WorkerReport.from_json(line[len(prefix) :])
+        return None
+
+
+class _Workers:
+    """Starts worker processes, enforces the hard timeout, and kills them all on request."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str], hard_timeout_s: float, tmp: Path) -> None:
+        self.command = list(command)
+        self.env = env
+        self.hard_timeout_s = hard_timeout_s
+        self.tmp = tmp
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._live: dict[str, subprocess.Popen[bytes]] = {}
+
+    def run(self, index: int, arguments: list[str]) -> WorkerExit:
+        """Run one worker to its end, or kill it at the hard timeout."""
+        if self.stopping.is_set():
+            raise KeyboardInterrupt
+        private = self.tmp / f"submission-{index:05d}"
+        (private / "tmp").mkdir(parents=True)
+        token = secrets.token_hex(16)
+        # Handed over on stdin (read, hence gone, before the kernel starts; never in argv or the
+        # environment): the worker prefixes its result line with it, so no learner process that
+        # reaches the worker's stdout can pose as the worker.
+        nonce = secrets.token_hex(16)
+        env = {
+            **self.env,
+            TOKEN_VARIABLE: token,
+            # Kernel connection files, temporary files and the IPython profile stay in the
+            # private directory: a killed worker litters nothing (the batch removes the whole
+            # directory), and the instructor's IPython startup scripts do not run.
+            "JUPYTER_RUNTIME_DIR": str(private / "runtime"),
+            "IPYTHONDIR": str(private / "ipython"),
+            "TMPDIR": str(private / "tmp"),
+        }
+        log_path = private / "worker.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [*self.command, *arguments, "--work-dir", str(private / "work"), "--nonce-on-stdin"],
+                env=env,
+                cwd=private,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
+            with self._lock:
+                self._live[token] = process
+            if self.stopping.is_set():  # kill_all ran while this one was starting
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            code: int | None
+            try:
+                out, _ = process.communicate((nonce + "\n").encode(), timeout=self.hard_timeout_s)
+                code = process.returncode
+            except subprocess.TimeoutExpired:
+                # Not reaped yet, so its pid is still its process group's id: safe to signal.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                kill_marked(token)
+                out = _drain(process)
+                code = None
+            finally:
+                with self._lock:
+                    self._live.pop(token, None)
+                kill_marked(token)
+        try:  # a notebook that deleted its parent directory took the log with it
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
+        except OSError:
+            tail = []
+        return WorkerExit(code, out, tail[0] if tail else "", nonce)
+
+    def kill_all(self) -> None:
+        self.stopping.set()
+        with self._lock:
+            live = dict(self._live)
+        for token, process in live.items():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            kill_marked(token)
+
+
+def _drain(process: subprocess.Popen[bytes]) -> bytes:
+    """What a killed worker had written; give up if something it spawned still holds the pipe."""
+    try:
+        out, _ = process.communicate(timeout=5)
+        return out or b""
+    except subprocess.TimeoutExpired:
+        if process.stdout is not None:
+            process.stdout.close()
+        process.wait()
+        return b""
+
+
+def _worker_environment() -> dict[str, str]:
+    from bookstore.platform.cluster import SHARED_CLUSTER_VARIABLE
+
+    env = {k: v for k, v in os.environ.items() if k != SHARED_CLUSTER_VARIABLE and k != TOKEN_VARIABLE}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("JUPYTER_PLATFORM_DIRS", "1")  # quiets a jupyter_core deprecation warning in worker logs
+    return env
+
+
+def _to_result(
+    name: str, path: Path, week: int, specs: Sequence[CheckSpec], worker: WorkerExit, timeout_s: float
+) -> SubmissionResult:
+    if worker.code is None:
+        return SubmissionResult(
+            name, path, week, "timeout", f"the notebook did not finish within {timeout_s:g} s and was stopped"
+        )
+    report = worker.report()
+    if worker.code != 0 or report is None:
+        detail = f"exit code {worker.code}" + (f": {worker.log_tail}" if worker.log_tail else "")
+        return SubmissionResult(name, path, week, "error", f"the grading worker failed ({detail})")
+    result = SubmissionResult(
+        name,
+        path,
+        week,
+        report.status,
+        report.message,
+        cell_errors=report.cell_errors,
+        seconds=report.seconds,
+    )
+    if report.status == GRADED:
+        checks = report.results or []
+        if len(checks) != len(specs) or not all(isinstance(c, dict) for c in checks):
+            return SubmissionResult(name, path, week, "error", "the kernel reported results for other checks")
+        result.outcomes = [
+            CheckOutcome(spec, c.get("passed") is True, str(c.get("message", "")))
+            for spec, c in zip(specs, checks, strict=True)
+        ]
+    return result
+
+
+def grade_batch(
+    submissions: Sequence[Path],
+    *,
+    week: int,
+    out_dir: Path,
+    solutions_dir: Path = SOLUTIONS_DIR,
+    workers: int = DEFAULT_WORKERS,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    check_timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+    progress: bool = True,
+    shutdown_grace_s: float = SHUTDOWN_GRACE_S,
+    worker_command: Sequence[str] | None = None,
+    echo: Callable[[str], None] = print,
+) -> BatchResult:
+    """Grade ``submissions`` against week ``week``'s hidden checks; write ``out_dir``.
+
+    A worker past ``timeout_s + shutdown_grace_s`` is killed with its process group.
+    ``worker_command`` replaces ``python -m bookstore.grading.worker`` (tests use it to stand in
+    a worker that hangs).
+    """
+    from tqdm import tqdm
+
+    if workers < 1:
+        raise GradingError("--workers must be at least 1")
+    if timeout_s <= 0 or check_timeout_s <= 0:
+        raise GradingError("timeouts must be positive")
+    began = time.perf_counter()
+    checks_path, module = load_week_checks(solutions_dir, week)
+    specs = module.specs
+    paths = list(submissions)
+    names = unique_names(paths)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[SubmissionResult | None] = [None] * len(paths)
+
+    with tempfile.TemporaryDirectory(prefix="bookstore-grade-", ignore_cleanup_errors=True) as tmp:
+        env = _worker_environment()
+        cluster: Cluster | None = None
+        pool = _Workers(
+            worker_command or [sys.executable, "-m", "bookstore.grading.worker"],
+            env,
+            timeout_s + shutdown_grace_s,
+            Path(tmp),
+        )
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grade")
+        previous_sigterm = _sigterm_raises_system_exit()
+        try:
+            if module.needs_cluster:
+                cluster = _start_cluster(Path(tmp) / "cluster")
+                from bookstore.platform.cluster import SHARED_CLUSTER_VARIABLE
+
+                env[SHARED_CLUSTER_VARIABLE] = str(cluster.work_dir)
+
+            def grade_one(index: int) -> SubmissionResult:
+                arguments = [
+                    "--submission", str(paths[index].resolve()),
+                    "--week", str(week),
+                    "--checks", str(checks_path.resolve()),
+                    "--timeout", str(timeout_s),
+                    "--check-timeout", str(check_timeout_s),
+                ]  # fmt: skip
+                return _to_result(
+                    names[index], paths[index], week, specs, pool.run(index, arguments), timeout_s
+                )
+
+            futures: dict[Future[SubmissionResult], int] = {
+                executor.submit(grade_one, i): i for i in range(len(paths))
+            }
+            with tqdm(
+                total=len(paths),
+                desc=f"grading week {week}",
+                unit="notebook",
+                file=sys.stderr,
+                disable=not progress,
+            ) as bar:
+                for future in as_completed(futures):
+                    result = future.result()
+                    results[futures[future]] = result
+                    done = [r for r in results if r is not None]
+                    # Rewritten after every submission: an interrupted batch keeps what it graded.
+                    write_outputs(out_dir, done, specs, feedback=[result])
+                    bar.set_postfix_str(f"{result.name}: {result.status}", refresh=False)
+                    bar.update()
+        except BaseException:
+            pool.kill_all()
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            executor.shutdown(wait=True)
+            if cluster is not None:
+                cluster.stop()
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
+
+    graded = [r for r in results if r is not None]
+    batch = BatchResult(week, graded, specs, out_dir, time.perf_counter() - began)
+    echo(batch.summary())
+    for result in graded:
+        if result.status not in (GRADED,) and result.message:
+            echo(f"{result.name}: {result.status}: {result.message}")
+    echo(f"grades: {out_dir / 'grades.csv'}  feedback: {out_dir / 'feedback'}  ({batch.seconds:.1f} s)")
+    return batch
+
+
+def _sigterm_raises_system_exit() -> signal.Handlers | Callable[..., object] | int | None:
+    """Make SIGTERM unwind the batch like Ctrl-C does (workers killed, cluster stopped).
+
+    Returns the previous handler to restore, or None when not on the main thread (where Python
+    cannot install handlers; the caller then owns signal handling).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _start_cluster(work_dir: Path) -> Cluster:
+    from bookstore.platform.cluster import Cluster, ClusterError
+
+    try:
+        return Cluster(detached=True, work_dir=work_dir).start()
+    except (ClusterError, OSError) as error:
+        raise GradingError(f"the shared cluster did not start: {error}") from error

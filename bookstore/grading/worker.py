@@ -1,0 +1,410 @@
+"""Grade ONE submission: ``python -m bookstore.grading.worker --submission PATH --week N ...``.
+
+The batch grader starts one of these per submission, each in its own process group with a
+private directory, and reads the one result line it prints. Everything that can go wrong
+with a learner's notebook goes wrong in here, where it can only cost this submission:
+
+1. read and validate the file (not JSON, not a notebook: ``invalid``; another week:
+   ``wrong-week``, from ``metadata.bookstore.week`` or else the file name ``weekNN``);
+2. copy it, outputs cleared, into a fresh working directory that becomes the kernel's cwd
+   (a saved output can never count, and a notebook deleting its folder deletes a copy);
+3. execute it with nbclient in a fresh ``python3`` kernel, ``allow_errors`` so that one broken
+   cell does not hide the answers after it, within the submission's time budget: past it the
+   kernel is killed and the status is ``timeout``; a kernel that dies is ``crashed``;
+4. make up a nonce, then send the same kernel one more cell that runs the hidden checks
+   against the learner's globals (see :mod:`bookstore.grading.checks`) and prints
+   ``<nonce> <json>``; only that line is read;
+5. kill whatever the learner's code started (every process carrying this submission's
+   ``BOOKSTORE_GRADING_RUN`` token), then print the result on a line of its own, prefixed by
+   the nonce the batch grader sent on stdin. The kernel never sees that nonce, so a learner
+   process that found its way to this process's stdout still cannot pose as it.
+
+Outputs are not kept: only error outputs of the learner's cells (for the feedback "cell 3
+raised NameError ...") and the one grading line. That keeps a notebook printing in an endless
+loop from filling this process's memory. Stderr and warnings are never looked at.
+
+The kernel's own stdout and stderr go to /dev/null (ipykernel forwards what matters over
+ZeroMQ), and its IPython profile and Jupyter runtime files live in this submission's private
+directory, so an instructor's startup scripts cannot change how a learner's notebook runs.
+
+The limit of all this: while the checks run, learner code that is still running in the same
+interpreter (a thread started by a cell) shares it with them and could, with effort, read the
+checks or the nonce. That is an attack, not an accident; a container is the answer to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bookstore.grading.checks import STUB_MESSAGE, parse_report, truncate
+
+MAX_SUBMISSION_BYTES = 50_000_000
+MAX_LINE_CHARS = 1_000_000
+KERNEL_NAME = "python3"
+FILE_WEEK = re.compile(r"week(\d{1,2})(?!\d)", re.IGNORECASE)
+# Set by the batch grader to a token unique to one submission; inherited by its kernel and by
+# whatever the learner's code starts, which is how those processes are found and ended.
+TOKEN_VARIABLE = "BOOKSTORE_GRADING_RUN"
+
+
+@dataclass
+class CellError:
+    """A learner cell that raised: its 1-based position, its first line and the exception."""
+
+    cell: int
+    first_line: str
+    error: str
+
+
+@dataclass
+class WorkerReport:
+    """What a worker tells the batch grader: one JSON line on stdout (or the --result file)."""
+
+    status: str  # graded, timeout, crashed, invalid, wrong-week, error
+    message: str = ""
+    results: list[dict[str, Any]] | None = None  # one {"passed", "message"} per check, in order
+    cell_errors: list[CellError] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerReport:
+        data = json.loads(text)
+        return cls(
+            status=str(data["status"]),
+            message=str(data.get("message", "")),
+            results=data.get("results"),
+            cell_errors=[CellError(**e) for e in data.get("cell_errors", [])],
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
+
+class SubmissionProblem(Exception):
+    """The submission cannot be graded at all; ``status`` says why."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def read_submission(path: Path) -> Any:
+    """The notebook (an nbformat NotebookNode), or SubmissionProblem("invalid", why)."""
+    import nbformat
+
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise SubmissionProblem("invalid", f"cannot read the file: {error.strerror or error}") from None
+    if size > MAX_SUBMISSION_BYTES:
+        raise SubmissionProblem(
+            "invalid", f"the file is {size / 1e6:.0f} MB; a notebook should be far smaller"
+        )
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as error:
+        raise SubmissionProblem("invalid", f"not a notebook: the file is not valid JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise SubmissionProblem("invalid", "not a notebook: the JSON has no list of cells")
+    try:
+        notebook = nbformat.reads(json.dumps(data), as_version=4)
+    except Exception as error:  # nbformat raises many types for malformed input
+        raise SubmissionProblem("invalid", f"not a notebook: {type(error).__name__}: {error}") from None
+    for cell in notebook.cells:
+        if not isinstance(cell.get("source"), str) or not isinstance(cell.get("cell_type"), str):
+            raise SubmissionProblem("invalid", "not a notebook: a cell has no source or type")
+    return notebook
+
+
+def submission_week(notebook: Any, path: Path) -> int | None:
+    """The week a notebook belongs to: its metadata, else a ``weekNN`` in its file name."""
+    meta = notebook.get("metadata", {}).get("bookstore")
+    if isinstance(meta, dict) and isinstance(meta.get("week"), int) and not isinstance(meta["week"], bool):
+        return int(meta["week"])
+    match = FILE_WEEK.search(path.name)
+    return int(match.group(1)) if match else None
+
+
+def first_line(source: str, width: int = 60) -> str:
+    for line in source.splitlines():
+        if line.strip():
+            text = line.strip().replace("`", "'")
+            return text if len(text) <= width else text[: width - 3] + "..."
+    return ""
+
+
+def grading_cell_source(checks_source: str, nonce: str, check_timeout_s: float) -> str:
+    """The extra cell: load a pristine checks API from its file, run the hidden source, report.
+
+    It runs in a private namespace, reaching builtins through ``__import__`` so that a learner
+    who named something ``exec`` or ``compile`` does not break grading.
+    """
+    from bookstore.grading import checks
+
+    api_path = str(Path(checks.__file__).resolve())
+    runner = "\n".join(
+        [
+            "import importlib.util, sys",
+            f"spec = importlib.util.spec_from_file_location('bookstore_grading_pristine', {api_path!r})",
+            "api = importlib.util.module_from_spec(spec)",
+            "sys.modules[spec.name] = api",
+            "spec.loader.exec_module(api)",
+            f"api.report({checks_source!r}, {nonce!r}, LEARNER, {float(check_timeout_s)!r})",
+        ]
+    )
+    return (
+        "__import__('builtins').exec(__import__('builtins').compile("
+        f"{runner!r}, '<bookstore grader>', 'exec'), {{'LEARNER': __import__('builtins').globals()}})"
+    )
+
+
+def _make_client_class() -> type:
+    """A NotebookClient that keeps only error outputs, and watches for the grading line."""
+    from nbclient import NotebookClient
+
+    class GradingClient(NotebookClient):  # type: ignore[misc]
+        nonce: str | None = None
+        grading_line: str | None = None
+        _partial: str = ""
+
+        def output(
+            self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int
+        ) -> Any:
+            if self.nonce is not None:
+                if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
+                    self._scan(str(msg["content"].get("text", "")))
+                return None
+            if msg["msg_type"] == "error":
+                return super().output(outs, msg, display_id, cell_index)
+            return None  # outputs do not count; dropping them bounds memory
+
+        def _scan(self, text: str) -> None:
+            data = self._partial + text
+            lines = data.split("\n")
+            self._partial = lines.pop()[-MAX_LINE_CHARS:]
+            for line in lines:
+                assert self.nonce is not None
+                at = line.find(self.nonce + " ")
+                if at >= 0 and self.grading_line is None:
+                    self.grading_line = line[at:]
+
+    return GradingClient
+
+
+def grade_submission(
+    submission: Path,
+    *,
+    week: int,
+    checks_source: str,
+    work_dir: Path,
+    timeout_s: float,
+    check_timeout_s: float,
+) -> WorkerReport:
+    began = time.monotonic()
+    deadline = began + timeout_s
+
+    def finish(status: str, message: str = "", **kw: Any) -> WorkerReport:
+        return WorkerReport(status, message, seconds=round(time.monotonic() - began, 2), **kw)
+
+    try:
+        notebook = read_submission(submission)
+        found = submission_week(notebook, submission)
+        if found is not None and found != week:
+            raise SubmissionProblem(
+                "wrong-week", f"this is a week {found} notebook; this batch grades week {week}"
+            )
+    except SubmissionProblem as problem:
+        return finish(problem.status, problem.message)
+
+    import nbformat
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None  # a saved output must never count
+    work_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, work_dir / (submission.stem + ".ipynb"))
+
+    def remaining(_cell: object = None) -> int:
+        return max(1, math.ceil(deadline - time.monotonic()))
+
+    client = _make_client_class()(
+        notebook,
+        timeout=remaining(),
+        timeout_func=remaining,
+        kernel_name=KERNEL_NAME,
+        allow_errors=True,
+        shutdown_kernel="immediate",
+        record_timing=False,
+        resources={"metadata": {"path": str(work_dir)}},
+    )
+    running: int | None = None
+    grading = None
+    status, message = "graded", ""
+    try:
+        with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+            for index, cell in enumerate(notebook.cells):
+                running = index
+                client.execute_cell(cell, index)
+            running = None
+            # Made up only now: nothing the learner's cells did could have known it.
+            client.nonce = secrets.token_hex(16)
+            grading = nbformat.v4.new_code_cell(
+                grading_cell_source(checks_source, client.nonce, check_timeout_s)
+            )
+            # nbclient stores every executed cell back into the notebook by index, so the grading
+            # cell joins it for the moment it runs; it is removed below, before anything reads it.
+            notebook.cells.append(grading)
+            client.execute_cell(grading, len(notebook.cells) - 1, store_history=False)
+    except CellTimeoutError:
+        status = "timeout"
+        message = f"the notebook did not finish within {timeout_s:g} s"
+        if running is not None:
+            message += f"; {_cell(notebook, running)} was still running"
+    except DeadKernelError:
+        status = "crashed"
+        where = _cell(notebook, running) if running is not None else "the hidden checks"
+        message = f"the kernel died while running {where}"
+    except Exception as error:  # the kernel would not start, or nbclient failed: the grader's problem
+        status, message = "error", f"the grader could not run this notebook: {type(error).__name__}: {error}"
+
+    if notebook.cells and notebook.cells[-1] is grading:
+        notebook.cells.pop()
+    cell_errors = _cell_errors(notebook)
+    if status != "graded":
+        return finish(status, message, cell_errors=cell_errors)
+    if client.grading_line is None:
+        return finish(
+            "crashed",
+            "the checks could not report (did the notebook exit the kernel or replace sys.stdout?)",
+            cell_errors=cell_errors,
+        )
+    try:
+        payload = parse_report(client.grading_line, client.nonce or "")
+    except ValueError as error:
+        return finish("error", f"unreadable check results: {error}", cell_errors=cell_errors)
+    if not payload["ok"]:
+        return finish(
+            "error",
+            f"the checks could not run in this kernel: {payload.get('error')}",
+            cell_errors=cell_errors,
+        )
+    return finish("graded", results=payload.get("results"), cell_errors=cell_errors)
+
+
+def _cell(notebook: Any, index: int) -> str:
+    return f"cell {index + 1} (`{first_line(notebook.cells[index].source)}`)"
+
+
+def _cell_errors(notebook: Any, limit: int = 20) -> list[CellError]:
+    found: list[CellError] = []
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            if output.get("output_type") == "error" and len(found) < limit:
+                name, value = str(output.get("ename", "Error")), str(output.get("evalue", ""))
+                if name == "NotImplementedError" and value == STUB_MESSAGE:
+                    value += " (an exercise stub that is not filled in yet)"
+                found.append(
+                    CellError(
+                        index + 1, first_line(cell.source), truncate(f"{name}: {value}" if value else name)
+                    )
+                )
+    return found
+
+
+def kill_marked(token: str, variable: str = TOKEN_VARIABLE) -> int:
+    """SIGKILL every process whose environment carries ``variable=token``; how many were found.
+
+    Linux only (elsewhere this finds nothing and the process-group kill has to do). The token
+    is unique to one submission, so only processes that submission started can match.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0
+    needle = f"{variable}={token}".encode()
+    killed = 0
+    for _round in range(5):  # a process may fork while we look: look again until none is left
+        found = 0
+        for entry in proc.iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if needle in environ.split(b"\0"):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    found += 1
+        killed += found
+        if not found:
+            break
+        time.sleep(0.05)
+    return killed
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bookstore.grading.worker", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--submission", required=True, type=Path)
+    parser.add_argument("--week", required=True, type=int)
+    parser.add_argument("--checks", required=True, type=Path, help="the hidden check module")
+    parser.add_argument("--work-dir", required=True, type=Path, help="an empty directory: the kernel's cwd")
+    parser.add_argument("--result", type=Path, default=None, help="where to write the JSON (default: stdout)")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--check-timeout", type=float, default=20.0)
+    parser.add_argument(
+        "--nonce-on-stdin",
+        action="store_true",
+        help="read a nonce from stdin; prefix the result line with it",
+    )
+    args = parser.parse_args(argv)
+    # Read before the kernel starts: once consumed from the pipe, nothing learner code does can see it.
+    nonce = sys.stdin.readline().strip() if args.nonce_on_stdin else ""
+    report = grade_submission(
+        args.submission,
+        week=args.week,
+        checks_source=args.checks.read_text(encoding="utf-8"),
+        work_dir=args.work_dir,
+        timeout_s=args.timeout,
+        check_timeout_s=args.check_timeout,
+    )
+    token = os.environ.get(TOKEN_VARIABLE)
+    if token:
+        # The kernel is gone; whatever the learner's code started goes too, before the result is
+        # written, so nothing it left running can write after (or instead of) this worker.
+        kill_marked(token)
+    if args.result is None:
+        # On a line of its own, whatever a learner process may have left unterminated on this pipe.
+        sys.stdout.write("\n" + (f"{nonce} " if nonce else "") + report.to_json() + "\n")
+        sys.stdout.flush()
+    else:
+        write_atomic(args.result, report.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
