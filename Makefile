@@ -35,7 +35,7 @@ notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks solutions
 
 lint: $(STAMP)
-	$(BIN)/ruff check bookstore tests benchmarks
+	$(BIN)/ruff check bookstore tests benchmarks solutions/checks
 	$(BIN)/mypy
 
 proto: $(STAMP)

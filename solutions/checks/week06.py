@@ -129,14 +129,13 @@ def _call_shelf(
     books = {3: catalog_pb2.Book(book_id=3, title="Beloved", author="Toni Morrison", price_cents=1499)}
     with serve_in_process(
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server, shelf_class(books)
-    ) as address:
-        with grpc.insecure_channel(address) as channel:
-            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-            try:
-                reply = stub.GetBook(catalog_pb2.GetBookRequest(book_id=book_id), timeout=5)
-            except grpc.RpcError as error:
-                return error.code(), error.details() or "", None
-            return grpc.StatusCode.OK, "", reply
+    ) as address, grpc.insecure_channel(address) as channel:
+        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+        try:
+            reply = stub.GetBook(catalog_pb2.GetBookRequest(book_id=book_id), timeout=5)
+        except grpc.RpcError as error:
+            return error.code(), error.details() or "", None
+        return grpc.StatusCode.OK, "", reply
 
 
 @check("q3", points=1, title="GetBook answers a book on the shelf")
@@ -151,7 +150,8 @@ def q3_unknown(ns: dict[str, Any]) -> None:
     code, details, _ = _call_shelf(ns, 4)
     if code != grpc.StatusCode.NOT_FOUND or not details.startswith("book_id"):
         raise CheckFailed(
-            f"GetBook(book_id=4) should be NOT_FOUND with a message starting 'book_id', got {code.name} {details!r}"
+            "GetBook(book_id=4) should be NOT_FOUND with a message starting 'book_id', "
+            f"got {code.name} {details!r}"
         )
 
 
