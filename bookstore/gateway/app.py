@@ -3,6 +3,11 @@
 Every route has the same three steps and nothing else: take a validated body or parameters
 (``schemas``), make one gRPC call with the shared deadline, return the answer converted to
 JSON. Failures need no code here: a ``grpc.RpcError`` travels to the handler in ``errors``.
+The ``/books`` routes read through ``clients.catalog_cache``, so while the catalog is down
+they can answer with the last answer that worked, marked as such (``fallback``).
+
+``GET /internal/breakers`` shows the circuit breakers' state and counters as JSON, for
+dashboards and the week 8 plots. It is for operators, so it stays out of ``/openapi.json``.
 
 ``create_app`` is the one place that wires the gateway together, so tests build the same
 app with fake stubs::
@@ -20,16 +25,18 @@ for a book id (and refused, since it is not an integer).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 
 from bookstore.gateway.auth import CurrentUser
 from bookstore.gateway.clients import GatewayClients
 from bookstore.gateway.errors import install_error_handlers
+from bookstore.gateway.fallback import FALLBACK_HEADER, Resp, Served
 from bookstore.gateway.schemas import (
     MAX_INT64,
     MAX_PAGE_SIZE,
@@ -50,6 +57,7 @@ from bookstore.gateway.schemas import (
     Utf8Str,
 )
 from bookstore.platform.settings import Settings
+from bookstore.resilience import BreakerSnapshot
 from bookstore.rpc.v1 import catalog_pb2, order_pb2
 
 TITLE = "Bookstore API gateway"
@@ -60,6 +68,9 @@ The public HTTP/JSON entry point of the bookstore. Each route calls one gRPC ser
 Log in with `POST /auth/login`, then send `Authorization: Bearer <access_token>` to the
 `/orders` routes. Errors have the body `{"detail": "...", "grpc_code": "NOT_FOUND"}`;
 503 responses carry `Retry-After`.
+
+While the catalog service is down, the `/books` routes may answer 200 with the last answer
+that worked: such responses carry `X-Bookstore-Fallback: cache` and `Age` (seconds).
 """
 VERSION = "1.0.0"
 # The largest valid body (50 items and a request id) is about 4 KiB. Without a cap a client
@@ -81,10 +92,33 @@ _ERROR_DESCRIPTIONS = {
 _BACKEND_FAILURES = (400, 502, 503, 504)
 
 
+_FALLBACK_HEADERS = {
+    FALLBACK_HEADER: {
+        "description": "`cache` when the catalog was down and this is the last answer that worked.",
+        "schema": {"type": "string", "enum": ["cache"]},
+    },
+    "Age": {
+        "description": "With the fallback: seconds since the catalog gave this answer.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` entry documenting ``statuses`` plus the backend failures of every route."""
     documented = sorted({*statuses, *_BACKEND_FAILURES})
     return {status: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]} for status in documented}
+
+
+def catalog_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``error_responses`` for a ``/books`` route, plus the headers of a fallback answer."""
+    return {200: {"headers": _FALLBACK_HEADERS}, **error_responses(*statuses)}
+
+
+def served(response: Response, answer: Served[Resp]) -> Resp:
+    """The answer inside ``answer``; if it came from the fallback cache, say so in the headers."""
+    response.headers.update(answer.headers())
+    return answer.answer
 
 
 async def get_clients(request: Request) -> GatewayClients:
@@ -126,16 +160,22 @@ def login(body: LoginBody, clients: Clients) -> LoginResult:
     return LoginResult.from_pb(response)
 
 
-@books_router.get("", responses=error_responses())
-def list_books(clients: Clients, page_size: PageSize = 0, page_token: PageToken = "") -> BookPage:
+@books_router.get("", responses=catalog_responses())
+def list_books(
+    clients: Clients, response: Response, page_size: PageSize = 0, page_token: PageToken = ""
+) -> BookPage:
     """The catalog, one page at a time."""
     request = catalog_pb2.ListBooksRequest(page_size=page_size, page_token=page_token)
-    return BookPage.from_pb(clients.catalog.ListBooks(request, timeout=clients.deadline_s))
+    answer = clients.catalog_cache.call(
+        "ListBooks", clients.catalog.ListBooks, request, timeout=clients.deadline_s
+    )
+    return BookPage.from_pb(served(response, answer))
 
 
-@books_router.get("/search", responses=error_responses())
+@books_router.get("/search", responses=catalog_responses())
 def search_books(
     clients: Clients,
+    response: Response,
     q: Annotated[
         Utf8Str,
         Query(min_length=1, max_length=MAX_QUERY_LENGTH, description="Text to find in title or author."),
@@ -144,14 +184,20 @@ def search_books(
 ) -> BookSearchResult:
     """Books whose title or author contains ``q``."""
     request = catalog_pb2.SearchBooksRequest(query=q, page_size=page_size)
-    return BookSearchResult.from_pb(clients.catalog.SearchBooks(request, timeout=clients.deadline_s))
+    answer = clients.catalog_cache.call(
+        "SearchBooks", clients.catalog.SearchBooks, request, timeout=clients.deadline_s
+    )
+    return BookSearchResult.from_pb(served(response, answer))
 
 
-@books_router.get("/{book_id}", responses=error_responses(404))
-def get_book(clients: Clients, book_id: Annotated[int, Path(ge=1, le=MAX_INT64)]) -> Book:
+@books_router.get("/{book_id}", responses=catalog_responses(404))
+def get_book(clients: Clients, response: Response, book_id: Annotated[int, Path(ge=1, le=MAX_INT64)]) -> Book:
     """One book by id."""
     request = catalog_pb2.GetBookRequest(book_id=book_id)
-    return Book.from_pb(clients.catalog.GetBook(request, timeout=clients.deadline_s).book)
+    answer = clients.catalog_cache.call(
+        "GetBook", clients.catalog.GetBook, request, timeout=clients.deadline_s
+    )
+    return Book.from_pb(served(response, answer).book)
 
 
 @orders_router.post("", status_code=201, responses=error_responses(401, 404, 409))
@@ -159,7 +205,8 @@ def create_order(body: CreateOrderBody, user: CurrentUser, clients: Clients) -> 
     """Place an order for the caller.
 
     The answer is the order as the saga left it: APPROVED, or REJECTED with a reason (stock
-    short, card declined). 404 when a book does not exist.
+    short, card declined), or PENDING while its saga is still settling (GET it again later).
+    404 when a book does not exist.
     """
     response = clients.order.CreateOrder(body.to_pb(user.user_id), timeout=clients.deadline_s)
     return Order.from_pb(response.order)
@@ -192,6 +239,31 @@ async def healthz() -> HealthStatus:
     return HealthStatus()
 
 
+internal_router = APIRouter(prefix="/internal", include_in_schema=False)
+
+
+@internal_router.get("/breakers")
+async def breakers(clients: Clients) -> dict[str, Any]:
+    """Every circuit breaker of the gateway: state, generation, sliding window and totals.
+
+    ``async``: reading snapshots takes a lock for microseconds and does no I/O.
+    """
+    registry = clients.breakers
+    return {"breakers": [snapshot_as_json(s) for s in registry.snapshots()] if registry is not None else []}
+
+
+def snapshot_as_json(snapshot: BreakerSnapshot) -> dict[str, Any]:
+    """A breaker snapshot as plain JSON; the state by name (``CLOSED``, ``OPEN``, ``HALF_OPEN``)."""
+    window = snapshot.window
+    return {
+        "name": snapshot.name,
+        "state": snapshot.state.name,
+        "generation": snapshot.generation,
+        "window": {"calls": window.calls, "failures": window.failures, "failure_rate": window.failure_rate},
+        "totals": dataclasses.asdict(snapshot.totals),
+    }
+
+
 def create_app(settings: Settings, clients: GatewayClients | None = None) -> FastAPI:
     """Build the gateway app. With ``clients`` (fakes in tests) it uses them and never closes them;
     without, it opens channels from ``settings`` at start-up and closes them at shutdown."""
@@ -214,6 +286,6 @@ def create_app(settings: Settings, clients: GatewayClients | None = None) -> Fas
     # Set now rather than in the lifespan, so a TestClient used without `with` works as well.
     app.state.clients = clients
     install_error_handlers(app)
-    for router in (auth_router, books_router, orders_router, health_router):
+    for router in (auth_router, books_router, orders_router, health_router, internal_router):
         app.include_router(router)
     return app

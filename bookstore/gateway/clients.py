@@ -6,6 +6,13 @@ share, since many calls multiplex over it from many threads. Each channel balanc
 round-robin over the replicas named in the service's target (see
 ``bookstore.platform.channels``), so scaling a service needs no change here.
 
+Each channel is also a *protected* one (``bookstore.resilience.interceptor``): its calls pass
+a circuit breaker for that service, all kept in one ``BreakerRegistry``. When the catalog
+fails, its breaker opens and the gateway stops calling it for a while: requests get 503 in
+microseconds instead of waiting out the deadline, or an answer from ``catalog_cache`` (see
+``bookstore.gateway.fallback``). ``BOOKSTORE_BREAKER_ENABLED=0`` builds plain channels instead,
+to show what happens without.
+
 The stubs are held in a plain dataclass so that tests can hand the app fake stubs: any
 object with the same method names will do.
 """
@@ -17,8 +24,10 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from bookstore.gateway.fallback import LastKnownGood
 from bookstore.platform.channels import open_channel
 from bookstore.platform.settings import Settings
+from bookstore.resilience import BreakerRegistry, log_state_change, protected_channel
 from bookstore.rpc.v1 import catalog_pb2_grpc, order_pb2_grpc, user_pb2_grpc
 
 BACKENDS = ("user", "catalog", "order")
@@ -26,13 +35,16 @@ BACKENDS = ("user", "catalog", "order")
 
 @dataclass
 class GatewayClients:
-    """The stubs the gateway calls, and the deadline (seconds) every call must carry."""
+    """The stubs the gateway calls, the deadline (seconds) every call must carry, the breakers
+    guarding the stubs' channels (``None`` when there are none), and the catalog's fallback."""
 
     user: user_pb2_grpc.UserServiceStub
     catalog: catalog_pb2_grpc.CatalogServiceStub
     order: order_pb2_grpc.OrderServiceStub
     deadline_s: float = 2.0
     channels: tuple[grpc.Channel, ...] = field(default=(), repr=False)
+    breakers: BreakerRegistry | None = field(default=None, repr=False)
+    catalog_cache: LastKnownGood = field(default_factory=LastKnownGood, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayClients:
@@ -42,10 +54,23 @@ class GatewayClients:
         starting; its first call connects. A missing target raises ``RuntimeError`` naming
         the variable to set, and no channel is left open behind it.
         """
+        breakers = (
+            BreakerRegistry.from_settings(settings, listeners=[log_state_change])
+            if settings.breaker_enabled
+            else None
+        )
         opened: dict[str, grpc.Channel] = {}
         try:
             for name in BACKENDS:
-                opened[name] = open_channel(settings.target(name))
+                target = settings.target(name)
+                if breakers is None:
+                    opened[name] = open_channel(target)
+                    continue
+                opened[name] = protected_channel(
+                    target, name, breakers, default_timeout_s=settings.deadline_s
+                )
+                if name not in breakers.per_method:
+                    breakers.breaker(name)  # made now, so /internal/breakers lists it before any call
         except Exception:
             for channel in opened.values():
                 channel.close()
@@ -56,6 +81,7 @@ class GatewayClients:
             order=order_pb2_grpc.OrderServiceStub(opened["order"]),
             deadline_s=settings.deadline_s,
             channels=tuple(opened.values()),
+            breakers=breakers,
         )
 
     def close(self) -> None:

@@ -13,9 +13,15 @@ the answer or let the error travel here.
 | UNAUTHENTICATED | 401 | log in (again) |
 | PERMISSION_DENIED | 403 | logged in, but not allowed |
 | RESOURCE_EXHAUSTED | 429 | slow down |
-| UNAVAILABLE | 503 + ``Retry-After: 1`` | a backend is down or overloaded; retry later |
+| UNAVAILABLE | 503 + ``Retry-After`` | a backend is down or overloaded; retry later |
 | DEADLINE_EXCEEDED | 504 | a backend did not answer in time |
 | anything else | 502 | a backend failed |
+
+``Retry-After`` is 1 second, except when the gateway's own circuit breaker refused the call
+(``CircuitOpenError``): then it is the whole seconds until the breaker lets a trial call
+through, at least 1. Such a refusal costs microseconds and is logged at debug level only: an
+open breaker at a thousand requests a second would otherwise write a thousand identical
+warnings a second, while its opening and closing are logged once each.
 
 The body is ``{"detail": "...", "grpc_code": "NOT_FOUND"}``. For client errors
 (4xx) the detail is the service's own message, which names the field at fault. For
@@ -32,6 +38,7 @@ encoding (a lone surrogate), which would crash the rendering of the error itself
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +47,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from bookstore.resilience import CircuitOpenError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,10 @@ _PUBLIC_SERVER_ERROR_DETAIL: Mapping[grpc.StatusCode, str] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "a backend service did not answer within its deadline",
 }
 _GENERIC_SERVER_ERROR_DETAIL = "a backend service failed; the gateway log has the details"
+_CIRCUIT_OPEN_DETAIL = (
+    "a backend service is failing, so the gateway stopped calling it for a moment (circuit open); "
+    "retry after the Retry-After header's seconds"
+)
 
 
 class UpstreamContractError(Exception):
@@ -88,17 +101,28 @@ def details_of(error: grpc.RpcError) -> str:
     return (details() or "") if callable(details) else ""
 
 
-def headers_for(status: int) -> dict[str, str]:
+def retry_after_for(refusal: CircuitOpenError) -> int:
+    """``Retry-After`` for a refused call: the breaker's wait, in whole seconds, at least 1.
+
+    An open circuit knows when it will try again; ``Retry-After`` takes whole seconds, so that
+    is rounded up, and made at least 1 ("retry after 0 s" invites a client to hammer).
+    """
+    return max(1, math.ceil(refusal.retry_after_s))
+
+
+def headers_for(status: int, *, retry_after: int = RETRY_AFTER_S) -> dict[str, str]:
     """Headers a client needs to react well to ``status`` (RFC 9110 sections 11.6.1 and 10.2.3)."""
     if status == 401:
         return {"WWW-Authenticate": "Bearer"}
     if status == 503:
-        return {"Retry-After": str(RETRY_AFTER_S)}
+        return {"Retry-After": str(retry_after)}
     return {}
 
 
 def rpc_error_response(error: grpc.RpcError, *, where: str = "") -> JSONResponse:
     """The HTTP response for a failed gRPC call."""
+    if isinstance(error, CircuitOpenError):
+        return circuit_open_response(error, where=where)
     code = status_code_of(error) or grpc.StatusCode.UNKNOWN
     status = http_status_for(code)
     details = details_of(error)
@@ -115,9 +139,25 @@ def rpc_error_response(error: grpc.RpcError, *, where: str = "") -> JSONResponse
     )
 
 
+def circuit_open_response(error: CircuitOpenError, *, where: str = "") -> JSONResponse:
+    """503 for a call a circuit breaker refused, with ``Retry-After`` from the breaker."""
+    log.debug("%s: refused without calling: %s", where or "request", error)
+    status = http_status_for(grpc.StatusCode.UNAVAILABLE)
+    return JSONResponse(
+        status_code=status,
+        content={"detail": _CIRCUIT_OPEN_DETAIL, "grpc_code": grpc.StatusCode.UNAVAILABLE.name},
+        headers=headers_for(status, retry_after=retry_after_for(error)),
+    )
+
+
 async def _on_rpc_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, grpc.RpcError)
     return rpc_error_response(error, where=f"{request.method} {request.url.path}")
+
+
+async def _on_circuit_open(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, CircuitOpenError)
+    return circuit_open_response(error, where=f"{request.method} {request.url.path}")
 
 
 async def _on_upstream_contract_error(request: Request, error: Exception) -> JSONResponse:
@@ -163,8 +203,10 @@ async def _on_validation_error(request: Request, error: Exception) -> JSONRespon
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Make ``app`` answer every ``grpc.RpcError`` with the mapped HTTP status and body, and
-    render validation errors (422) without echoing the request."""
+    """Make ``app`` answer every ``grpc.RpcError`` with the mapped HTTP status and body, every
+    ``CircuitOpenError`` with 503, and render validation errors (422) without echoing the request."""
     app.add_exception_handler(grpc.RpcError, _on_rpc_error)
+    # A refusal made through the gRPC interceptor is both kinds of error; either handler gives 503.
+    app.add_exception_handler(CircuitOpenError, _on_circuit_open)
     app.add_exception_handler(UpstreamContractError, _on_upstream_contract_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -205,7 +205,10 @@ class Order(BaseModel):
     user_id: str
     items: list[OrderItem]
     total_cents: int
-    status: OrderStatus
+    status: OrderStatus = Field(
+        description="PENDING while the order's saga runs (nothing about it is final yet), "
+        "then APPROVED or REJECTED for good."
+    )
     reason: str = Field(description="Why the order was rejected; empty otherwise.")
     created_at_unix: int
 

@@ -17,6 +17,7 @@ def fault_to_pb(fault: Fault) -> admin_pb2.Fault:
         error_rate=fault.error_rate,
         status_code=fault.status_code,
         latency_ms=fault.latency_ms,
+        slow_rate=fault.slow_rate,
     )
 
 
@@ -36,6 +37,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             error_rate=f.error_rate,
             status_code=f.status_code or "UNAVAILABLE",
             latency_ms=f.latency_ms,
+            # Unset means every call is slow: what a fault meant before slow_rate existed.
+            slow_rate=f.slow_rate if f.HasField("slow_rate") else 1.0,
         )
         return admin_pb2.InjectFaultResponse(faults=[fault_to_pb(x) for x in self._table.set(fault)])
 

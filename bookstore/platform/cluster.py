@@ -148,6 +148,8 @@ class Cluster:
         # An attached cluster that someone else started (the grader's, say) is never stopped by us.
         self.owned = owned
         self._extra_env = dict(env or {})
+        # Per-service overrides set by restart(env=...), e.g. arming a crash test in one service.
+        self._service_env: dict[str, dict[str, str]] = {}
         self._lock = threading.RLock()
         self._channels: dict[str, grpc.Channel] = {}
         self.replicas: dict[str, list[Replica]] = {
@@ -213,14 +215,20 @@ class Cluster:
                     r.pid, r.process = None, None
             self._write_state()
 
-    def restart(self, service: str, replica: int | None = None) -> None:
+    def restart(
+        self, service: str, replica: int | None = None, *, env: Mapping[str, str] | None = None
+    ) -> None:
         """Stop (if running) and start a service again on the same ports; waits until SERVING.
 
+        ``env`` sets extra variables for this service from now on, over the cluster's own
+        ``env`` (an empty value switches a setting off, e.g. ``{"BOOKSTORE_CRASH_AT": ""}``).
         Callers' channels reconnect on their own backoff schedule (at most 1 s here), so a
         caller may still see UNAVAILABLE for a moment after this returns.
         """
         with self._lock:
             chosen = self._select(service, replica)
+            if env is not None:
+                self._service_env.setdefault(service, {}).update(env)
             processes.terminate(
                 [r.pid for r in chosen if r.pid is not None],
                 reap={r.pid: r.process for r in chosen if r.pid is not None and r.process is not None},
@@ -304,9 +312,16 @@ class Cluster:
         latency_ms: int = 0,
         code: str = "UNAVAILABLE",
         replica: int | None = None,
+        slow_rate: float = 1.0,
     ) -> None:
-        """Make a method (or ``"*"``) slow and/or failing on every replica of a service."""
-        fault = admin_pb2.Fault(method=method, error_rate=error_rate, status_code=code, latency_ms=latency_ms)
+        """Make a method (or ``"*"``) slow and/or failing on every replica of a service.
+
+        ``slow_rate`` is the fraction of calls delayed by ``latency_ms`` (all, by default),
+        drawn independently of the ``error_rate`` that fails them.
+        """
+        fault = admin_pb2.Fault(
+            method=method, error_rate=error_rate, status_code=code, latency_ms=latency_ms, slow_rate=slow_rate
+        )
         for r in self._grpc_replicas(service, replica):
             self.admin(service, r.index).InjectFault(
                 admin_pb2.InjectFaultRequest(fault=fault), timeout=self.deadline_s
@@ -404,6 +419,7 @@ class Cluster:
         for name in GRPC_SERVICES:
             env[f"BOOKSTORE_{name.upper()}_TARGET"] = self.target(name)
         env.update(self._extra_env)
+        env.update(self._service_env.get(replica.service, {}))
         return env
 
     def _spawn(self, replica: Replica) -> None:

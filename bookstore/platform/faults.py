@@ -2,8 +2,10 @@
 
 Resilience patterns (sagas in week 7, circuit breakers in week 8) only show their worth
 when something breaks. Rather than editing service code, every service process runs this
-server interceptor: before a call reaches the servicer it may sleep ``latency_ms`` and then,
-with probability ``error_rate``, end the call with a chosen status code. Faults are set and
+server interceptor: before a call reaches the servicer it may sleep ``latency_ms`` (every
+call, or a ``slow_rate`` fraction of them) and then, with probability ``error_rate``, end
+the call with a chosen status code. The two draws are independent, so ``error_rate=0.3,
+slow_rate=0.1`` fails 30% of calls and slows 10%, a few of them both. Faults are set and
 cleared through the AdminService, which the cluster launcher exposes as
 ``cluster.inject_fault(...)``. The admin service and health checks are never faulted, so a
 learner can always clear what they injected.
@@ -37,6 +39,7 @@ class Fault:
     error_rate: float = 0.0
     status_code: str = "UNAVAILABLE"
     latency_ms: int = 0
+    slow_rate: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.method:
@@ -48,6 +51,8 @@ class Fault:
                 f"must be a gRPC status name other than OK, got {self.status_code!r}",
                 field="fault.status_code",
             )
+        if not 0.0 <= self.slow_rate <= 1.0:
+            raise InvalidArgument(f"must be between 0 and 1, got {self.slow_rate}", field="fault.slow_rate")
         if not 0 <= self.latency_ms <= 60_000:
             raise InvalidArgument(
                 f"must be between 0 and 60000, got {self.latency_ms}", field="fault.latency_ms"
@@ -91,8 +96,10 @@ class FaultTable:
             fault = self._faults.get(method) or self._faults.get(ANY_METHOD)
             if fault is None:
                 return 0.0, None
+            slow = self._rng.random() < fault.slow_rate
             fails = self._rng.random() < fault.error_rate
-        return fault.latency_ms / 1000, grpc.StatusCode[fault.status_code] if fails else None
+        delay = fault.latency_ms / 1000 if slow else 0.0
+        return delay, grpc.StatusCode[fault.status_code] if fails else None
 
 
 class FaultInjectionInterceptor(grpc.ServerInterceptor):

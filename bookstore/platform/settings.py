@@ -16,9 +16,22 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_JWT_SECRET | a development secret | HS256 signing key shared by user and gateway |
 | BOOKSTORE_JWT_TTL_S | 3600 | token lifetime in seconds |
 | BOOKSTORE_DEADLINE_S | 2.0 | deadline of every outgoing RPC |
+| BOOKSTORE_SAGA_DEADLINE_S | 5.0 | budget of an order saga's forward path; then it compensates |
+| BOOKSTORE_CRASH_AT | (empty) | tests only: the order service SIGKILLs itself there, e.g. ``after:reserve`` |
 | BOOKSTORE_GRPC_WORKERS | 16 | server thread pool size |
 | BOOKSTORE_<NAME>_TARGET | (none) | gRPC target of a peer, e.g. ``ipv4:127.0.0.1:7001,127.0.0.1:7002`` |
 | BOOKSTORE_LOG_LEVEL | INFO | logging level |
+| BOOKSTORE_BREAKER_ENABLED | 1 | ``0``: call peers without circuit breakers (week 8's "before") |
+| BOOKSTORE_BREAKER_WINDOW_SIZE | 20 | a breaker judges the outcomes of this many latest calls |
+| BOOKSTORE_BREAKER_FAILURE_RATE | 0.5 | share of failures in the window that opens a breaker |
+| BOOKSTORE_BREAKER_MINIMUM_CALLS | 10 | calls the window must hold before that rate may open it |
+| BOOKSTORE_BREAKER_CONSECUTIVE_FAILURES | 0 | also open after this many failures in a row; ``0`` is off |
+| BOOKSTORE_BREAKER_OPEN_TIMEOUT_S | 5.0 | seconds an open breaker refuses calls before trying again |
+| BOOKSTORE_BREAKER_HALF_OPEN_CALLS | 3 | trial calls of a half-open breaker; that many successes close it |
+| BOOKSTORE_BREAKER_PER_METHOD | (none) | services judged per method, not as a whole, e.g. ``catalog`` |
+
+The ``BREAKER`` settings apply to every breaker in the process (see
+``bookstore.resilience.interceptor``); their defaults are ``BreakerSettings``' own.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from pathlib import Path
 
 SERVICE_NAMES = ("user", "catalog", "inventory", "payment", "order")
 DEV_JWT_SECRET = "bookstore-dev-secret-change-me-in-production"
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -43,9 +57,19 @@ class Settings:
     jwt_secret: str = DEV_JWT_SECRET
     jwt_ttl_s: int = 3600
     deadline_s: float = 2.0
+    saga_deadline_s: float = 5.0
+    crash_at: str = ""
     grpc_workers: int = 16
     log_level: str = "INFO"
     targets: Mapping[str, str] = field(default_factory=dict)
+    breaker_enabled: bool = True
+    breaker_window_size: int = 20
+    breaker_failure_rate: float = 0.5
+    breaker_minimum_calls: int = 10
+    breaker_consecutive_failures: int = 0
+    breaker_open_timeout_s: float = 5.0
+    breaker_half_open_calls: int = 3
+    breaker_per_method: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,9 +93,21 @@ class Settings:
             jwt_secret=get("JWT_SECRET", DEV_JWT_SECRET),
             jwt_ttl_s=int(get("JWT_TTL_S", "3600")),
             deadline_s=float(get("DEADLINE_S", "2.0")),
+            saga_deadline_s=float(get("SAGA_DEADLINE_S", "5.0")),
+            crash_at=get("CRASH_AT", "").strip(),
             grpc_workers=int(get("GRPC_WORKERS", "16")),
             log_level=get("LOG_LEVEL", "INFO"),
             targets=targets,
+            breaker_enabled=get("BREAKER_ENABLED", "1").strip().lower() not in FALSE_WORDS,
+            breaker_window_size=int(get("BREAKER_WINDOW_SIZE", "20")),
+            breaker_failure_rate=float(get("BREAKER_FAILURE_RATE", "0.5")),
+            breaker_minimum_calls=int(get("BREAKER_MINIMUM_CALLS", "10")),
+            breaker_consecutive_failures=int(get("BREAKER_CONSECUTIVE_FAILURES", "0")),
+            breaker_open_timeout_s=float(get("BREAKER_OPEN_TIMEOUT_S", "5.0")),
+            breaker_half_open_calls=int(get("BREAKER_HALF_OPEN_CALLS", "3")),
+            breaker_per_method=tuple(
+                name.strip() for name in get("BREAKER_PER_METHOD", "").split(",") if name.strip()
+            ),
         )
 
     def target(self, service: str) -> str:

@@ -43,6 +43,10 @@ Every transition starts a new generation, and an outcome from an older generatio
   wait ``retry_after_s`` or use a fallback.
 
 One breaker guards one dependency in one process; each calling process learns on its own.
+
+**Where the pieces are.** ``breaker`` is the state machine; ``interceptor`` puts one breaker
+per service (or per method) in front of a gRPC channel, so every stub on it is protected:
+``protected_channel(target, "payment", BreakerRegistry.from_settings(settings))``.
 """
 
 from bookstore.resilience.breaker import (
@@ -59,18 +63,32 @@ from bookstore.resilience.breaker import (
     WindowCounts,
     grpc_failure_classifier,
 )
+from bookstore.resilience.interceptor import (
+    BreakerRegistry,
+    CircuitBreakerInterceptor,
+    CircuitOpenRpcError,
+    breaker_settings_from,
+    log_state_change,
+    protected_channel,
+)
 
 __all__ = [
     "DEFAULT_FAILURE_CODES",
+    "BreakerRegistry",
     "BreakerSettings",
     "BreakerSnapshot",
     "CircuitBreaker",
+    "CircuitBreakerInterceptor",
     "CircuitOpenError",
+    "CircuitOpenRpcError",
     "FailureClassifier",
     "GrpcFailureClassifier",
     "State",
     "StateListener",
     "Totals",
     "WindowCounts",
+    "breaker_settings_from",
     "grpc_failure_classifier",
+    "log_state_change",
+    "protected_channel",
 ]

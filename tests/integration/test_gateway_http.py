@@ -132,6 +132,37 @@ def test_a_replayed_order_request_returns_the_same_order(
     )
 
 
+def test_an_order_whose_saga_is_still_running_shows_pending_then_its_outcome(
+    http: httpx.Client, auth_headers: dict[str, str], cluster: Cluster
+) -> None:
+    cluster.stub("inventory").SetStock(inventory_pb2.SetStockRequest(book_id=9, quantity=10), timeout=5)
+
+    def place() -> httpx.Response:
+        with httpx.Client(base_url=cluster.gateway_url, timeout=30) as client:
+            return client.post(
+                "/orders", json={"items": [{"book_id": 9, "quantity": 1}]}, headers=auth_headers
+            )
+
+    # A slow (not failing) payment keeps the saga running for a second, within its deadlines.
+    cluster.inject_fault("payment", "Pay", error_rate=0.0, latency_ms=1000)
+    seen: list[tuple[str, str, str]] = []  # (order id, status, reason) read while the saga ran
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            placing = pool.submit(place)
+            while not placing.done():
+                for listed in http.get("/orders", headers=auth_headers).json()["orders"]:
+                    fetched = http.get(f"/orders/{listed['order_id']}", headers=auth_headers).json()
+                    seen.append((fetched["order_id"], fetched["status"], fetched["reason"]))
+            created = placing.result()
+    finally:
+        cluster.clear_faults("payment")
+    assert created.status_code == 201 and created.json()["status"] == "APPROVED"
+    order_id = created.json()["order_id"]
+    assert (order_id, "PENDING", "") in seen, seen
+    assert {status for _, status, _ in seen} <= {"PENDING", "APPROVED"}
+    assert http.get(f"/orders/{order_id}", headers=auth_headers).json()["status"] == "APPROVED"
+
+
 def test_the_openapi_document_describes_every_route(http: httpx.Client) -> None:
     paths = http.get("/openapi.json").json()["paths"]
     for path in (

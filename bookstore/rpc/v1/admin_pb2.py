@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62ookstore/rpc/v1/admin.proto\x12\x10\x62ookstore.rpc.v1\"T\n\x05\x46\x61ult\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x12\n\nerror_rate\x18\x02 \x01(\x01\x12\x13\n\x0bstatus_code\x18\x03 \x01(\t\x12\x12\n\nlatency_ms\x18\x04 \x01(\x05\"<\n\x12InjectFaultRequest\x12&\n\x05\x66\x61ult\x18\x01 \x01(\x0b\x32\x17.bookstore.rpc.v1.Fault\">\n\x13InjectFaultResponse\x12\'\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\"$\n\x12\x43learFaultsRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\">\n\x13\x43learFaultsResponse\x12\'\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\"\x11\n\x0fGetStatsRequest\"\xf0\x01\n\x10GetStatsResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07replica\x18\x02 \x01(\x05\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12N\n\x0f\x63\x61lls_by_method\x18\x04 \x03(\x0b\x32\x35.bookstore.rpc.v1.GetStatsResponse.CallsByMethodEntry\x12\'\n\x06\x66\x61ults\x18\x05 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\x1a\x34\n\x12\x43\x61llsByMethodEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\x99\x02\n\x0c\x41\x64minService\x12Z\n\x0bInjectFault\x12$.bookstore.rpc.v1.InjectFaultRequest\x1a%.bookstore.rpc.v1.InjectFaultResponse\x12Z\n\x0b\x43learFaults\x12$.bookstore.rpc.v1.ClearFaultsRequest\x1a%.bookstore.rpc.v1.ClearFaultsResponse\x12Q\n\x08GetStats\x12!.bookstore.rpc.v1.GetStatsRequest\x1a\".bookstore.rpc.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62ookstore/rpc/v1/admin.proto\x12\x10\x62ookstore.rpc.v1\"z\n\x05\x46\x61ult\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x12\n\nerror_rate\x18\x02 \x01(\x01\x12\x13\n\x0bstatus_code\x18\x03 \x01(\t\x12\x12\n\nlatency_ms\x18\x04 \x01(\x05\x12\x16\n\tslow_rate\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x0c\n\n_slow_rate\"<\n\x12InjectFaultRequest\x12&\n\x05\x66\x61ult\x18\x01 \x01(\x0b\x32\x17.bookstore.rpc.v1.Fault\">\n\x13InjectFaultResponse\x12\'\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\"$\n\x12\x43learFaultsRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\">\n\x13\x43learFaultsResponse\x12\'\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\"\x11\n\x0fGetStatsRequest\"\xf0\x01\n\x10GetStatsResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07replica\x18\x02 \x01(\x05\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12N\n\x0f\x63\x61lls_by_method\x18\x04 \x03(\x0b\x32\x35.bookstore.rpc.v1.GetStatsResponse.CallsByMethodEntry\x12\'\n\x06\x66\x61ults\x18\x05 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\x1a\x34\n\x12\x43\x61llsByMethodEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\x99\x02\n\x0c\x41\x64minService\x12Z\n\x0bInjectFault\x12$.bookstore.rpc.v1.InjectFaultRequest\x1a%.bookstore.rpc.v1.InjectFaultResponse\x12Z\n\x0b\x43learFaults\x12$.bookstore.rpc.v1.ClearFaultsRequest\x1a%.bookstore.rpc.v1.ClearFaultsResponse\x12Q\n\x08GetStats\x12!.bookstore.rpc.v1.GetStatsRequest\x1a\".bookstore.rpc.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._loaded_options = None
   _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_options = b'8\001'
   _globals['_FAULT']._serialized_start=50
-  _globals['_FAULT']._serialized_end=134
-  _globals['_INJECTFAULTREQUEST']._serialized_start=136
-  _globals['_INJECTFAULTREQUEST']._serialized_end=196
-  _globals['_INJECTFAULTRESPONSE']._serialized_start=198
-  _globals['_INJECTFAULTRESPONSE']._serialized_end=260
-  _globals['_CLEARFAULTSREQUEST']._serialized_start=262
-  _globals['_CLEARFAULTSREQUEST']._serialized_end=298
-  _globals['_CLEARFAULTSRESPONSE']._serialized_start=300
-  _globals['_CLEARFAULTSRESPONSE']._serialized_end=362
-  _globals['_GETSTATSREQUEST']._serialized_start=364
-  _globals['_GETSTATSREQUEST']._serialized_end=381
-  _globals['_GETSTATSRESPONSE']._serialized_start=384
-  _globals['_GETSTATSRESPONSE']._serialized_end=624
-  _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_start=572
-  _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_end=624
-  _globals['_ADMINSERVICE']._serialized_start=627
-  _globals['_ADMINSERVICE']._serialized_end=908
+  _globals['_FAULT']._serialized_end=172
+  _globals['_INJECTFAULTREQUEST']._serialized_start=174
+  _globals['_INJECTFAULTREQUEST']._serialized_end=234
+  _globals['_INJECTFAULTRESPONSE']._serialized_start=236
+  _globals['_INJECTFAULTRESPONSE']._serialized_end=298
+  _globals['_CLEARFAULTSREQUEST']._serialized_start=300
+  _globals['_CLEARFAULTSREQUEST']._serialized_end=336
+  _globals['_CLEARFAULTSRESPONSE']._serialized_start=338
+  _globals['_CLEARFAULTSRESPONSE']._serialized_end=400
+  _globals['_GETSTATSREQUEST']._serialized_start=402
+  _globals['_GETSTATSREQUEST']._serialized_end=419
+  _globals['_GETSTATSRESPONSE']._serialized_start=422
+  _globals['_GETSTATSRESPONSE']._serialized_end=662
+  _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_start=610
+  _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_end=662
+  _globals['_ADMINSERVICE']._serialized_start=665
+  _globals['_ADMINSERVICE']._serialized_end=946
 # @@protoc_insertion_point(module_scope)

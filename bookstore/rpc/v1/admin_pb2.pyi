@@ -7,16 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Fault(_message.Message):
-    __slots__ = ("method", "error_rate", "status_code", "latency_ms")
+    __slots__ = ("method", "error_rate", "status_code", "latency_ms", "slow_rate")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_RATE_FIELD_NUMBER: _ClassVar[int]
     method: str
     error_rate: float
     status_code: str
     latency_ms: int
-    def __init__(self, method: _Optional[str] = ..., error_rate: _Optional[float] = ..., status_code: _Optional[str] = ..., latency_ms: _Optional[int] = ...) -> None: ...
+    slow_rate: float
+    def __init__(self, method: _Optional[str] = ..., error_rate: _Optional[float] = ..., status_code: _Optional[str] = ..., latency_ms: _Optional[int] = ..., slow_rate: _Optional[float] = ...) -> None: ...
 
 class InjectFaultRequest(_message.Message):
     __slots__ = ("fault",)

@@ -6,11 +6,16 @@ can span them, so the order service *orchestrates*: it calls each service in tur
 a later step fails, calls the earlier ones again to undo what they did (release the stock,
 refund the charge). Those undo calls are called compensations.
 
-This week the orchestration is a plain sequential function (``flow.place_order``): easy to
-read top to bottom, and honest about its weak spot. If this process dies between two steps,
-nobody finishes the compensation, and the order stays PENDING. Week 7 replaces the function
-with a saga: the same steps, but each one recorded in a log, so a restarted orchestrator can
-resume or undo an order it left half-done.
+In week 6 the orchestration was a plain sequential function: easy to read top to bottom,
+and honest about its weak spot. If this process died between two steps, nobody finished the
+compensation, and the order stayed PENDING for good. Since week 7 ``flow.place_order`` runs
+the same steps as a saga (``saga.OrderSaga`` on ``bookstore.saga``): each move is recorded
+in a log in this service's database before the next, so a restarted service resumes or
+undoes every order it left half-done (``__main__`` starts that recovery in the background).
+
+The modules: ``flow`` (validate, price, run the saga, answer), ``saga`` (the steps and
+their compensations, recovery), ``clients`` (the stubs it calls), ``store`` (orders),
+``servicer`` (the gRPC edge), ``crash`` (a fault-injection aid for crash tests).
 
 Why every outgoing call carries a deadline: an RPC to a hung service otherwise waits
 forever, holding one of this server's worker threads while the learner's request hangs too.

@@ -1,7 +1,8 @@
 """``python -m bookstore.services.order``: serve the order service.
 
 Needs the targets of its peers: BOOKSTORE_CATALOG_TARGET, BOOKSTORE_INVENTORY_TARGET and
-BOOKSTORE_PAYMENT_TARGET (the launcher sets them).
+BOOKSTORE_PAYMENT_TARGET (the launcher sets them). Reads BOOKSTORE_SAGA_DEADLINE_S, and
+BOOKSTORE_CRASH_AT in crash tests (``bookstore.services.order.crash``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from bookstore.platform.database import make_engine
 from bookstore.platform.server import ServiceDefinition, run_service
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import order_pb2, order_pb2_grpc
+from bookstore.saga import SagaLog
+from bookstore.services.order.crash import CrashPoint
 from bookstore.services.order.flow import OrderDependencies
+from bookstore.services.order.saga import OrderSaga, start_recovery
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
 
@@ -21,8 +25,22 @@ def register(server: grpc.Server, settings: Settings) -> None:
     # Channels are opened once, here, and shared by every request: a channel per call would
     # pay a TCP (and HTTP/2) handshake on each order and defeat round-robin balancing.
     deps = OrderDependencies.from_settings(settings)
-    store = OrderStore(make_engine(settings.database_url("order")))
-    order_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(deps, store), server)
+    # One database for the orders and the saga log: each saga move is a local commit next
+    # to the order it concerns. The owner name is stable across restarts of this replica,
+    # so a restarted replica takes its own sagas back at once instead of waiting for a lease.
+    engine = make_engine(settings.database_url("order"))
+    store = OrderStore(engine)
+    saga = OrderSaga(
+        deps,
+        store,
+        SagaLog(engine, owner=f"order-{settings.replica}"),
+        deadline_s=settings.saga_deadline_s,
+        crash_at=CrashPoint.parse(settings.crash_at),
+    )
+    order_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(deps, store, saga), server)
+    # Sagas this process left in flight when it died are finished in the background: start-up
+    # must not wait for a payment service that is down, and new orders need not wait either.
+    start_recovery(saga)
 
 
 DEFINITION = ServiceDefinition(

@@ -1,32 +1,33 @@
-"""Placing an order, as one plain sequential function.
+"""Placing an order: check and price it here, then run the place-order saga.
 
 The steps, in order::
 
-    validate -> replay? -> catalog.BatchGetBooks -> write PENDING
-             -> inventory.ReserveStock -> payment.Pay -> APPROVED
+    validate -> replay? -> catalog.BatchGetBooks
+             -> saga: write PENDING -> inventory.ReserveStock -> payment.Pay -> APPROVED
 
-Two kinds of failure meet this flow, and they are handled differently:
+Week 6 ran the saga's part as a plain sequence of calls; if the process died in the middle,
+nobody finished the compensation and the order stayed PENDING for good. Week 7 runs the
+same steps on ``bookstore.saga``: every move is logged first, so a restarted service
+resumes or undoes whatever it left half-done (see ``bookstore.services.order.saga``).
+What a caller sees did not change:
 
 * **A business refusal** (FAILED_PRECONDITION: stock short, card declined) is a normal
-  outcome. The flow undoes the earlier steps, stores the order REJECTED with a reason the
-  customer can read, and *returns* it: the request succeeded, the answer is "no".
-* **An infrastructure failure** (UNAVAILABLE, DEADLINE_EXCEEDED, anything else) means we do
-  not know what happened. A Pay that timed out may have charged the card before the answer
-  got lost. So the flow undoes everything that *may* have been done, in reverse order
-  (Refund, then ReleaseStock), stores the order REJECTED with a reason naming the service,
-  and *raises* ``DownstreamError`` carrying the downstream status code, so the caller learns
-  that something is broken rather than that the customer was refused.
+  outcome. The saga undoes the earlier steps, the order is REJECTED with a reason the
+  customer can read, and it is *returned*: the request succeeded, the answer is "no".
+* **An infrastructure failure** (UNAVAILABLE, DEADLINE_EXCEEDED, a step past its deadline)
+  means we do not know what happened. A Pay that timed out may have charged the card before
+  the answer got lost. So the saga undoes everything that *may* have been done, in reverse
+  order (Refund, then ReleaseStock), the order is REJECTED with a reason naming the service,
+  and ``DownstreamError`` is *raised* carrying the downstream status code, so the caller
+  learns that something is broken rather than that the customer was refused.
 
-Undoing "what may have been done" is only safe because the compensations are idempotent
-and tolerate having nothing to undo: releasing a reservation that never happened succeeds
-(and bars a late one), refunding an order never charged voids it (and bars a late Pay).
-A compensation that itself fails is logged and noted in the order's reason, never raised
-over the original error; the stock or money it should have returned stays put until
-someone repairs it, which is the gap week 7's saga log closes.
+A compensation that fails is retried with backoff, a few times while the caller waits, then
+by the service's background recovery until it succeeds; meanwhile the order stays PENDING,
+which is the truth: it is not settled yet.
 
 Prices come from the catalog, never from the client: a unit price in the request is
-ignored, or anyone could buy a book for one cent. Every outgoing call carries
-``timeout=deps.deadline_s``.
+ignored, or anyone could buy a book for one cent. The catalog call carries
+``timeout=deps.deadline_s``; each saga step carries what is left of its own deadline.
 """
 
 from __future__ import annotations
@@ -34,82 +35,44 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import grpc
 
 from bookstore.domain import validation as v
 from bookstore.domain.errors import InvalidArgument, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
-from bookstore.platform.channels import open_channel
-from bookstore.platform.settings import Settings
-from bookstore.rpc.v1 import (
-    catalog_pb2,
-    catalog_pb2_grpc,
-    inventory_pb2,
-    inventory_pb2_grpc,
-    payment_pb2,
-    payment_pb2_grpc,
+from bookstore.rpc.v1 import catalog_pb2
+from bookstore.saga import SagaDeadlineExceeded, SagaOutcome, SagaOwnershipLost, StepTimeout
+from bookstore.saga.definition import status_code_of
+from bookstore.services.order.clients import (
+    CatalogClient,
+    InventoryClient,
+    OrderDependencies,
+    PaymentClient,
 )
+from bookstore.services.order.saga import STEP_CALLS, OrderSaga, RequestTaken, StepCall
 from bookstore.services.order.store import MAX_REQUEST_ID_CHARS, OrderStore
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_TOTAL_CENTS",
+    "CatalogClient",
+    "DownstreamError",
+    "InventoryClient",
+    "OrderDependencies",
+    "PaymentClient",
+    "ValidOrderRequest",
+    "place_order",
+    "validate_order_request",
+]
 
 MAX_ITEMS = 50
 MAX_QUANTITY = 1000
 # The most payment accepts in one charge (PayRequest.amount_cents).
 MAX_TOTAL_CENTS = 100_000_000
-
-
-class CatalogClient(Protocol):
-    def BatchGetBooks(
-        self, request: catalog_pb2.BatchGetBooksRequest, timeout: float | None = None
-    ) -> catalog_pb2.BatchGetBooksResponse: ...
-
-
-class InventoryClient(Protocol):
-    def ReserveStock(
-        self, request: inventory_pb2.ReserveStockRequest, timeout: float | None = None
-    ) -> inventory_pb2.ReserveStockResponse: ...
-
-    def ReleaseStock(
-        self, request: inventory_pb2.ReleaseStockRequest, timeout: float | None = None
-    ) -> inventory_pb2.ReleaseStockResponse: ...
-
-
-class PaymentClient(Protocol):
-    def Pay(
-        self, request: payment_pb2.PayRequest, timeout: float | None = None
-    ) -> payment_pb2.PayResponse: ...
-
-    def Refund(
-        self, request: payment_pb2.RefundRequest, timeout: float | None = None
-    ) -> payment_pb2.RefundResponse: ...
-
-
-@dataclass(frozen=True)
-class OrderDependencies:
-    """The services an order needs, and how long to wait for each answer.
-
-    The generated gRPC stubs satisfy the client protocols; unit tests pass plain fakes.
-    """
-
-    catalog: CatalogClient
-    inventory: InventoryClient
-    payment: PaymentClient
-    deadline_s: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> OrderDependencies:
-        """Open one channel per peer; a channel is reused by every call, so open them once."""
-        return cls(
-            catalog=catalog_pb2_grpc.CatalogServiceStub(open_channel(settings.target("catalog"))),
-            inventory=inventory_pb2_grpc.InventoryServiceStub(open_channel(settings.target("inventory"))),
-            payment=payment_pb2_grpc.PaymentServiceStub(open_channel(settings.target("payment"))),
-            deadline_s=settings.deadline_s,
-        )
 
 
 class DownstreamError(grpc.RpcError):
@@ -121,13 +84,23 @@ class DownstreamError(grpc.RpcError):
     """
 
     def __init__(
-        self, service: str, method: str, code: grpc.StatusCode, details: str, *, order_id: str = ""
+        self,
+        service: str,
+        method: str,
+        code: grpc.StatusCode,
+        details: str,
+        *,
+        order_id: str = "",
+        settled: bool = True,
     ) -> None:
         self.service = service
         self.method = method
         self.order_id = order_id
         self._code = code
-        outcome = f"; order {order_id} was rejected" if order_id else ""
+        outcome = ""
+        if order_id:
+            state = "was rejected" if settled else "stays PENDING until its compensation completes"
+            outcome = f"; order {order_id} {state}"
         self._details = f"{service}.{method} returned {code.name}: {details}{outcome}"
         super().__init__(self._details)
 
@@ -172,21 +145,24 @@ def validate_order_request(
 def place_order(
     deps: OrderDependencies,
     store: OrderStore,
+    saga: OrderSaga,
     user_id: str,
     items: Sequence[OrderItem],
     request_id: str = "",
 ) -> Order:
-    """Price, reserve, charge and approve an order; see the module docstring for failures.
+    """Price an order, then reserve, charge and approve it on the saga; see the module docstring.
 
-    Returns the order APPROVED, or REJECTED after a business refusal. Raises InvalidArgument
-    or NotFound (nothing written) for a bad request, and DownstreamError (order stored
-    REJECTED, earlier steps undone) when another service fails.
+    Returns the order APPROVED, or REJECTED after a business refusal, or PENDING when its
+    saga is not settled yet (a compensation waits for a service to come back; a replay
+    whose first request is still running). Raises InvalidArgument or NotFound (nothing
+    written) for a bad request, and DownstreamError (earlier steps undone, order REJECTED)
+    when another service fails.
     """
     valid = validate_order_request(user_id, items, request_id)
     if valid.request_id:
         known = store.find_by_request(valid.user_id, valid.request_id)
         if known is not None:
-            return known  # a retry: answer as the first time, and ask nobody anything
+            return _replay(store, saga, known)
 
     priced = _price(deps, valid.items)
     total = Order.total_of(priced)
@@ -204,18 +180,49 @@ def place_order(
         request_id=valid.request_id,
         total_cents=total,
     )
-    order = store.create_pending(draft)
-    if order.order_id != draft.order_id:
-        # A concurrent request with the same request_id got there first; its flow owns the order.
-        return order
+    try:
+        outcome = saga.run(draft)
+    except SagaOwnershipLost:
+        # Another replica took the saga over (our lease ran out); it finishes the order.
+        log.warning("saga %s was taken over by another orchestrator", draft.order_id)
+        return store.get(draft.order_id)
+    return _answer(store, draft.order_id, outcome)
 
-    rejected = _reserve(deps, store, order)
-    if rejected is not None:
-        return rejected
-    rejected = _pay(deps, store, order)
-    if rejected is not None:
-        return rejected
-    return store.mark(order.order_id, OrderStatus.APPROVED)
+
+def _replay(store: OrderStore, saga: OrderSaga, known: Order) -> Order:
+    """A retry answers as the first request did, asking nobody anything once the order is settled.
+
+    A PENDING order means its saga is still going, or was stranded by a crash: the retry
+    lends a hand (resuming is safe, every step is idempotent) unless someone drives it already.
+    """
+    if known.status is not OrderStatus.PENDING:
+        return known
+    saga.resume(known.order_id)
+    return store.get(known.order_id)
+
+
+def _answer(store: OrderStore, order_id: str, outcome: SagaOutcome) -> Order:
+    """The order to return, or the downstream failure to raise, given how its saga ended."""
+    failure = outcome.exception
+    if outcome.succeeded or failure is None:
+        return store.get(order_id)
+    if isinstance(failure, RequestTaken):
+        # A concurrent request with the same request_id got there first; its saga owns the order.
+        return store.get(failure.winner.order_id)
+    late = isinstance(failure, StepTimeout | SagaDeadlineExceeded)
+    call = STEP_CALLS.get(outcome.failed_step or "")
+    if call is None:
+        # The order could not even be stored. Too slow a database is reported like a slow
+        # service (DEADLINE_EXCEEDED); any other database error is a bug: INTERNAL.
+        if not late:
+            raise failure
+        call = StepCall("order", "database", "")
+    if status_code_of(failure) is grpc.StatusCode.FAILED_PRECONDITION:
+        return store.get(order_id)  # a refusal: REJECTED with its reason (PENDING while undoing)
+    code, details = (grpc.StatusCode.DEADLINE_EXCEEDED, str(failure)) if late else _status_of(failure)
+    raise DownstreamError(
+        call.service, call.method, code, details, order_id=order_id, settled=outcome.finished
+    ) from failure
 
 
 def _price(deps: OrderDependencies, items: tuple[OrderItem, ...]) -> tuple[OrderItem, ...]:
@@ -261,105 +268,8 @@ def _unknown_book(book_ids: list[int], details: str) -> NotFound:
     return NotFound(f"the catalog refused the books: {details}", field="items")
 
 
-def _reserve(deps: OrderDependencies, store: OrderStore, order: Order) -> Order | None:
-    """Reserve the stock; returns the REJECTED order when stock is short, None when reserved."""
-    request = inventory_pb2.ReserveStockRequest(
-        order_id=order.order_id,
-        items=[inventory_pb2.StockItem(book_id=item.book_id, quantity=item.quantity) for item in order.items],
-    )
-    try:
-        deps.inventory.ReserveStock(request, timeout=deps.deadline_s)
-    except grpc.RpcError as error:
-        code, details = _status_of(error)
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
-            # All or nothing: a refused reservation holds nothing, so there is nothing to undo.
-            return store.mark(order.order_id, OrderStatus.REJECTED, f"out of stock: {details}")
-        # The reservation may have been made before the error reached us (a timeout, say).
-        notes = [_release(deps, order.order_id)]
-        raise _fail(store, order, "inventory", "ReserveStock", code, details, notes) from error
-    return None
-
-
-def _pay(deps: OrderDependencies, store: OrderStore, order: Order) -> Order | None:
-    """Charge the total; returns the REJECTED order when declined, None when charged."""
-    if order.total_cents == 0:
-        return None  # nothing to charge, and payment refuses a zero amount
-    request = payment_pb2.PayRequest(
-        order_id=order.order_id, user_id=order.user_id, amount_cents=order.total_cents
-    )
-    try:
-        deps.payment.Pay(request, timeout=deps.deadline_s)
-    except grpc.RpcError as error:
-        code, details = _status_of(error)
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
-            reason = _with_notes(f"payment declined: {details}", [_release(deps, order.order_id)])
-            return store.mark(order.order_id, OrderStatus.REJECTED, reason)
-        # The charge may have gone through before the answer got lost; Refund voids it if it did
-        # not. Undo in reverse order of doing: money first, then stock.
-        notes = [_refund(deps, order.order_id), _release(deps, order.order_id)]
-        raise _fail(store, order, "payment", "Pay", code, details, notes) from error
-    return None
-
-
-def _release(deps: OrderDependencies, order_id: str) -> str:
-    return _compensate(
-        "ReleaseStock",
-        order_id,
-        lambda: deps.inventory.ReleaseStock(
-            inventory_pb2.ReleaseStockRequest(order_id=order_id), timeout=deps.deadline_s
-        ),
-    )
-
-
-def _refund(deps: OrderDependencies, order_id: str) -> str:
-    return _compensate(
-        "Refund",
-        order_id,
-        lambda: deps.payment.Refund(payment_pb2.RefundRequest(order_id=order_id), timeout=deps.deadline_s),
-    )
-
-
-def _compensate(action: str, order_id: str, call: Callable[[], object]) -> str:
-    """Run one compensation; a failure is logged and returned as a note, never raised.
-
-    Raising here would hide the error that made us compensate, which is the one the
-    caller needs to see.
-    """
-    try:
-        call()
-    except grpc.RpcError as error:
-        code, details = _status_of(error)
-        log.warning("compensation %s for order %s failed: %s: %s", action, order_id, code.name, details)
-        return f"{action} failed too ({code.name}), needs repair"
-    return ""
-
-
-def _fail(
-    store: OrderStore,
-    order: Order,
-    service: str,
-    method: str,
-    code: grpc.StatusCode,
-    details: str,
-    notes: list[str],
-) -> DownstreamError:
-    """Store the order REJECTED for an infrastructure failure; return the error to raise."""
-    reason = _with_notes(f"{service} failed: {method} returned {code.name}: {details}", notes)
-    try:
-        store.mark(order.order_id, OrderStatus.REJECTED, reason)
-    except Exception:
-        # Same rule as for compensations: the downstream failure is the news; this is logged.
-        log.exception("could not mark order %s REJECTED; it stays PENDING", order.order_id)
-    return DownstreamError(service, method, code, details, order_id=order.order_id)
-
-
-def _with_notes(reason: str, notes: list[str]) -> str:
-    written = [note for note in notes if note]
-    return "; ".join([reason, *written])
-
-
-def _status_of(error: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
+def _status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """Code and details of a failed call; a bare RpcError (no call attached) is UNKNOWN."""
-    code = error.code() if callable(getattr(error, "code", None)) else None
-    details = error.details() if callable(getattr(error, "details", None)) else None
-    return code or grpc.StatusCode.UNKNOWN, details or ""
+    details = getattr(error, "details", None)
+    text = details() if callable(details) else None
+    return status_code_of(error) or grpc.StatusCode.UNKNOWN, text or ""

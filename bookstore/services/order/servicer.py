@@ -1,7 +1,9 @@
 """OrderService: validate, hand the work to the flow or the store, translate to protobuf.
 
-The servicer stays thin on purpose: placing an order lives in ``flow.place_order`` so that
-week 7 can swap the sequential flow for a saga without touching the gRPC edge.
+The servicer stays thin on purpose: placing an order lives in ``flow.place_order``, which is
+how week 7 swapped week 6's sequential calls for a saga without touching the gRPC edge.
+GetOrder and ListOrders read the store as it is, so an order whose saga is still running
+shows PENDING: readers see that it is not settled rather than a guess.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from bookstore.domain.errors import NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.rpc.v1 import order_pb2, order_pb2_grpc
 from bookstore.services.order.flow import OrderDependencies, place_order
+from bookstore.services.order.saga import OrderSaga
 from bookstore.services.order.store import OrderStore
 from bookstore.services.status import translate_errors
 
@@ -41,9 +44,10 @@ def order_to_pb(order: Order) -> order_pb2.Order:
 
 
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
-    def __init__(self, deps: OrderDependencies, store: OrderStore) -> None:
+    def __init__(self, deps: OrderDependencies, store: OrderStore, saga: OrderSaga) -> None:
         self._deps = deps
         self._store = store
+        self._saga = saga
 
     @translate_errors
     def CreateOrder(
@@ -51,7 +55,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     ) -> order_pb2.CreateOrderResponse:
         # unit_price_cents is not copied: prices come from the catalog, never from the client.
         items = [OrderItem(book_id=item.book_id, quantity=item.quantity) for item in request.items]
-        order = place_order(self._deps, self._store, request.user_id, items, request.request_id)
+        order = place_order(self._deps, self._store, self._saga, request.user_id, items, request.request_id)
         return order_pb2.CreateOrderResponse(order=order_to_pb(order))
 
     @translate_errors

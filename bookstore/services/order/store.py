@@ -3,7 +3,9 @@
 An order is written PENDING before any other service is asked to do anything, and only
 then moves to APPROVED or REJECTED. Writing first is what makes the flow recoverable: if
 the process dies half-way, the PENDING row is the evidence that work was started and may
-need undoing (week 7 builds recovery on it). An order never leaves APPROVED or REJECTED.
+need undoing (the saga log next to it says how far it got). PENDING is also a *semantic
+lock*: whoever reads the order learns that its saga is still running and nothing about it
+is final yet. An order never leaves APPROVED or REJECTED.
 
 Idempotency: a client that sends ``request_id`` (say, the id of a checkout page) may resend
 the same request after a timeout without buying twice. The pair (user_id, request_id) is a
@@ -57,6 +59,8 @@ class OrderRow(Base):
         # NULLs never collide in a UNIQUE key, so orders without a request id are unconstrained.
         UniqueConstraint("user_id", "request_id", name="uq_orders_user_request"),
         Index("ix_orders_user_created", "user_id", "created_at_ns"),
+        # Recovery looks for the few PENDING orders among many final ones.
+        Index("ix_orders_status", "status"),
     )
 
     order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -103,13 +107,17 @@ class OrderStore:
 
         If the user already placed an order with the same ``request_id``, nothing is written
         and that earlier order is returned, whatever its status: compare the returned
-        ``order_id`` with yours to tell a replay from a fresh order.
+        ``order_id`` with yours to tell a replay from a fresh order. Storing the same
+        ``order_id`` again (a saga step re-run after a crash) returns the stored order too.
         """
         request_id = order.request_id or None
         # Two tries: the second one runs only after losing an insert race, and then finds the winner.
         for _ in range(2):
             try:
                 with self._sessions.begin() as session:
+                    again = session.get(OrderRow, order.order_id)
+                    if again is not None:
+                        return again.to_domain()
                     if request_id is not None:
                         existing = self._find_request(session, order.user_id, request_id)
                         if existing is not None:
@@ -151,6 +159,18 @@ class OrderStore:
             # Reasons often quote a downstream error message, whose length nobody promised.
             row.reason = reason[:MAX_REASON_CHARS]
             return row.to_domain()
+
+    def pending_ids(self, limit: int = 1000) -> list[str]:
+        """Ids of PENDING orders, oldest first: the orders whose saga may still need a hand."""
+        with self._sessions() as session:
+            return list(
+                session.execute(
+                    select(OrderRow.order_id)
+                    .where(OrderRow.status == OrderStatus.PENDING.value)
+                    .order_by(OrderRow.created_at_ns, OrderRow.order_id)
+                    .limit(limit)
+                ).scalars()
+            )
 
     def get(self, order_id: str) -> Order:
         with self._sessions() as session:

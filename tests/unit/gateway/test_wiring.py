@@ -69,3 +69,22 @@ def test_the_entry_point_serves_on_the_configured_host_and_port_with_our_logging
     assert (server.config.host, server.config.port) == ("127.0.0.1", 8123)
     assert server.config.log_config is None
     assert server.config.timeout_graceful_shutdown is not None
+
+
+def test_each_backend_channel_gets_a_circuit_breaker_listed_before_any_call() -> None:
+    clients = GatewayClients.from_settings(Settings(targets=TARGETS, breaker_open_timeout_s=0.5))
+    try:
+        assert clients.breakers is not None
+        assert [s.name for s in clients.breakers.snapshots()] == ["catalog", "order", "user"]
+        assert clients.breakers.breaker("catalog").settings.open_timeout_s == 0.5
+    finally:
+        clients.close()
+
+
+def test_with_breakers_turned_off_the_channels_are_plain() -> None:
+    clients = GatewayClients.from_settings(Settings(targets=TARGETS, breaker_enabled=False))
+    try:
+        assert clients.breakers is None
+        assert len(clients.channels) == 3
+    finally:
+        clients.close()

@@ -4,7 +4,9 @@ import grpc
 import pytest
 
 from bookstore.domain.errors import InvalidArgument
+from bookstore.platform.admin import AdminServicer
 from bookstore.platform.faults import Fault, FaultInjectionInterceptor, FaultTable
+from bookstore.rpc.v1 import admin_pb2
 
 
 class Aborted(Exception):
@@ -63,6 +65,25 @@ def test_an_error_rate_fails_about_that_fraction_of_calls() -> None:
     assert 500 < failures < 700
 
 
+def test_a_slow_rate_delays_about_that_fraction_of_calls_independently_of_failures() -> None:
+    table = FaultTable(rng=random.Random(11))
+    table.set(Fault("Pay", error_rate=0.3, latency_ms=1500, slow_rate=0.1))
+    decisions = [table.decide("Pay") for _ in range(4000)]
+    slow = [delay == 1.5 for delay, _ in decisions]
+    failed = [code is grpc.StatusCode.UNAVAILABLE for _, code in decisions]
+    assert all(delay in (0.0, 1.5) for delay, _ in decisions)
+    assert 300 < sum(slow) < 500
+    assert 1050 < sum(failed) < 1350
+    # Independent draws: about 30% of the slow calls fail too, not all of them or none.
+    assert 0.2 < sum(s and f for s, f in zip(slow, failed, strict=True)) / sum(slow) < 0.4
+
+
+def test_a_fault_without_a_slow_rate_delays_every_call() -> None:
+    table = FaultTable()
+    table.set(Fault("Pay", latency_ms=200))
+    assert {table.decide("Pay") for _ in range(50)} == {(0.2, None)}
+
+
 def test_a_wildcard_fault_applies_to_every_method_but_a_specific_one_wins() -> None:
     table = FaultTable()
     table.set(Fault("*", error_rate=1.0))
@@ -94,9 +115,21 @@ def test_clearing_one_method_keeps_the_others() -> None:
         ({"status_code": "OK"}, "fault.status_code"),
         ({"status_code": "BROKEN"}, "fault.status_code"),
         ({"latency_ms": -1}, "fault.latency_ms"),
+        ({"slow_rate": -0.1}, "fault.slow_rate"),
     ],
 )
 def test_an_invalid_fault_is_refused_naming_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(InvalidArgument) as error:
         Fault("Pay", **kwargs)
     assert error.value.field == field
+
+
+def test_the_admin_service_reads_an_unset_slow_rate_as_every_call() -> None:
+    table = FaultTable()
+    admin = AdminServicer("payment", 0, table)
+    for fault in (
+        admin_pb2.Fault(method="Pay", latency_ms=100),
+        admin_pb2.Fault(method="Refund", latency_ms=100, slow_rate=0.0),
+    ):
+        admin.InjectFault(admin_pb2.InjectFaultRequest(fault=fault), FakeContext())  # type: ignore[arg-type]
+    assert {fault.method: fault.slow_rate for fault in table.active()} == {"Pay": 1.0, "Refund": 0.0}

@@ -23,6 +23,12 @@ def test_settings_read_peers_and_a_database_template_from_the_environment() -> N
     assert settings.database_url() == "mysql+pymysql://root@127.0.0.1:3306/shop_order"
 
 
+def test_the_saga_deadline_and_the_crash_point_come_from_the_environment() -> None:
+    assert (Settings.from_env({}).saga_deadline_s, Settings.from_env({}).crash_at) == (5.0, "")
+    settings = Settings.from_env({"BOOKSTORE_SAGA_DEADLINE_S": "1.5", "BOOKSTORE_CRASH_AT": " after:pay "})
+    assert (settings.saga_deadline_s, settings.crash_at) == (1.5, "after:pay")
+
+
 def test_a_missing_peer_address_is_an_error_naming_the_variable() -> None:
     with pytest.raises(RuntimeError, match="BOOKSTORE_PAYMENT_TARGET"):
         Settings.from_env({}).target("payment")

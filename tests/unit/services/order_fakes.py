@@ -2,18 +2,27 @@
 
 They answer with the real protobuf messages, or raise a ``grpc.RpcError`` with a code and
 details as a real failed call does, and they write every call into one shared journal so a
-test can check what was called, in which order, and with which deadline.
+test can check what was called, in which order, with which deadline and metadata. A test
+can also make a call take time (``on_call``: advance a fake clock) or a release fail a few times.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from sqlalchemy import Engine
 
 from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, payment_pb2
-from bookstore.services.order.flow import OrderDependencies
+from bookstore.saga import Backoff, SagaLog
+from bookstore.services.order.clients import Metadata, OrderDependencies
+from bookstore.services.order.crash import CrashPoint
+from bookstore.services.order.saga import OrderSaga
+from bookstore.services.order.store import OrderStore
+
+from ..saga.fakes import FakeClock, FakeSleep
 
 DEADLINE_S = 1.5
 PRICES = {1: 1250, 2: 899, 3: 4000}
@@ -39,14 +48,26 @@ class Call:
     method: str
     request: Any  # the protobuf request message the fake received
     timeout: float | None
+    metadata: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return dict(self.metadata).get("idempotency-key")
 
 
 @dataclass
 class Journal:
     calls: list[Call] = field(default_factory=list)
+    # Called with the method name on every call, before it answers: a test advances its
+    # fake clock here to make a call slow.
+    on_call: Callable[[str], None] | None = None
 
-    def record(self, method: str, request: Any, timeout: float | None) -> None:
-        self.calls.append(Call(method, request, timeout))
+    def record(
+        self, method: str, request: Any, timeout: float | None, metadata: Metadata | None = None
+    ) -> None:
+        self.calls.append(Call(method, request, timeout, tuple(metadata or ())))
+        if self.on_call is not None:
+            self.on_call(method)
 
     @property
     def methods(self) -> list[str]:
@@ -83,11 +104,15 @@ class FakeInventory:
         self.journal = journal
         self.reserve_error: FakeRpcError | None = None
         self.release_error: FakeRpcError | None = None
+        self.release_failures: int | None = None  # how many releases fail; None: all of them
 
     def ReserveStock(
-        self, request: inventory_pb2.ReserveStockRequest, timeout: float | None = None
+        self,
+        request: inventory_pb2.ReserveStockRequest,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
     ) -> inventory_pb2.ReserveStockResponse:
-        self.journal.record("ReserveStock", request, timeout)
+        self.journal.record("ReserveStock", request, timeout, metadata)
         if self.reserve_error is not None:
             raise self.reserve_error
         return inventory_pb2.ReserveStockResponse(
@@ -95,10 +120,15 @@ class FakeInventory:
         )
 
     def ReleaseStock(
-        self, request: inventory_pb2.ReleaseStockRequest, timeout: float | None = None
+        self,
+        request: inventory_pb2.ReleaseStockRequest,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
     ) -> inventory_pb2.ReleaseStockResponse:
-        self.journal.record("ReleaseStock", request, timeout)
-        if self.release_error is not None:
+        self.journal.record("ReleaseStock", request, timeout, metadata)
+        if self.release_error is not None and (self.release_failures is None or self.release_failures > 0):
+            if self.release_failures is not None:
+                self.release_failures -= 1
             raise self.release_error
         return inventory_pb2.ReleaseStockResponse(
             order_id=request.order_id, status=inventory_pb2.RESERVATION_STATUS_RELEASED, released_now=True
@@ -111,8 +141,10 @@ class FakePayment:
         self.pay_error: FakeRpcError | None = None
         self.refund_error: FakeRpcError | None = None
 
-    def Pay(self, request: payment_pb2.PayRequest, timeout: float | None = None) -> payment_pb2.PayResponse:
-        self.journal.record("Pay", request, timeout)
+    def Pay(
+        self, request: payment_pb2.PayRequest, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> payment_pb2.PayResponse:
+        self.journal.record("Pay", request, timeout, metadata)
         if self.pay_error is not None:
             raise self.pay_error
         return payment_pb2.PayResponse(
@@ -126,9 +158,12 @@ class FakePayment:
         )
 
     def Refund(
-        self, request: payment_pb2.RefundRequest, timeout: float | None = None
+        self,
+        request: payment_pb2.RefundRequest,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
     ) -> payment_pb2.RefundResponse:
-        self.journal.record("Refund", request, timeout)
+        self.journal.record("Refund", request, timeout, metadata)
         if self.refund_error is not None:
             raise self.refund_error
         return payment_pb2.RefundResponse(
@@ -163,3 +198,44 @@ class Downstream:
         return OrderDependencies(
             catalog=self.catalog, inventory=self.inventory, payment=self.payment, deadline_s=DEADLINE_S
         )
+
+
+SAGA_DEADLINE_S = 4.0
+NO_WAIT_BACKOFF = Backoff(initial_s=0.0, max_s=0.0, jitter=0.0, max_attempts=5)
+
+
+def order_saga(
+    downstream: Downstream,
+    store: OrderStore,
+    engine: Engine,
+    clock: FakeClock,
+    *,
+    deadline_s: float = SAGA_DEADLINE_S,
+    crash_at: str = "",
+) -> OrderSaga:
+    """The order service's saga over the fakes, on a clock that moves only when a test says so.
+
+    With the clock frozen, each step's ``timeout=`` is exactly ``DEADLINE_S``; compensations
+    are retried without waiting. ``crash_at`` (``"after:reserve"``...) makes the saga raise
+    ``SimulatedCrash`` there, a BaseException that nothing in the saga catches, as if the
+    process had died.
+    """
+    return OrderSaga(
+        downstream.deps,
+        store,
+        SagaLog(engine, owner="order-0"),
+        deadline_s=deadline_s,
+        clock=clock,
+        sleep=FakeSleep(clock),
+        backoff=NO_WAIT_BACKOFF,
+        crash_at=CrashPoint.parse(crash_at),
+        kill=simulated_kill,
+    )
+
+
+class SimulatedCrash(BaseException):
+    """The process "dies" here: no ``except Exception`` stops it, like SIGKILL stops everything."""
+
+
+def simulated_kill() -> None:
+    raise SimulatedCrash

@@ -16,8 +16,9 @@ from bookstore.rpc.v1 import order_pb2
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
 
+from ..saga.fakes import FakeClock
 from .conftest import AbortedCall
-from .order_fakes import Downstream, FakeRpcError
+from .order_fakes import Downstream, FakeRpcError, order_saga
 
 USER = "7b0f6c2e-8a51-4d0b-9a52-3f1c2b6d9e10"
 
@@ -29,7 +30,8 @@ def downstream() -> Downstream:
 
 @pytest.fixture
 def servicer(downstream: Downstream, sqlite_engine: Engine) -> OrderServicer:
-    return OrderServicer(downstream.deps, OrderStore(sqlite_engine))
+    store = OrderStore(sqlite_engine)
+    return OrderServicer(downstream.deps, store, order_saga(downstream, store, sqlite_engine, FakeClock()))
 
 
 def create(
