@@ -12,38 +12,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bookstore.platform.cluster import GRPC_SERVICES, Cluster
-from bookstore.platform.database import drop_mysql_databases
+from bookstore.platform.cluster import Cluster
 
-MARIADB_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
-
-
-def mariadb_answers() -> str | None:
-    """None when MariaDB is reachable, else the reason it is not."""
-    try:
-        import pymysql
-
-        pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", connect_timeout=2).close()
-    except Exception as error:
-        return f"MariaDB on 127.0.0.1:3306 did not answer: {error}"
-    return None
+from ..databases import cluster_on
 
 
 @pytest.fixture(scope="session", params=["sqlite", "mariadb"])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    db_url = ""
-    if request.param == "mariadb":
-        reason = mariadb_answers()
-        if reason:
-            pytest.skip(reason)
-        db_url = MARIADB_SERVER + f"bookstore_it_{secrets.token_hex(4)}_{{service}}"
-    running = Cluster(replicas={"inventory": 2}, db_url=db_url).start()
-    try:
+    with cluster_on(request.param, replicas={"inventory": 2}) as running:
         yield running
-    finally:
-        running.stop()
-        if db_url:
-            drop_mysql_databases(db_url, list(GRPC_SERVICES))
 
 
 @pytest.fixture

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from bookstore.platform.cluster import GRPC_SERVICES, Cluster
-from bookstore.platform.database import drop_mysql_databases, make_engine
+from bookstore.platform.cluster import Cluster
+from bookstore.platform.database import make_engine
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import inventory_pb2, order_pb2, payment_pb2
 from bookstore.saga import SagaLog
 
-from .conftest import MARIADB_SERVER, mariadb_answers
+from ..databases import cluster_on
 
 DEADLINE = 10
 SETTLE_TIMEOUT_S = 30.0
@@ -38,19 +38,8 @@ REJECTED = order_pb2.ORDER_STATUS_REJECTED
 
 @pytest.fixture(scope="module", params=["sqlite", "mariadb"])
 def saga_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    db_url = ""
-    if request.param == "mariadb":
-        reason = mariadb_answers()
-        if reason:
-            pytest.skip(reason)
-        db_url = MARIADB_SERVER + f"bookstore_saga_{secrets.token_hex(4)}_{{service}}"
-    running = Cluster(db_url=db_url).start()
-    try:
+    with cluster_on(request.param, prefix="bookstore_saga") as running:
         yield running
-    finally:
-        running.stop()
-        if db_url:
-            drop_mysql_databases(db_url, list(GRPC_SERVICES))
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -26,26 +26,13 @@ from bookstore.platform.settings import Settings
 from bookstore.platform.tokens import issue_token
 from bookstore.rpc.v1 import catalog_pb2, order_pb2, user_pb2
 
+from ...fakes import FakeRpcError
+
 M = TypeVar("M", bound=Message)
 
 DEFAULT_PAGE_SIZE = 20
 CARD_LIMIT_CENTS = 50_000
 FIXED_NOW = 1_700_000_000
-
-
-class FakeRpcError(grpc.RpcError):
-    """What a real stub raises: an RpcError that also answers ``code()`` and ``details()``."""
-
-    def __init__(self, code: grpc.StatusCode, details: str = "") -> None:
-        super().__init__(f"{code.name}: {details}")
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import grpc
 
 from bookstore.saga import StepContext
 
+from ...fakes import FakeRpcError
+
 
 class FakeClock:
     """Seconds, like time.monotonic, moving only when a test (or FakeSleep) advances it."""
@@ -52,21 +54,6 @@ class FakeWallClock:
 
     def advance(self, seconds: float) -> None:
         self.now_ns += int(seconds * 1e9)
-
-
-class FakeRpcError(grpc.RpcError):
-    """What a stub raises when a call fails: an RpcError that knows its code and details."""
-
-    def __init__(self, code: grpc.StatusCode, details: str = "") -> None:
-        super().__init__(f"{code.name}: {details}")
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
 
 
 @dataclass(frozen=True)

@@ -22,25 +22,11 @@ from bookstore.services.order.crash import CrashPoint
 from bookstore.services.order.saga import OrderSaga
 from bookstore.services.order.store import OrderStore
 
+from ...fakes import FakeRpcError
 from ..saga.fakes import FakeClock, FakeSleep
 
 DEADLINE_S = 1.5
 PRICES = {1: 1250, 2: 899, 3: 4000}
-
-
-class FakeRpcError(grpc.RpcError):
-    """What a stub raises when a call fails: an RpcError that knows its code and details."""
-
-    def __init__(self, code: grpc.StatusCode, details: str = "") -> None:
-        super().__init__(f"{code.name}: {details}")
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
 
 
 @dataclass

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from bookstore.domain.errors import BookstoreError, FailedPrecondition, NotFound
 from bookstore.domain.models import ReservationStatus, StockItem
-from bookstore.platform.database import drop_mysql_databases, make_engine
 from bookstore.services.inventory.store import (
     DEFAULT_INITIAL_STOCK,
     INITIAL_STOCK_ENV,
@@ -23,41 +20,8 @@ from bookstore.services.inventory.store import (
     initial_stock_from_env,
 )
 
-MARIADB_SERVER = "mysql+pymysql://root@127.0.0.1:3306"
 BOOKS = 10
 STOCK = 100
-
-
-def mariadb_unavailable_reason() -> str | None:
-    """None when MariaDB answers, else why not (the test then skips saying so)."""
-    server = create_engine(f"{MARIADB_SERVER}/", connect_args={"connect_timeout": 2})
-    try:
-        with server.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as error:
-        return f"MariaDB does not answer at {MARIADB_SERVER}: {error}"
-    finally:
-        server.dispose()
-    return None
-
-
-@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine("sqlite:///" + str(tmp_path / "inv.db"))
-        yield engine
-        engine.dispose()
-        return
-    reason = mariadb_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    template = f"{MARIADB_SERVER}/test_{{service}}_{uuid.uuid4().hex[:12]}"
-    engine = make_engine(template.replace("{service}", "inventory"))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        drop_mysql_databases(template, ["inventory"])
 
 
 @pytest.fixture
