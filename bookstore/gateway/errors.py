@@ -17,11 +17,13 @@ the answer or let the error travel here.
 | DEADLINE_EXCEEDED | 504 | a backend did not answer in time |
 | anything else | 502 | a backend failed |
 
-``Retry-After`` is 1 second, except when the gateway's own circuit breaker refused the call
-(``CircuitOpenError``): then it is the whole seconds until the breaker lets a trial call
-through, at least 1. Such a refusal costs microseconds and is logged at debug level only: an
-open breaker at a thousand requests a second would otherwise write a thousand identical
-warnings a second, while its opening and closing are logged once each.
+``Retry-After`` is 1 second, except when a circuit breaker refused the call: then it is the
+whole seconds until that breaker lets a trial call through, at least 1. The breaker is the
+gateway's own (``CircuitOpenError``), or one in the backend, which says so in its answer's
+trailing metadata (``bookstore-circuit``, ``bookstore-retry-after-s``): the order service's
+breaker in front of payment, say. Such a refusal costs microseconds and is logged at debug
+level only: an open breaker at a thousand requests a second would otherwise write a thousand
+identical warnings a second, while its opening and closing are logged once each.
 
 The body is ``{"detail": "...", "grpc_code": "NOT_FOUND"}``. For client errors
 (4xx) the detail is the service's own message, which names the field at fault. For
@@ -48,7 +50,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from bookstore.resilience import CircuitOpenError
+from bookstore.resilience import RETRY_AFTER_METADATA_KEY, CircuitOpenError, names_a_circuit
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,10 @@ _PUBLIC_SERVER_ERROR_DETAIL: Mapping[grpc.StatusCode, str] = {
 _GENERIC_SERVER_ERROR_DETAIL = "a backend service failed; the gateway log has the details"
 _CIRCUIT_OPEN_DETAIL = (
     "a backend service is failing, so the gateway stopped calling it for a moment (circuit open); "
+    "retry after the Retry-After header's seconds"
+)
+_DOWNSTREAM_CIRCUIT_OPEN_DETAIL = (
+    "a service behind the gateway is failing, so it is not being called for a moment (circuit open); "
     "retry after the Retry-After header's seconds"
 )
 
@@ -110,6 +116,18 @@ def retry_after_for(refusal: CircuitOpenError) -> int:
     return max(1, math.ceil(refusal.retry_after_s))
 
 
+def downstream_retry_after(error: grpc.RpcError) -> int:
+    """``Retry-After`` for a call a backend's breaker refused: its ``bookstore-retry-after-s``,
+    in whole seconds rounded up, at least 1; the default 1 when it sent none we can read."""
+    trailing = getattr(error, "trailing_metadata", None)
+    try:
+        pairs = dict(trailing() or ()) if callable(trailing) else {}
+        seconds = float(pairs.get(RETRY_AFTER_METADATA_KEY, RETRY_AFTER_S))
+    except Exception:  # unreadable metadata is not worth failing the error response over
+        return RETRY_AFTER_S
+    return max(1, math.ceil(seconds)) if math.isfinite(seconds) else RETRY_AFTER_S
+
+
 def headers_for(status: int, *, retry_after: int = RETRY_AFTER_S) -> dict[str, str]:
     """Headers a client needs to react well to ``status`` (RFC 9110 sections 11.6.1 and 10.2.3)."""
     if status == 401:
@@ -127,6 +145,13 @@ def rpc_error_response(error: grpc.RpcError, *, where: str = "") -> JSONResponse
     status = http_status_for(code)
     details = details_of(error)
     code_name = code.name
+    if code is grpc.StatusCode.UNAVAILABLE and names_a_circuit(error):
+        log.debug("%s: a backend refused without calling on: %s", where or "request", details)
+        return JSONResponse(
+            status_code=status,
+            content={"detail": _DOWNSTREAM_CIRCUIT_OPEN_DETAIL, "grpc_code": code_name},
+            headers=headers_for(status, retry_after=downstream_retry_after(error)),
+        )
     if status >= 500:
         log.warning("%s: backend call failed with %s: %s", where or "request", code_name, details)
         detail = _PUBLIC_SERVER_ERROR_DETAIL.get(code, _GENERIC_SERVER_ERROR_DETAIL)

@@ -1,14 +1,28 @@
-"""The AdminService every process serves: set and clear faults, read call counters."""
+"""The AdminService every process serves: set and clear faults, read call counters and breakers.
+
+A process that keeps circuit breakers in front of its peers (the order service) hands the
+servicer a ``BreakerSnapshots`` function, and ``GetStats`` reports each breaker's state with
+the call counters: one RPC tells a notebook both what reached a service and what its callers
+refused to send. The function is called on every ``GetStats``, so the answer is current.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import grpc
 
 from bookstore.platform.faults import Fault, FaultTable
 from bookstore.rpc.v1 import admin_pb2, admin_pb2_grpc
 from bookstore.services.status import translate_errors
+
+if TYPE_CHECKING:
+    from bookstore.resilience.breaker import BreakerSnapshot
+
+BreakerSnapshots = Callable[[], Iterable["BreakerSnapshot"]]
+"""Returns a snapshot of every circuit breaker of the process, e.g. ``BreakerRegistry.snapshots``."""
 
 
 def fault_to_pb(fault: Fault) -> admin_pb2.Fault:
@@ -21,11 +35,25 @@ def fault_to_pb(fault: Fault) -> admin_pb2.Fault:
     )
 
 
+def breaker_to_pb(snapshot: BreakerSnapshot) -> admin_pb2.BreakerState:
+    return admin_pb2.BreakerState(
+        name=snapshot.name,
+        state=snapshot.state.name,
+        generation=snapshot.generation,
+        window_calls=snapshot.window.calls,
+        window_failures=snapshot.window.failures,
+        rejected=snapshot.totals.rejected,
+    )
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, service: str, replica: int, table: FaultTable) -> None:
+    def __init__(
+        self, service: str, replica: int, table: FaultTable, breakers: BreakerSnapshots | None = None
+    ) -> None:
         self._service = service
         self._replica = replica
         self._table = table
+        self._breakers = breakers
 
     @translate_errors
     def InjectFault(
@@ -60,4 +88,5 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             pid=os.getpid(),
             calls_by_method=self._table.calls(),
             faults=[fault_to_pb(x) for x in self._table.active()],
+            breakers=[breaker_to_pb(x) for x in self._breakers()] if self._breakers is not None else [],
         )

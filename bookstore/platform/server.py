@@ -4,6 +4,8 @@
 opens the gRPC server with the fault-injection interceptor, registers the service's own
 servicers plus the standard health service, server reflection (so ``grpcurl`` and
 notebooks can discover the API) and the AdminService, then serves until SIGTERM or SIGINT.
+A service whose ``register`` returns a ``BreakerSnapshots`` function (the order service:
+its circuit breakers) has them reported by the AdminService's ``GetStats``.
 
 Shutdown is graceful: health flips to NOT_SERVING first (so balancers stop sending new
 calls), then ``server.stop(grace)`` lets calls in flight finish.
@@ -23,7 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from bookstore.platform.admin import AdminServicer
+from bookstore.platform.admin import AdminServicer, BreakerSnapshots
 from bookstore.platform.faults import FaultInjectionInterceptor, FaultTable
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import admin_pb2, admin_pb2_grpc
@@ -35,11 +37,15 @@ SHUTDOWN_GRACE_S = 5.0
 
 @dataclass(frozen=True)
 class ServiceDefinition:
-    """What a service contributes to its process: a name, full gRPC service names, a registrar."""
+    """What a service contributes to its process: a name, full gRPC service names, a registrar.
+
+    ``register`` adds the service's servicers to the server; it returns a ``BreakerSnapshots``
+    function when the service keeps circuit breakers in front of its peers, else None.
+    """
 
     name: str
     grpc_service_names: Iterable[str]
-    register: Callable[[grpc.Server, Settings], None]
+    register: Callable[[grpc.Server, Settings], BreakerSnapshots | None]
 
 
 def configure_logging(settings: Settings) -> None:
@@ -59,9 +65,9 @@ def build_server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix=definition.name),
         interceptors=[FaultInjectionInterceptor(table)],
     )
-    definition.register(server, settings)
+    breakers = definition.register(server, settings)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(definition.name, settings.replica, table), server
+        AdminServicer(definition.name, settings.replica, table, breakers), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

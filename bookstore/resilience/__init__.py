@@ -25,6 +25,10 @@ gets quiet time to recover.
 UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED (``grpc_failure_classifier``).
 NOT_FOUND or INVALID_ARGUMENT is a healthy server answering a bad request; counting it would
 let one client's typos cut everybody off. Such errors pass through and count as successes.
+So does an UNAVAILABLE whose trailing metadata names a circuit (``bookstore-circuit``): the
+server answered at once, because *its* breaker in front of *its* dependency is open. The
+gateway keeps taking order requests while the order service's payment breaker is open, and
+listing orders, which never needed payment, keeps working.
 
 **The race the generation counter settles.** A call admitted while CLOSED may take seconds.
 If the breaker opened and half-opened in the meantime, that call's late failure says nothing
@@ -50,7 +54,9 @@ per service (or per method) in front of a gRPC channel, so every stub on it is p
 """
 
 from bookstore.resilience.breaker import (
+    CIRCUIT_METADATA_KEY,
     DEFAULT_FAILURE_CODES,
+    RETRY_AFTER_METADATA_KEY,
     BreakerSettings,
     BreakerSnapshot,
     CircuitBreaker,
@@ -62,6 +68,7 @@ from bookstore.resilience.breaker import (
     Totals,
     WindowCounts,
     grpc_failure_classifier,
+    names_a_circuit,
 )
 from bookstore.resilience.interceptor import (
     BreakerRegistry,
@@ -73,7 +80,9 @@ from bookstore.resilience.interceptor import (
 )
 
 __all__ = [
+    "CIRCUIT_METADATA_KEY",
     "DEFAULT_FAILURE_CODES",
+    "RETRY_AFTER_METADATA_KEY",
     "BreakerRegistry",
     "BreakerSettings",
     "BreakerSnapshot",
@@ -90,5 +99,6 @@ __all__ = [
     "breaker_settings_from",
     "grpc_failure_classifier",
     "log_state_change",
+    "names_a_circuit",
     "protected_channel",
 ]

@@ -74,35 +74,68 @@ INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION, ...) is an answer from a 
 server about the request, so it counts as a success."""
 
 
+CIRCUIT_METADATA_KEY = "bookstore-circuit"
+"""Trailing metadata of a refused call: the name of the breaker that refused it."""
+RETRY_AFTER_METADATA_KEY = "bookstore-retry-after-s"
+"""Trailing metadata of a refused call: seconds until the breaker admits trial calls."""
+
+
 @dataclass(frozen=True)
 class GrpcFailureClassifier:
-    """Counts a ``grpc.RpcError`` as a failure when its code is in ``failure_codes``."""
+    """Counts a ``grpc.RpcError`` as a failure when its code is in ``failure_codes``.
+
+    An error whose trailing metadata names a circuit (``bookstore-circuit``) is, by default,
+    no failure of the server that sent it: that server is healthy and answered at once, its
+    own breaker having refused a call to *its* dependency (the order service while payment is
+    down). Counting such answers would open the caller's breaker too, and cut off the methods
+    that never needed the failing dependency (listing orders, while payment is down). A
+    breaker judges its own dependency, not its dependency's dependencies.
+    """
 
     failure_codes: frozenset[grpc.StatusCode] = DEFAULT_FAILURE_CODES
     other_errors_are_failures: bool = True
     """Whether an exception that is not a ``grpc.RpcError`` (a bug, a ``TimeoutError``, a
     connection refused by a non-gRPC client) counts as a failure."""
+    downstream_refusals_are_failures: bool = False
+    """Whether an error carrying ``bookstore-circuit`` trailing metadata counts as a failure."""
 
     def __call__(self, error: Exception) -> bool:
         if isinstance(error, grpc.RpcError):
             code = getattr(error, "code", None)
-            # An RpcError that carries no status cannot be told apart from an outage.
-            return code() in self.failure_codes if callable(code) else True
+            if not callable(code):
+                return True  # an RpcError that carries no status cannot be told apart from an outage
+            if code() not in self.failure_codes:
+                return False
+            return self.downstream_refusals_are_failures or not names_a_circuit(error)
         return self.other_errors_are_failures
+
+
+def names_a_circuit(error: grpc.RpcError) -> bool:
+    """Whether a failed call's trailing metadata says a circuit breaker refused it."""
+    trailing = getattr(error, "trailing_metadata", None)
+    try:
+        pairs = trailing() if callable(trailing) else None
+        return any(key == CIRCUIT_METADATA_KEY for key, _ in pairs or ())
+    except Exception:  # a call object that cannot say: judge it by its code alone
+        return False
 
 
 def grpc_failure_classifier(
     failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
     *,
     other_errors_are_failures: bool = True,
+    downstream_refusals_are_failures: bool = False,
 ) -> GrpcFailureClassifier:
     """A classifier for ``BreakerSettings.is_failure`` that judges gRPC errors by status code.
 
     ``grpc_failure_classifier()`` counts UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL and
-    RESOURCE_EXHAUSTED, plus any non-gRPC exception. An error it does not count passes through
+    RESOURCE_EXHAUSTED, plus any non-gRPC exception, except a refusal that a downstream
+    breaker made (see ``GrpcFailureClassifier``). An error it does not count passes through
     to the caller unchanged and is recorded as a success: the server answered.
     """
-    return GrpcFailureClassifier(frozenset(failure_codes), other_errors_are_failures)
+    return GrpcFailureClassifier(
+        frozenset(failure_codes), other_errors_are_failures, downstream_refusals_are_failures
+    )
 
 
 @dataclass(frozen=True)

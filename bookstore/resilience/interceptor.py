@@ -53,6 +53,8 @@ import grpc
 from bookstore.platform.channels import open_channel
 from bookstore.platform.settings import Settings
 from bookstore.resilience.breaker import (
+    CIRCUIT_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
     BreakerSettings,
     BreakerSnapshot,
     CircuitBreaker,
@@ -62,11 +64,6 @@ from bookstore.resilience.breaker import (
 )
 
 log = logging.getLogger(__name__)
-
-CIRCUIT_METADATA_KEY = "bookstore-circuit"
-"""Trailing metadata of a refused call: the name of the breaker that refused it."""
-RETRY_AFTER_METADATA_KEY = "bookstore-retry-after-s"
-"""Trailing metadata of a refused call: seconds until the breaker admits trial calls."""
 
 _ENVIRONMENT_VARIABLES = {
     "window_size": "BOOKSTORE_BREAKER_WINDOW_SIZE",

@@ -29,7 +29,8 @@ customer waiting for "order approved"); choreograph the follow-ups nobody waits 
 
 **The failed step itself.** Compensating the steps *before* the failure is obvious; the
 failed step needs a decision. A business refusal (FAILED_PRECONDITION: out of stock, card
-declined) means the service changed nothing, so it is not compensated. A timeout,
+declined) means the service changed nothing, so it is not compensated; nor is a call that
+our own circuit breaker refused to send (week 8), since it never left the process. A timeout,
 UNAVAILABLE or any unexpected error means we do not know: a Pay that timed out may have
 charged the card before the answer got lost. Such a step is treated as possibly done and
 compensated too (refunded). Wrongly assuming "possibly done" costs one no-op refund;

@@ -10,6 +10,8 @@ The one decision a step must make about its own failure is *what the failure mea
 
 * ``NOTHING_DONE``: the other service looked at the request and refused it before changing
   anything (FAILED_PRECONDITION: out of stock, card declined). There is nothing to undo.
+  The same holds when our own circuit breaker refused the call (``CircuitOpenError``, week
+  8): the request never left the process, so no Refund is owed for a Pay never sent.
 * ``POSSIBLY_DONE``: we do not know. A Pay that timed out may have charged the card just
   before the answer got lost; UNAVAILABLE may come from a proxy after the server committed.
   The saga compensates this step too (refunds it). That is safe only because compensations
@@ -29,6 +31,7 @@ from typing import Any
 import grpc
 
 from bookstore.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
+from bookstore.resilience.breaker import CircuitOpenError
 
 DEFAULT_STEP_TIMEOUT_S = 2.0
 DEFAULT_SAGA_DEADLINE_S = 10.0
@@ -71,6 +74,9 @@ REFUSAL_ERRORS: tuple[type[Exception], ...] = (
     NotFound,
     Unauthenticated,
     SagaDeadlineExceeded,
+    # Checked before the status code: a refusal by our breaker says UNAVAILABLE, as an outage
+    # does, but unlike an outage it proves the call was never made.
+    CircuitOpenError,
 )
 
 
@@ -87,8 +93,9 @@ def status_code_of(error: BaseException) -> grpc.StatusCode | None:
 
 
 def classify_failure(error: Exception) -> FailureMeaning:
-    """The default policy: refusals did nothing; everything else (timeouts, UNAVAILABLE,
-    INTERNAL, a bug in the action) possibly did something.
+    """The default policy: refusals did nothing (the other service's, or our own circuit
+    breaker's); everything else (timeouts, UNAVAILABLE, INTERNAL, a bug in the action)
+    possibly did something.
     """
     if isinstance(error, REFUSAL_ERRORS):
         return FailureMeaning.NOTHING_DONE
@@ -98,7 +105,13 @@ def classify_failure(error: Exception) -> FailureMeaning:
 
 
 def describe_error(error: BaseException) -> str:
-    """A one-line reason for the log and the outcome: ``UNAVAILABLE: payment is down``."""
+    """A one-line reason for the log and the outcome: ``UNAVAILABLE: payment is down``.
+
+    A refusal by our circuit breaker reads as itself (``circuit 'payment' is open; ...``):
+    its UNAVAILABLE would suggest that the other service answered, which it never did.
+    """
+    if isinstance(error, CircuitOpenError):
+        return str(error)
     code = status_code_of(error)
     if code is not None:
         details = getattr(error, "details", None)

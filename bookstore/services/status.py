@@ -4,6 +4,11 @@ A servicer method decorated with ``@translate_errors`` may raise any ``Bookstore
 the caller then receives the matching status code with a message naming the field. Any
 other exception is a bug: it is logged with its traceback and reported as INTERNAL without
 leaking internals to the caller.
+
+A failed downstream call (``grpc.RpcError``) is passed on with its code. When a circuit
+breaker refused it, its trailing metadata says so (``bookstore-circuit``) and when to retry
+(``bookstore-retry-after-s``); those two entries are passed on as well, so the caller's
+caller (the gateway) can answer 503 with a ``Retry-After`` that means something.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from bookstore.domain.errors import (
     NotFound,
     Unauthenticated,
 )
+from bookstore.resilience.breaker import CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KEY
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,22 @@ def status_for(error: BookstoreError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
+FORWARDED_METADATA_KEYS = frozenset({CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KEY})
+
+
+def forwarded_metadata(error: grpc.RpcError) -> tuple[tuple[str, str], ...]:
+    """The entries of a failed call's trailing metadata worth passing to our own caller.
+
+    Only the circuit breaker's two: anything else a downstream server sent is its business.
+    """
+    trailing = getattr(error, "trailing_metadata", None)
+    try:
+        pairs = trailing() if callable(trailing) else None
+        return tuple((key, str(value)) for key, value in pairs or () if key in FORWARDED_METADATA_KEYS)
+    except Exception:  # a call object that cannot say: pass nothing on
+        return ()
+
+
 def translate_errors(method: Method[Servicer, Req, Resp]) -> Method[Servicer, Req, Resp]:
     @functools.wraps(method)
     def wrapper(self: Servicer, request: Req, context: grpc.ServicerContext) -> Resp:
@@ -58,6 +80,9 @@ def translate_errors(method: Method[Servicer, Req, Resp]) -> Method[Servicer, Re
             # A downstream call failed and the servicer did not handle it: pass its code on.
             code = error.code() if callable(getattr(error, "code", None)) else None
             details = error.details() if callable(getattr(error, "details", None)) else ""
+            forwarded = forwarded_metadata(error)
+            if forwarded:
+                context.set_trailing_metadata(forwarded)  # abort sends what was set before it
             context.abort(code or grpc.StatusCode.UNKNOWN, f"downstream: {details}")
         except Exception:
             log.exception("unhandled error in %s", method.__name__)

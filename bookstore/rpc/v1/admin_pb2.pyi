@@ -49,7 +49,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("service", "replica", "pid", "calls_by_method", "faults")
+    __slots__ = ("service", "replica", "pid", "calls_by_method", "faults", "breakers")
     class CallsByMethodEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,9 +62,27 @@ class GetStatsResponse(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     CALLS_BY_METHOD_FIELD_NUMBER: _ClassVar[int]
     FAULTS_FIELD_NUMBER: _ClassVar[int]
+    BREAKERS_FIELD_NUMBER: _ClassVar[int]
     service: str
     replica: int
     pid: int
     calls_by_method: _containers.ScalarMap[str, int]
     faults: _containers.RepeatedCompositeFieldContainer[Fault]
-    def __init__(self, service: _Optional[str] = ..., replica: _Optional[int] = ..., pid: _Optional[int] = ..., calls_by_method: _Optional[_Mapping[str, int]] = ..., faults: _Optional[_Iterable[_Union[Fault, _Mapping]]] = ...) -> None: ...
+    breakers: _containers.RepeatedCompositeFieldContainer[BreakerState]
+    def __init__(self, service: _Optional[str] = ..., replica: _Optional[int] = ..., pid: _Optional[int] = ..., calls_by_method: _Optional[_Mapping[str, int]] = ..., faults: _Optional[_Iterable[_Union[Fault, _Mapping]]] = ..., breakers: _Optional[_Iterable[_Union[BreakerState, _Mapping]]] = ...) -> None: ...
+
+class BreakerState(_message.Message):
+    __slots__ = ("name", "state", "generation", "window_calls", "window_failures", "rejected")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_CALLS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    generation: int
+    window_calls: int
+    window_failures: int
+    rejected: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., generation: _Optional[int] = ..., window_calls: _Optional[int] = ..., window_failures: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...

@@ -69,7 +69,7 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetStats(self, request, context):
-        """Who this process is and how many calls each method has served.
+        """Who this process is, how many calls each method has served, and its circuit breakers.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,14 +1,17 @@
 """``python -m bookstore.services.order``: serve the order service.
 
 Needs the targets of its peers: BOOKSTORE_CATALOG_TARGET, BOOKSTORE_INVENTORY_TARGET and
-BOOKSTORE_PAYMENT_TARGET (the launcher sets them). Reads BOOKSTORE_SAGA_DEADLINE_S, and
-BOOKSTORE_CRASH_AT in crash tests (``bookstore.services.order.crash``).
+BOOKSTORE_PAYMENT_TARGET (the launcher sets them). Reads BOOKSTORE_SAGA_DEADLINE_S, the
+BOOKSTORE_BREAKER_* settings of the circuit breakers in front of those peers (their state is
+in the AdminService's ``GetStats``), and BOOKSTORE_CRASH_AT in crash tests
+(``bookstore.services.order.crash``).
 """
 
 from __future__ import annotations
 
 import grpc
 
+from bookstore.platform.admin import BreakerSnapshots
 from bookstore.platform.database import make_engine
 from bookstore.platform.server import ServiceDefinition, run_service
 from bookstore.platform.settings import Settings
@@ -21,9 +24,10 @@ from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
 
 
-def register(server: grpc.Server, settings: Settings) -> None:
+def register(server: grpc.Server, settings: Settings) -> BreakerSnapshots | None:
     # Channels are opened once, here, and shared by every request: a channel per call would
-    # pay a TCP (and HTTP/2) handshake on each order and defeat round-robin balancing.
+    # pay a TCP (and HTTP/2) handshake on each order and defeat round-robin balancing. So are
+    # their circuit breakers: every request must share one judgement of each peer.
     deps = OrderDependencies.from_settings(settings)
     # One database for the orders and the saga log: each saga move is a local commit next
     # to the order it concerns. The owner name is stable across restarts of this replica,
@@ -41,6 +45,7 @@ def register(server: grpc.Server, settings: Settings) -> None:
     # Sagas this process left in flight when it died are finished in the background: start-up
     # must not wait for a payment service that is down, and new orders need not wait either.
     start_recovery(saga)
+    return deps.breakers.snapshots if deps.breakers is not None else None
 
 
 DEFINITION = ServiceDefinition(

@@ -20,6 +20,12 @@ What a caller sees did not change:
   order (Refund, then ReleaseStock), the order is REJECTED with a reason naming the service,
   and ``DownstreamError`` is *raised* carrying the downstream status code, so the caller
   learns that something is broken rather than that the customer was refused.
+* **An open circuit** (week 8: our breaker in front of that service refused the call) is
+  UNAVAILABLE too, but here we *do* know what happened: nothing, the call never left the
+  process. A Pay refused that way is not refunded (only the stock is released), and the
+  ``DownstreamError`` says the circuit is open and when it will try again; the servicer
+  passes that on as trailing metadata (``bookstore-retry-after-s``), which becomes the
+  gateway's ``Retry-After``.
 
 A compensation that fails is retried with backoff, a few times while the caller waits, then
 by the service's background recovery until it succeeds; meanwhile the order stays PENDING,
@@ -43,6 +49,7 @@ import grpc
 from bookstore.domain import validation as v
 from bookstore.domain.errors import InvalidArgument, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.resilience import CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KEY, CircuitOpenError
 from bookstore.rpc.v1 import catalog_pb2
 from bookstore.saga import SagaDeadlineExceeded, SagaOutcome, SagaOwnershipLost, StepTimeout
 from bookstore.saga.definition import status_code_of
@@ -81,6 +88,9 @@ class DownstreamError(grpc.RpcError):
     It carries that service's status code: ``translate_errors`` hands an uncaught
     ``grpc.RpcError`` on with its ``code()``, so our caller sees UNAVAILABLE or
     DEADLINE_EXCEEDED, not a vague INTERNAL. The original error is its ``__cause__``.
+    When our circuit breaker refused the call (``circuit_open``), ``circuit`` names it and
+    ``retry_after_s`` says when it tries again; ``trailing_metadata()`` carries both, as
+    the refusal itself did, for ``translate_errors`` to pass on.
     """
 
     def __init__(
@@ -92,23 +102,50 @@ class DownstreamError(grpc.RpcError):
         *,
         order_id: str = "",
         settled: bool = True,
+        circuit: str = "",
+        retry_after_s: float = 0.0,
     ) -> None:
         self.service = service
         self.method = method
         self.order_id = order_id
+        self.circuit = circuit
+        self.retry_after_s = retry_after_s
         self._code = code
         outcome = ""
         if order_id:
             state = "was rejected" if settled else "stays PENDING until its compensation completes"
             outcome = f"; order {order_id} {state}"
-        self._details = f"{service}.{method} returned {code.name}: {details}{outcome}"
+        what = "was not called" if circuit else f"returned {code.name}"
+        self._details = f"{service}.{method} {what}: {details}{outcome}"
         super().__init__(self._details)
+
+    @classmethod
+    def circuit_open(
+        cls, service: str, method: str, refusal: CircuitOpenError, *, order_id: str = "", settled: bool = True
+    ) -> DownstreamError:
+        """The call was refused by our breaker, never sent: UNAVAILABLE, with when to retry."""
+        return cls(
+            service,
+            method,
+            grpc.StatusCode.UNAVAILABLE,
+            str(refusal),  # "circuit 'payment' is open; trial calls in 1.234 s"
+            order_id=order_id,
+            settled=settled,
+            circuit=refusal.name,
+            retry_after_s=refusal.retry_after_s,
+        )
 
     def code(self) -> grpc.StatusCode:
         return self._code
 
     def details(self) -> str:
         return self._details
+
+    # grpc-stubs types RpcError's trailing_metadata as _Metadatum; gRPC returns these pairs.
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:  # type: ignore[override]
+        if not self.circuit:
+            return ()
+        return ((CIRCUIT_METADATA_KEY, self.circuit), (RETRY_AFTER_METADATA_KEY, f"{self.retry_after_s:.3f}"))
 
 
 @dataclass(frozen=True)
@@ -219,6 +256,10 @@ def _answer(store: OrderStore, order_id: str, outcome: SagaOutcome) -> Order:
         call = StepCall("order", "database", "")
     if status_code_of(failure) is grpc.StatusCode.FAILED_PRECONDITION:
         return store.get(order_id)  # a refusal: REJECTED with its reason (PENDING while undoing)
+    if isinstance(failure, CircuitOpenError):
+        raise DownstreamError.circuit_open(
+            call.service, call.method, failure, order_id=order_id, settled=outcome.finished
+        ) from failure
     code, details = (grpc.StatusCode.DEADLINE_EXCEEDED, str(failure)) if late else _status_of(failure)
     raise DownstreamError(
         call.service, call.method, code, details, order_id=order_id, settled=outcome.finished
@@ -232,6 +273,8 @@ def _price(deps: OrderDependencies, items: tuple[OrderItem, ...]) -> tuple[Order
         response = deps.catalog.BatchGetBooks(
             catalog_pb2.BatchGetBooksRequest(book_ids=book_ids), timeout=deps.deadline_s
         )
+    except CircuitOpenError as refusal:
+        raise DownstreamError.circuit_open("catalog", "BatchGetBooks", refusal) from refusal
     except grpc.RpcError as error:
         code, details = _status_of(error)
         if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):

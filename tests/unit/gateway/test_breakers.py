@@ -8,6 +8,7 @@ in the running gateway, minus the network. Time is a fake clock; nothing sleeps.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from bookstore.gateway.clients import GatewayClients
 from bookstore.gateway.fallback import FALLBACK_HEADER, LastKnownGood
 from bookstore.platform.settings import Settings
 from bookstore.resilience import (
+    CIRCUIT_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
     BreakerRegistry,
     BreakerSettings,
     CircuitBreakerInterceptor,
@@ -29,7 +32,7 @@ from bookstore.resilience import (
 )
 from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc, order_pb2_grpc, user_pb2_grpc
 
-from ..resilience.grpc_fakes import InProcessChannel
+from ..resilience.grpc_fakes import InProcessChannel, RpcFailure
 from .fakes import FailingStub, FakeCatalogService, FakeOrderService, FakeRpcError, FakeUserService, bearer
 
 OPEN_TIMEOUT_S = 5.0
@@ -192,6 +195,59 @@ def test_an_open_order_circuit_is_503_for_orders_and_leaves_the_catalog_alone(
     assert response.headers["Retry-After"] == "5"
     assert FALLBACK_HEADER not in response.headers
     assert gateway.http.get("/books/1").status_code == 200
+
+
+class PaymentCircuitOpen:
+    """An order service whose own breaker in front of payment is open: it refuses CreateOrder
+    at once, with UNAVAILABLE and the breaker's trailing metadata, as the real one does."""
+
+    def __init__(self, retry_after_s: str) -> None:
+        self.retry_after_s = retry_after_s
+        self.calls = 0
+
+    def CreateOrder(self, request: object, *, timeout: float) -> None:
+        self.calls += 1
+        raise RpcFailure(
+            grpc.StatusCode.UNAVAILABLE,
+            "downstream: payment.Pay was not called: circuit 'payment' is open; trial calls in 2.300 s",
+            ((CIRCUIT_METADATA_KEY, "payment"), (RETRY_AFTER_METADATA_KEY, self.retry_after_s)),
+        )
+
+
+def test_an_order_refused_by_the_order_services_open_circuit_is_503_with_that_circuits_retry_after(
+    gateway: Gateway, settings: Settings
+) -> None:
+    gateway.order.service = PaymentCircuitOpen(retry_after_s="2.300")
+
+    response = gateway.http.post(
+        "/orders",
+        json={"items": [{"book_id": 1, "quantity": 1}]},
+        headers=bearer(str(uuid.uuid4()), settings),
+    )
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "3"  # 2.3 s, rounded up
+    assert response.json()["grpc_code"] == "UNAVAILABLE"
+    assert "circuit open" in response.json()["detail"]
+
+
+def test_refusals_by_the_order_services_own_breaker_never_open_the_gateways_order_breaker(
+    gateway: Gateway, settings: Settings
+) -> None:
+    refusing = PaymentCircuitOpen(retry_after_s="not a number")
+    gateway.order.service = refusing
+    headers = bearer(str(uuid.uuid4()), settings)
+
+    for _ in range(3 * BREAKER_SETTINGS.window_size):
+        response = gateway.http.post(
+            "/orders", json={"items": [{"book_id": 1, "quantity": 1}]}, headers=headers
+        )
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"  # unreadable: the plain default
+
+    # The order service answered every time, at once: it is healthy, payment is not.
+    assert refusing.calls == 3 * BREAKER_SETTINGS.window_size
+    assert gateway.breakers.breaker("order").state is State.CLOSED
 
 
 def test_a_neutral_not_found_is_404_and_never_opens_the_breaker(gateway: Gateway) -> None:

@@ -21,10 +21,13 @@ import grpc
 class RpcFailure(grpc.RpcError):
     """A failed call: an RpcError with a code, which is also its own finished future."""
 
-    def __init__(self, code: grpc.StatusCode, details: str = "") -> None:
+    def __init__(
+        self, code: grpc.StatusCode, details: str = "", trailing: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(f"{code.name}: {details}")
         self._code = code
         self._details = details
+        self._trailing = trailing
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -33,7 +36,7 @@ class RpcFailure(grpc.RpcError):
         return self._details
 
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
+        return self._trailing
 
     def done(self) -> bool:
         return True
@@ -124,7 +127,10 @@ class _InProcessMethod:
         except grpc.RpcError as error:
             code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
             details = error.details() if callable(getattr(error, "details", None)) else ""
-            raise RpcFailure(code, details or "") from None
+            trailing = (
+                error.trailing_metadata() if callable(getattr(error, "trailing_metadata", None)) else ()
+            )
+            raise RpcFailure(code, details or "", tuple(trailing or ())) from None
         return response, FakeCall.succeeded(response)
 
     def __call__(self, request: Any, timeout: float | None = None, **options: Any) -> Any:

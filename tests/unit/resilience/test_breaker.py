@@ -18,6 +18,8 @@ import grpc
 import pytest
 
 from bookstore.resilience import (
+    CIRCUIT_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
     BreakerSettings,
     CircuitBreaker,
     CircuitOpenError,
@@ -458,6 +460,30 @@ def test_the_grpc_classifier_takes_its_own_codes_and_may_let_other_exceptions_pa
     assert classify(FakeRpcError(grpc.StatusCode.UNAVAILABLE)) is True
     assert classify(FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED)) is False
     assert classify(ValueError()) is False
+
+
+class DownstreamRefusal(FakeRpcError):
+    """UNAVAILABLE from a healthy server whose own breaker refused to call its dependency."""
+
+    def __init__(self) -> None:
+        super().__init__(grpc.StatusCode.UNAVAILABLE)
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((CIRCUIT_METADATA_KEY, "payment"), (RETRY_AFTER_METADATA_KEY, "1.500"))
+
+
+class UnreadableMetadata(FakeRpcError):
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        raise RuntimeError("the call object cannot say")
+
+
+def test_the_grpc_classifier_does_not_blame_a_server_for_its_own_breakers_refusal() -> None:
+    assert grpc_failure_classifier()(DownstreamRefusal()) is False
+    assert grpc_failure_classifier(downstream_refusals_are_failures=True)(DownstreamRefusal()) is True
+
+
+def test_the_grpc_classifier_judges_by_the_code_alone_when_the_metadata_cannot_be_read() -> None:
+    assert grpc_failure_classifier()(UnreadableMetadata(grpc.StatusCode.UNAVAILABLE)) is True
 
 
 def test_any_callable_can_decide_what_counts_as_a_failure() -> None:

@@ -9,6 +9,7 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
+from bookstore.resilience import CircuitOpenError, CircuitOpenRpcError, State
 from bookstore.saga import (
     Backoff,
     FailureMeaning,
@@ -23,6 +24,7 @@ from bookstore.saga import (
     StepEventKind,
     UnknownSagaDefinition,
     classify_failure,
+    describe_error,
 )
 
 from .fakes import Call, FakeClock, FakeRpcError, FakeSleep, FakeWallClock, Fault, Participant
@@ -220,6 +222,21 @@ def test_the_default_policy_separates_refusals_from_unknown_outcomes() -> None:
     assert classify_failure(FakeRpcError(grpc.StatusCode.INTERNAL)) is possibly
     assert classify_failure(FakeRpcError(grpc.StatusCode.ALREADY_EXISTS)) is possibly
     assert classify_failure(ValueError("a bug in the action")) is possibly
+
+
+def test_a_call_our_own_circuit_breaker_refused_did_nothing_although_it_says_unavailable() -> None:
+    refused = CircuitOpenRpcError("payment", 1.5)
+    assert refused.code() is grpc.StatusCode.UNAVAILABLE
+    assert classify_failure(refused) is FailureMeaning.NOTHING_DONE
+    assert classify_failure(CircuitOpenError("payment", 0.0, State.HALF_OPEN)) is FailureMeaning.NOTHING_DONE
+
+
+def test_a_call_our_own_circuit_breaker_refused_is_described_as_never_sent() -> None:
+    assert (
+        describe_error(CircuitOpenRpcError("payment", 1.5))
+        == "circuit 'payment' is open; trial calls in 1.500 s"
+    )
+    assert describe_error(unavailable()).startswith("UNAVAILABLE")
 
 
 def test_a_step_may_decide_what_its_own_failures_mean(world: World) -> None:

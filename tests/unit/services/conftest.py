@@ -23,8 +23,14 @@ class AbortedCall(Exception):
 class FakeContext:
     """Just enough of grpc.ServicerContext for servicers called directly in tests."""
 
+    def __init__(self) -> None:
+        self.trailing_metadata: tuple[tuple[str, str], ...] = ()
+
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         raise AbortedCall(code, details)
+
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.trailing_metadata = tuple(metadata)
 
     def time_remaining(self) -> float:
         return 2.0
