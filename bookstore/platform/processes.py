@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -43,6 +44,13 @@ def tie_to_parent() -> None:
         sys.exit("the launcher exited before this service started")
 
 
+# PR_SET_PDEATHSIG fires when the *thread* that created the child exits, not the process.
+# A child started from a short-lived thread (a restart from a worker thread, a notebook
+# cell run on a subshell thread) would be killed as soon as that thread ends, so every
+# child is started from this one long-lived thread.
+_spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bookstore-spawner")
+
+
 def spawn(
     module: str, env: Mapping[str, str], log_path: Path, *, tied_to_parent: bool = True
 ) -> subprocess.Popen[bytes]:
@@ -57,15 +65,19 @@ def spawn(
         child_env[PARENT_PID_VARIABLE] = str(os.getpid())
     else:
         child_env.pop(PARENT_PID_VARIABLE, None)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bookstore.platform.child", module],
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+
+    def start() -> subprocess.Popen[bytes]:
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "bookstore.platform.child", module],
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    return _spawner.submit(start).result()
 
 
 def signal_group(pid: int, sig: signal.Signals) -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import grpc
@@ -182,3 +183,14 @@ def test_the_cli_starts_a_detached_cluster_reports_it_and_stops_it(tmp_path) -> 
         down = cli("down")
     assert down.returncode == 0, down.stderr
     assert cli("status").returncode == 1
+
+
+def test_a_service_restarted_from_a_short_lived_thread_outlives_that_thread() -> None:
+    # PR_SET_PDEATHSIG follows the creating thread; the launcher starts children from one
+    # long-lived thread so that a restart from a worker thread does not doom the service.
+    with Cluster() as cluster:
+        worker = threading.Thread(target=cluster.restart, args=("payment",))
+        worker.start()
+        worker.join()
+        time.sleep(0.5)  # a doomed child would receive SIGTERM as soon as the thread ended
+        assert [s.state for s in cluster.status() if s.service == "payment"] == ["SERVING"]
