@@ -18,6 +18,7 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_DEADLINE_S | 2.0 | deadline of every outgoing RPC |
 | BOOKSTORE_SAGA_DEADLINE_S | 5.0 | budget of an order saga's forward path; then it compensates |
 | BOOKSTORE_CRASH_AT | (empty) | tests only: the order service SIGKILLs itself there, e.g. ``after:reserve`` |
+| BOOKSTORE_ORDER_FLOW | saga | order service: ``saga``, or ``plain`` (week 6's flow, a benchmark baseline) |
 | BOOKSTORE_GRPC_WORKERS | 16 | server thread pool size |
 | BOOKSTORE_<NAME>_TARGET | (none) | gRPC target of a peer, e.g. ``ipv4:127.0.0.1:7001,127.0.0.1:7002`` |
 | BOOKSTORE_LOG_LEVEL | INFO | logging level |
@@ -44,6 +45,7 @@ from pathlib import Path
 SERVICE_NAMES = ("user", "catalog", "inventory", "payment", "order")
 DEV_JWT_SECRET = "bookstore-dev-secret-change-me-in-production"
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+ORDER_FLOWS = ("saga", "plain")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Settings:
     deadline_s: float = 2.0
     saga_deadline_s: float = 5.0
     crash_at: str = ""
+    order_flow: str = "saga"
     grpc_workers: int = 16
     log_level: str = "INFO"
     targets: Mapping[str, str] = field(default_factory=dict)
@@ -95,6 +98,7 @@ class Settings:
             deadline_s=float(get("DEADLINE_S", "2.0")),
             saga_deadline_s=float(get("SAGA_DEADLINE_S", "5.0")),
             crash_at=get("CRASH_AT", "").strip(),
+            order_flow=_one_of("ORDER_FLOW", get("ORDER_FLOW", "") or "saga", ORDER_FLOWS),
             grpc_workers=int(get("GRPC_WORKERS", "16")),
             log_level=get("LOG_LEVEL", "INFO"),
             targets=targets,
@@ -124,3 +128,11 @@ class Settings:
         if self.db_url_template:
             return self.db_url_template.replace("{service}", name)
         return f"sqlite:///{(self.work_dir / f'{name}.db').resolve()}"
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` normalised, if it is one of ``choices``; else an error naming the variable."""
+    chosen = value.strip().lower()
+    if chosen not in choices:
+        raise ValueError(f"BOOKSTORE_{name} must be one of {', '.join(choices)}; got {value!r}")
+    return chosen

@@ -15,7 +15,9 @@ undoes every order it left half-done (``__main__`` starts that recovery in the b
 
 The modules: ``flow`` (validate, price, run the saga, answer), ``saga`` (the steps and
 their compensations, recovery), ``clients`` (the stubs it calls), ``store`` (orders),
-``servicer`` (the gRPC edge), ``crash`` (a fault-injection aid for crash tests).
+``servicer`` (the gRPC edge), ``crash`` (a fault-injection aid for crash tests), and
+``plain_flow``: week 6's sequential flow, kept so that a benchmark can measure the saga
+against it in the same run (``BOOKSTORE_ORDER_FLOW=plain``).
 
 Why every outgoing call carries a deadline: an RPC to a hung service otherwise waits
 forever, holding one of this server's worker threads while the learner's request hangs too.

@@ -5,9 +5,16 @@ BOOKSTORE_PAYMENT_TARGET (the launcher sets them). Reads BOOKSTORE_SAGA_DEADLINE
 BOOKSTORE_BREAKER_* settings of the circuit breakers in front of those peers (their state is
 in the AdminService's ``GetStats``), and BOOKSTORE_CRASH_AT in crash tests
 (``bookstore.services.order.crash``).
+
+BOOKSTORE_ORDER_FLOW picks how orders are placed, once, at start-up: ``saga`` (the default)
+or ``plain``, week 6's sequential flow (``plain_flow``), kept as the benchmark baseline. A
+plain service keeps no saga log and runs no recovery, so it also leaves alone any saga an
+earlier run on the same database left in flight; start it as ``saga`` again to finish those.
 """
 
 from __future__ import annotations
+
+import logging
 
 import grpc
 
@@ -23,6 +30,8 @@ from bookstore.services.order.saga import OrderSaga, start_recovery
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
 
+log = logging.getLogger(__name__)
+
 
 def register(server: grpc.Server, settings: Settings) -> BreakerSnapshots | None:
     # Channels are opened once, here, and shared by every request: a channel per call would
@@ -34,6 +43,15 @@ def register(server: grpc.Server, settings: Settings) -> BreakerSnapshots | None
     # so a restarted replica takes its own sagas back at once instead of waiting for a lease.
     engine = make_engine(settings.database_url("order"))
     store = OrderStore(engine)
+    snapshots = deps.breakers.snapshots if deps.breakers is not None else None
+    if settings.order_flow == "plain":
+        log.warning(
+            "BOOKSTORE_ORDER_FLOW=plain: orders use week 6's sequential flow; no saga log, no crash recovery"
+        )
+        if settings.crash_at:
+            log.warning("BOOKSTORE_CRASH_AT=%s is ignored: it names a saga step", settings.crash_at)
+        order_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(deps, store, None), server)
+        return snapshots
     saga = OrderSaga(
         deps,
         store,
@@ -45,7 +63,7 @@ def register(server: grpc.Server, settings: Settings) -> BreakerSnapshots | None
     # Sagas this process left in flight when it died are finished in the background: start-up
     # must not wait for a payment service that is down, and new orders need not wait either.
     start_recovery(saga)
-    return deps.breakers.snapshots if deps.breakers is not None else None
+    return snapshots
 
 
 DEFINITION = ServiceDefinition(

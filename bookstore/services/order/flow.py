@@ -73,6 +73,8 @@ __all__ = [
     "PaymentClient",
     "ValidOrderRequest",
     "place_order",
+    "price_items",
+    "status_of",
     "validate_order_request",
 ]
 
@@ -201,7 +203,7 @@ def place_order(
         if known is not None:
             return _replay(store, saga, known)
 
-    priced = _price(deps, valid.items)
+    priced = price_items(deps, valid.items)
     total = Order.total_of(priced)
     if total > MAX_TOTAL_CENTS:
         raise InvalidArgument(
@@ -260,13 +262,13 @@ def _answer(store: OrderStore, order_id: str, outcome: SagaOutcome) -> Order:
         raise DownstreamError.circuit_open(
             call.service, call.method, failure, order_id=order_id, settled=outcome.finished
         ) from failure
-    code, details = (grpc.StatusCode.DEADLINE_EXCEEDED, str(failure)) if late else _status_of(failure)
+    code, details = (grpc.StatusCode.DEADLINE_EXCEEDED, str(failure)) if late else status_of(failure)
     raise DownstreamError(
         call.service, call.method, code, details, order_id=order_id, settled=outcome.finished
     ) from failure
 
 
-def _price(deps: OrderDependencies, items: tuple[OrderItem, ...]) -> tuple[OrderItem, ...]:
+def price_items(deps: OrderDependencies, items: tuple[OrderItem, ...]) -> tuple[OrderItem, ...]:
     """The items with the catalog's unit prices; NotFound names the item of an unknown book."""
     book_ids = [item.book_id for item in items]
     try:
@@ -276,7 +278,7 @@ def _price(deps: OrderDependencies, items: tuple[OrderItem, ...]) -> tuple[Order
     except CircuitOpenError as refusal:
         raise DownstreamError.circuit_open("catalog", "BatchGetBooks", refusal) from refusal
     except grpc.RpcError as error:
-        code, details = _status_of(error)
+        code, details = status_of(error)
         if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
             raise _unknown_book(book_ids, details) from None
         raise DownstreamError("catalog", "BatchGetBooks", code, details) from error
@@ -311,7 +313,7 @@ def _unknown_book(book_ids: list[int], details: str) -> NotFound:
     return NotFound(f"the catalog refused the books: {details}", field="items")
 
 
-def _status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
+def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """Code and details of a failed call; a bare RpcError (no call attached) is UNKNOWN."""
     details = getattr(error, "details", None)
     text = details() if callable(details) else None
