@@ -8,8 +8,10 @@ Two engines behave differently under concurrent writers, and this module hides t
 
 * SQLite allows one writer. A deferred transaction that reads and then writes fails with
   "database is locked" under load, because the busy timeout cannot help a reader whose
-  snapshot went stale. So every SQLite transaction here starts with ``BEGIN IMMEDIATE``:
-  writers queue on the busy timeout instead of failing. WAL mode lets readers proceed.
+  snapshot went stale. So every SQLite transaction that may write starts with
+  ``BEGIN IMMEDIATE``: writers queue on the busy timeout instead of failing. A transaction
+  that only reads (a session from ``read_session_factory``) starts with a plain deferred
+  ``BEGIN``: in WAL mode it reads a snapshot and never waits for, nor blocks, the writer.
 * MySQL/MariaDB (InnoDB) locks rows. We use READ COMMITTED, conditional UPDATEs and unique
   keys, and lock rows in a fixed order (sorted ids) so two orders cannot deadlock.
 """
@@ -28,6 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The execution option that marks a connection's transactions as read-only (see _on_begin).
+READ_ONLY_OPTION = "bookstore_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -64,7 +68,11 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only transaction must not take the write lock: WAL readers never block.
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -84,6 +92,16 @@ def _create_mysql_database(url: str) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for pure reads. On SQLite their transactions begin DEFERRED, not IMMEDIATE.
+
+    Only for code that never writes in that session: a deferred transaction that reads and
+    then writes is exactly what fails with "database is locked" under load. Other engines
+    treat these sessions like any other.
+    """
+    return sessionmaker(engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)
 
 
 def initialize(engine: Engine, metadata: MetaData, seed: Callable[[Session], None] | None = None) -> None:

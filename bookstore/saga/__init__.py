@@ -74,6 +74,7 @@ from bookstore.saga.definition import (
     idempotency_key,
 )
 from bookstore.saga.log import (
+    NewEvent,
     SagaLog,
     SagaNotFound,
     SagaOwnershipLost,
@@ -96,6 +97,7 @@ __all__ = [
     "Backoff",
     "FailureMeaning",
     "Hook",
+    "NewEvent",
     "SagaBusy",
     "SagaDeadlineExceeded",
     "SagaDefinition",

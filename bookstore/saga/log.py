@@ -2,9 +2,13 @@
 
 Every move of a saga is written here, and committed, *before* the next move is made: the
 saga's creation before its first step, a step's STARTED before its call, its SUCCEEDED or
-FAILED before the next step or the first compensation. Whatever instant the process dies at,
-the log therefore tells a restarted orchestrator where it was, give or take the one call in
-progress, and that call is safe to repeat because it carries the same idempotency key.
+FAILED before the next step or the first compensation. Events that follow each other with
+no call in between may share one transaction (``append``): a step's SUCCEEDED and the next
+step's STARTED, the last SUCCEEDED and the saga's end, the creation and the first STARTED.
+Each is still committed before the call that follows it. Reads take no write lock.
+Whatever instant the process dies at, the log therefore tells a restarted orchestrator
+where it was, give or take the one call in progress, and that call is safe to repeat
+because it carries the same idempotency key.
 
 Two tables, created with ``bookstore.platform.database.initialize`` from their own metadata
 so they can sit in the order service's database next to its ``orders``:
@@ -30,7 +34,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -54,7 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from bookstore.platform.database import initialize, session_factory
+from bookstore.platform.database import initialize, read_session_factory, session_factory
 
 MAX_SAGA_ID_CHARS = 100
 MAX_NAME_CHARS = 100
@@ -152,6 +156,17 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class NewEvent:
+    """A step event to append (``SagaLog.append``); ``possibly_done`` is for FAILED events."""
+
+    step: str
+    kind: StepEventKind
+    error: str = ""
+    possibly_done: bool | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
 class SagaRecord:
     saga_id: str
     definition: str
@@ -209,7 +224,11 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
 
 
 class SagaLog:
-    """The sagas of one database, seen by one owner; every method is one short transaction."""
+    """The sagas of one database, seen by one owner; every method is one short transaction.
+
+    Writes take SQLite's write lock at once (``BEGIN IMMEDIATE``); reads (``get``, ``find``,
+    ``in_flight``) run in deferred transactions that never wait for the writers.
+    """
 
     def __init__(
         self,
@@ -225,16 +244,27 @@ class SagaLog:
             raise ValueError(f"lease_s must be positive, got {lease_s}")
         initialize(engine, SagaBase.metadata)
         self._sessions = session_factory(engine)
+        self._reads = read_session_factory(engine)
         self.owner = owner
         self._lease_ns = int(lease_s * 1e9)
         self._clock_ns = clock_ns
 
-    def create(self, saga_id: str, definition: str, payload: Mapping[str, Any], *, deadline_s: float) -> bool:
-        """Store a new RUNNING saga owned by this log's owner.
+    def create(
+        self,
+        saga_id: str,
+        definition: str,
+        payload: Mapping[str, Any],
+        *,
+        deadline_s: float,
+        first_event: NewEvent | None = None,
+    ) -> bool:
+        """Store a new RUNNING saga owned by this log's owner, with ``first_event`` if given.
 
         Returns False, writing nothing, when a saga with this id exists already: a replay,
         whose fate the caller reads (or resumes) instead of starting the work again.
         """
+        if first_event is not None and first_event.kind is StepEventKind.FAILED:
+            raise ValueError("a saga cannot be created with a FAILED event")
         if not saga_id or len(saga_id) > MAX_SAGA_ID_CHARS:
             raise ValueError(f"saga_id must be 1 to {MAX_SAGA_ID_CHARS} characters, got {saga_id!r}")
         encoded = encode_payload(payload)
@@ -258,6 +288,9 @@ class SagaLog:
                         updated_at_ns=now,
                     )
                 )
+                if first_event is not None:
+                    session.flush()  # the saga row first: the event's foreign key points at it
+                    session.add(self._event_row(saga_id, first_event, now))
         except IntegrityError:
             return False  # a concurrent create with the same id won the race
         return True
@@ -272,41 +305,52 @@ class SagaLog:
         possibly_done: bool | None = None,
         attempt: int = 1,
     ) -> None:
-        """Append one step event, renewing the lease, and commit.
-
-        A FAILED event moves the saga to COMPENSATING in the same transaction, naming the
-        step and the error, unless an earlier failure is already recorded: the first error
-        is the one the saga reports.
-        """
-        changes: dict[str, Any] = {}
-        if kind is StepEventKind.FAILED:
-            changes = {
-                "state": SagaState.COMPENSATING.value,
-                "failed_step": func.coalesce(SagaInstanceRow.failed_step, step),
-                "error": case(
-                    (SagaInstanceRow.error == "", error[:MAX_ERROR_CHARS]), else_=SagaInstanceRow.error
-                ),
-            }
-        with self._sessions.begin() as session:
-            now = self._fenced_update(session, saga_id, changes)
-            session.add(
-                SagaStepEventRow(
-                    saga_id=saga_id,
-                    step=step,
-                    kind=kind.value,
-                    attempt=attempt,
-                    possibly_done=possibly_done,
-                    error=error[:MAX_ERROR_CHARS],
-                    at_ns=now,
-                )
-            )
+        """Append one step event, renewing the lease, and commit (``append`` of one event)."""
+        event = NewEvent(step, kind, error=error, possibly_done=possibly_done, attempt=attempt)
+        self.append(saga_id, [event])
 
     def finish(self, saga_id: str, state: SagaState) -> None:
         """Mark the saga SUCCEEDED or COMPENSATED; it leaves ``in_flight`` for good."""
-        if not state.finished:
-            raise ValueError(f"finish takes SUCCEEDED or COMPENSATED, not {state.value}")
+        self.append(saga_id, [], finish=state)
+
+    def append(self, saga_id: str, events: Sequence[NewEvent], *, finish: SagaState | None = None) -> None:
+        """Append ``events`` in order and, with ``finish``, end the saga: one transaction.
+
+        Renews the lease once (refusing with ``SagaOwnershipLost`` if we no longer own the
+        unfinished saga). A FAILED event moves the saga to COMPENSATING, naming the step and
+        the error, unless an earlier failure is already recorded: the first error is the one
+        the saga reports. ``finish`` takes SUCCEEDED or COMPENSATED.
+        """
+        if finish is not None and not finish.finished:
+            raise ValueError(f"finish takes SUCCEEDED or COMPENSATED, not {finish.value}")
+        changes: dict[str, Any] = {}
+        failure = next((event for event in events if event.kind is StepEventKind.FAILED), None)
+        if failure is not None:
+            changes = {
+                "state": SagaState.COMPENSATING.value,
+                "failed_step": func.coalesce(SagaInstanceRow.failed_step, failure.step),
+                "error": case(
+                    (SagaInstanceRow.error == "", failure.error[:MAX_ERROR_CHARS]),
+                    else_=SagaInstanceRow.error,
+                ),
+            }
+        if finish is not None:
+            changes["state"] = finish.value
         with self._sessions.begin() as session:
-            self._fenced_update(session, saga_id, {"state": state.value})
+            now = self._fenced_update(session, saga_id, changes)
+            session.add_all([self._event_row(saga_id, event, now) for event in events])
+
+    @staticmethod
+    def _event_row(saga_id: str, event: NewEvent, now: int) -> SagaStepEventRow:
+        return SagaStepEventRow(
+            saga_id=saga_id,
+            step=event.step,
+            kind=event.kind.value,
+            attempt=event.attempt,
+            possibly_done=event.possibly_done,
+            error=event.error[:MAX_ERROR_CHARS],
+            at_ns=now,
+        )
 
     def claim(self, saga_id: str) -> bool:
         """Take over an unfinished saga whose owner is us or whose lease has run out."""
@@ -328,7 +372,7 @@ class SagaLog:
             return result.rowcount == 1
 
     def get(self, saga_id: str) -> SagaRecord:
-        with self._sessions() as session:
+        with self._reads() as session:
             row = session.get(SagaInstanceRow, saga_id)
             if row is None:
                 raise SagaNotFound(f"no saga {saga_id}")
@@ -342,7 +386,7 @@ class SagaLog:
 
     def in_flight(self) -> list[SagaRecord]:
         """Sagas not finished (RUNNING or COMPENSATING), oldest first, whoever owns them."""
-        with self._sessions() as session:
+        with self._reads() as session:
             rows = session.execute(
                 select(SagaInstanceRow)
                 .where(SagaInstanceRow.state.in_(IN_FLIGHT_STATES))

@@ -4,7 +4,10 @@ The rules it keeps, in the order they matter:
 
 1. **Log before move.** Every event is committed to the ``SagaLog`` before the next call is
    made, and hooks see it only after it is committed. Kill the process at any instant and
-   ``recover_all`` finds each unfinished saga where it was.
+   ``recover_all`` finds each unfinished saga where it was. Events with no call between
+   them share one transaction: the saga's creation and its first STARTED, a step's
+   SUCCEEDED and the next step's STARTED (or its FAILED, when the deadline has passed),
+   the last SUCCEEDED and the saga's end.
 2. **Forward in order, compensate in reverse.** When step *k* fails, the steps before it are
    compensated from *k-1* down to the first. Step *k* itself is compensated first when its
    failure means POSSIBLY_DONE (a timeout, UNAVAILABLE), never when it was a refusal
@@ -50,6 +53,7 @@ from bookstore.saga.definition import (
     idempotency_key,
 )
 from bookstore.saga.log import (
+    NewEvent,
     SagaLog,
     SagaOwnershipLost,
     SagaRecord,
@@ -67,6 +71,8 @@ class SagaEvent:
     """What a hook is told, once the event is safely in the log.
 
     ``at`` is the orchestrator's clock (monotonic by default): good for durations and plots.
+    ``last_in_commit`` is False when the event after it was committed in the same
+    transaction: no instant exists at which the log holds this event without that one.
     """
 
     saga_id: str
@@ -75,6 +81,7 @@ class SagaEvent:
     at: float
     error: str = ""
     attempt: int = 1
+    last_in_commit: bool = True
 
 
 Hook = Callable[[SagaEvent], None]
@@ -253,10 +260,12 @@ class SagaOrchestrator:
         # What the actions see is what a recovery would read back from the log.
         stored = json.loads(encode_payload(payload))
         with self._driving(saga_id):
-            created = self._log.create(saga_id, definition.name, stored, deadline_s=budget)
-            if created:
-                deadline_at = self._clock() + budget
-                return self._forward(definition, saga_id, stored, 0, False, deadline_at)
+            deadline_at = self._clock() + budget
+            first = NewEvent(definition.steps[0].name, StepEventKind.STARTED)
+            # The saga is created with its first step STARTED: one transaction, no call between.
+            if self._log.create(saga_id, definition.name, stored, deadline_s=budget, first_event=first):
+                self._notify(saga_id, [first])
+                return self._forward(definition, saga_id, stored, 0, False, deadline_at, first_started=True)
         existing = self._log.get(saga_id)
         if existing.definition != definition.name:
             raise ValueError(f"saga {saga_id} exists already, as a {existing.definition} saga")
@@ -316,16 +325,23 @@ class SagaOrchestrator:
         start: int,
         interrupted: bool,
         deadline_at: float,
+        *,
+        first_started: bool = False,
     ) -> SagaOutcome:
+        """Run the steps from ``start``; ``first_started``: its STARTED is in the log already."""
         frozen = MappingProxyType(dict(payload))
+        # The previous step's SUCCEEDED, committed together with whatever comes next.
+        done: list[NewEvent] = []
         for index in range(start, len(definition.steps)):
             step = definition.steps[index]
             # A step interrupted by a crash and run again may have done its work the first time.
             rerun = interrupted and index == start
             now = self._clock()
-            if now >= deadline_at:
+            already_started = first_started and index == start
+            if now >= deadline_at and not already_started:
                 late = SagaDeadlineExceeded(f"the saga's deadline passed before step {step.name} started")
-                self._write(saga_id, step.name, StepEventKind.FAILED, error=str(late), possibly_done=rerun)
+                failed = NewEvent(step.name, StepEventKind.FAILED, error=str(late), possibly_done=rerun)
+                self._write(saga_id, [*done, failed])
                 return self._compensate(definition, saga_id, payload, late)
             step_deadline = min(now + step.timeout_s, deadline_at)
             late_reason = (
@@ -333,23 +349,29 @@ class SagaOrchestrator:
                 if deadline_at < now + step.timeout_s
                 else f"step {step.name} took longer than its timeout of {step.timeout_s:g} s"
             )
-            self._write(saga_id, step.name, StepEventKind.STARTED)
+            if not already_started:
+                self._write(saga_id, [*done, NewEvent(step.name, StepEventKind.STARTED)])
             failure = self._attempt(step, self._context(saga_id, step, frozen, step_deadline), late_reason)
             if failure is None:
-                self._write(saga_id, step.name, StepEventKind.SUCCEEDED)
+                done = [NewEvent(step.name, StepEventKind.SUCCEEDED)]
                 continue
             meaning = FailureMeaning.POSSIBLY_DONE if rerun else self._meaning(step, failure)
             self._write(
                 saga_id,
-                step.name,
-                StepEventKind.FAILED,
-                error=describe_error(failure),
-                possibly_done=meaning is FailureMeaning.POSSIBLY_DONE,
+                [
+                    NewEvent(
+                        step.name,
+                        StepEventKind.FAILED,
+                        error=describe_error(failure),
+                        possibly_done=meaning is FailureMeaning.POSSIBLY_DONE,
+                    )
+                ],
             )
             log.info("saga %s: step %s failed (%s): %s", saga_id, step.name, meaning.value, failure)
             return self._compensate(definition, saga_id, payload, failure)
-        self._log.finish(saga_id, SagaState.SUCCEEDED)
-        return SagaOutcome.from_record(self._log.get(saga_id))
+        self._write(saga_id, done, finish=SagaState.SUCCEEDED)
+        # Only a saga in which no step failed comes this way: nothing to read back.
+        return SagaOutcome(saga_id=saga_id, state=SagaState.SUCCEEDED)
 
     def _attempt(self, step: Step, context: StepContext, late_reason: str) -> Exception | None:
         """Run a step's action; the failure, if any (returning after the deadline is one)."""
@@ -407,16 +429,20 @@ class SagaOrchestrator:
             context = self._context(
                 saga_id, step, payload, self._clock() + step.timeout_s, attempt=attempt, compensating=True
             )
-            self._write(saga_id, step.name, StepEventKind.COMPENSATING, attempt=attempt)
+            self._write(saga_id, [NewEvent(step.name, StepEventKind.COMPENSATING, attempt=attempt)])
             try:
                 step.compensation(context)
             except Exception as error:
                 self._write(
                     saga_id,
-                    step.name,
-                    StepEventKind.COMPENSATION_FAILED,
-                    error=describe_error(error),
-                    attempt=attempt,
+                    [
+                        NewEvent(
+                            step.name,
+                            StepEventKind.COMPENSATION_FAILED,
+                            error=describe_error(error),
+                            attempt=attempt,
+                        )
+                    ],
                 )
                 log.warning(
                     "saga %s: compensating %s failed (attempt %d): %s", saga_id, step.name, attempt, error
@@ -425,7 +451,7 @@ class SagaOrchestrator:
                     return False
                 self._sleep(self._backoff.delay(attempt))
                 continue
-            self._write(saga_id, step.name, StepEventKind.COMPENSATED, attempt=attempt)
+            self._write(saga_id, [NewEvent(step.name, StepEventKind.COMPENSATED, attempt=attempt)])
             return True
 
     # Plumbing
@@ -451,26 +477,30 @@ class SagaOrchestrator:
             compensating=compensating,
         )
 
-    def _write(
-        self,
-        saga_id: str,
-        step: str,
-        kind: StepEventKind,
-        *,
-        error: str = "",
-        possibly_done: bool | None = None,
-        attempt: int = 1,
-    ) -> None:
-        """Commit the event, then tell the hooks: they never see what the log does not hold."""
-        self._log.record(saga_id, step, kind, error=error, possibly_done=possibly_done, attempt=attempt)
-        event = SagaEvent(
-            saga_id=saga_id, step=step, kind=kind, at=self._clock(), error=error, attempt=attempt
-        )
-        for hook in self._hooks:
-            try:
-                hook(event)
-            except Exception:
-                log.exception("saga hook %r failed on %s", hook, event)
+    def _write(self, saga_id: str, events: list[NewEvent], *, finish: SagaState | None = None) -> None:
+        """Commit the events in one transaction, then tell the hooks: they never see what the log lacks."""
+        if not events and finish is None:
+            return
+        self._log.append(saga_id, events, finish=finish)
+        self._notify(saga_id, events)
+
+    def _notify(self, saga_id: str, events: list[NewEvent]) -> None:
+        at = self._clock()
+        for index, new in enumerate(events):
+            event = SagaEvent(
+                saga_id=saga_id,
+                step=new.step,
+                kind=new.kind,
+                at=at,
+                error=new.error,
+                attempt=new.attempt,
+                last_in_commit=index == len(events) - 1,
+            )
+            for hook in self._hooks:
+                try:
+                    hook(event)
+                except Exception:
+                    log.exception("saga hook %r failed on %s", hook, event)
 
     def _definition(self, name: str) -> SagaDefinition:
         try:

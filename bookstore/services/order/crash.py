@@ -15,7 +15,10 @@ step meets them:
 ``returned``   the call returned successfully, the log does not know yet (the nastiest one:
                the other service did the work; the restarted saga must repeat the call with the
                same idempotency key and be answered, not served twice)
-``after``      SUCCEEDED is logged, the next step has not started
+``after``      SUCCEEDED is logged. The log commits it together with the next step's STARTED
+               (or, for the last step, with the saga's end), so ``after:reserve`` leaves the
+               same log as ``before:pay``; only ``after`` of the last step is a moment of its
+               own: the saga has SUCCEEDED, the order is not APPROVED yet
 ``failed``     FAILED is logged, no compensation has run
 ``compensating``  COMPENSATING is logged, the undo call is not made yet
 ``compensated``   COMPENSATED is logged, the next compensation has not started

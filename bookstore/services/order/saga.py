@@ -220,7 +220,7 @@ class OrderSaga:
     def run(self, draft: Order) -> SagaOutcome:
         """Run the saga for a new PENDING ``draft`` (not stored yet) and settle the order's status."""
         outcome = self.orchestrator.run(PLACE_ORDER, draft.order_id, order_payload(draft))
-        self.finalize(draft.order_id)
+        self._settle(outcome)
         return outcome
 
     def resume(self, order_id: str) -> SagaOutcome | None:
@@ -232,21 +232,30 @@ class OrderSaga:
         except (SagaBusy, SagaOwnershipLost) as busy:
             log.debug("saga %s is driven elsewhere: %s", order_id, busy)
             return None
-        self.finalize(order_id)
+        self._settle(outcome)
         return outcome
 
     def finalize(self, order_id: str) -> None:
         """Give the order the status its saga ended with; an unfinished saga leaves it PENDING."""
         record = self.saga_log.find(order_id)
-        if record is None or not record.finished:
+        if record is None:
             return
-        if record.state is SagaState.SUCCEEDED:
+        self._settle_as(order_id, record.state, record.failed_step, record.error)
+
+    def _settle(self, outcome: SagaOutcome) -> None:
+        """``finalize`` from the outcome the orchestrator read back or knew: no second read."""
+        self._settle_as(outcome.saga_id, outcome.state, outcome.failed_step, outcome.error)
+
+    def _settle_as(self, order_id: str, state: SagaState, failed_step: str | None, error: str) -> None:
+        if not state.finished:
+            return
+        if state is SagaState.SUCCEEDED:
             self.store.mark(order_id, OrderStatus.APPROVED)
             return
         # Usually done already by the order step's compensation. NotFound: the order step
         # never wrote the row (it lost a request-id race, say), so there is nothing to mark.
         with contextlib.suppress(NotFound):
-            reason = rejection_reason(record.failed_step, record.error)
+            reason = rejection_reason(failed_step, error)
             self.store.mark(order_id, OrderStatus.REJECTED, reason)
 
     def recover(self) -> list[SagaOutcome]:

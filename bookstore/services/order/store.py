@@ -29,7 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from bookstore.domain.errors import FailedPrecondition, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
-from bookstore.platform.database import initialize, session_factory
+from bookstore.platform.database import initialize, read_session_factory, session_factory
 
 MAX_REASON_CHARS = 500
 MAX_REQUEST_ID_CHARS = 100
@@ -95,11 +95,15 @@ class OrderRow(Base):
 
 
 class OrderStore:
-    """Orders of one order service; every method is one short transaction."""
+    """Orders of one order service; every method is one short transaction.
+
+    Pure reads use ``read_session_factory``: on SQLite they take no write lock.
+    """
 
     def __init__(self, engine: Engine, *, clock_ns: Callable[[], int] = time.time_ns) -> None:
         initialize(engine, Base.metadata)
         self._sessions = session_factory(engine)
+        self._reads = read_session_factory(engine)
         self._clock_ns = clock_ns
 
     def create_pending(self, order: Order) -> Order:
@@ -134,7 +138,7 @@ class OrderStore:
 
     def find_by_request(self, user_id: str, request_id: str) -> Order | None:
         """The order ``user_id`` placed with ``request_id``, if any."""
-        with self._sessions() as session:
+        with self._reads() as session:
             row = self._find_request(session, user_id, request_id)
             return row.to_domain() if row is not None else None
 
@@ -162,7 +166,7 @@ class OrderStore:
 
     def pending_ids(self, limit: int = 1000) -> list[str]:
         """Ids of PENDING orders, oldest first: the orders whose saga may still need a hand."""
-        with self._sessions() as session:
+        with self._reads() as session:
             return list(
                 session.execute(
                     select(OrderRow.order_id)
@@ -173,7 +177,7 @@ class OrderStore:
             )
 
     def get(self, order_id: str) -> Order:
-        with self._sessions() as session:
+        with self._reads() as session:
             row = session.get(OrderRow, order_id)
             if row is None:
                 raise NotFound(f"no order {order_id}", field="order_id")
@@ -181,7 +185,7 @@ class OrderStore:
 
     def list_for_user(self, user_id: str, offset: int, limit: int) -> tuple[list[Order], int]:
         """One page of ``user_id``'s orders, newest first, and how many orders the user has."""
-        with self._sessions() as session:
+        with self._reads() as session:
             total = session.execute(
                 select(func.count()).select_from(OrderRow).where(OrderRow.user_id == user_id)
             ).scalar_one()

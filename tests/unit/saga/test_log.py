@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Engine, inspect
 
 from bookstore.platform.database import make_engine
 from bookstore.saga import SagaLog, SagaNotFound, SagaOwnershipLost, SagaState, StepEventKind
-from bookstore.saga.log import MAX_ERROR_CHARS
+from bookstore.saga.log import MAX_ERROR_CHARS, NewEvent
 from bookstore.services.order.store import OrderStore
 
 from .fakes import FakeWallClock
@@ -204,3 +208,44 @@ def test_what_was_recorded_survives_a_new_engine(engine: Engine, saga_log: SagaL
         fresh.dispose()
     assert record.payload == PAYLOAD
     assert [(e.step, e.kind) for e in record.events] == [("reserve", StepEventKind.STARTED)]
+
+
+def test_append_writes_several_events_and_the_end_in_one_go(saga_log: SagaLog) -> None:
+    first = NewEvent("reserve", StepEventKind.STARTED)
+    assert saga_log.create(SAGA_ID, "place_order", PAYLOAD, deadline_s=5, first_event=first) is True
+    assert kinds(saga_log) == [("reserve", StepEventKind.STARTED)]
+
+    saga_log.append(
+        SAGA_ID, [NewEvent("reserve", StepEventKind.SUCCEEDED), NewEvent("pay", StepEventKind.STARTED)]
+    )
+    saga_log.append(SAGA_ID, [NewEvent("pay", StepEventKind.SUCCEEDED)], finish=SagaState.SUCCEEDED)
+
+    record = saga_log.get(SAGA_ID)
+    assert record.state is SagaState.SUCCEEDED
+    assert kinds(saga_log) == [
+        ("reserve", StepEventKind.STARTED),
+        ("reserve", StepEventKind.SUCCEEDED),
+        ("pay", StepEventKind.STARTED),
+        ("pay", StepEventKind.SUCCEEDED),
+    ]
+    with pytest.raises(SagaOwnershipLost):
+        saga_log.append(SAGA_ID, [NewEvent("pay", StepEventKind.STARTED)])
+
+
+def test_reads_do_not_wait_for_a_writer_holding_the_sqlite_write_lock(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'order.db'}")
+    try:
+        saga_log = SagaLog(engine, owner="order-0")
+        saga_log.create(SAGA_ID, "place_order", PAYLOAD, deadline_s=5)
+        writer = sqlite3.connect(tmp_path / "order.db", isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # holds the write lock until rolled back
+            started = time.monotonic()
+            assert saga_log.get(SAGA_ID).state is SagaState.RUNNING
+            assert [r.saga_id for r in saga_log.in_flight()] == [SAGA_ID]
+            assert time.monotonic() - started < 1.0  # the busy timeout is 15 s
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+    finally:
+        engine.dispose()

@@ -496,6 +496,11 @@ REFUSED = "pay refused"
 TIMED_OUT = "pay timed out after charging"
 FLAKY_UNDO = "pay timed out, refund fails once"
 SCENARIO_EVENTS = {SUCCEEDING: 6, REFUSED: 6, TIMED_OUT: 8, FLAKY_UNDO: 10}
+# The boundaries a crash can fall on are the commits, not the events: a step's SUCCEEDED is
+# committed with the next step's STARTED, and the last SUCCEEDED with the saga's end. These
+# count the commits after which the saga is still in flight (the last commit of a saga that
+# succeeds ends it, so there is nothing left to recover after it).
+SCENARIO_COMMITS = {SUCCEEDING: 3, REFUSED: 5, TIMED_OUT: 7, FLAKY_UNDO: 9}
 
 
 def arrange(world: World, scenario: str) -> None:
@@ -509,10 +514,13 @@ def arrange(world: World, scenario: str) -> None:
 
 
 def crash_after(count: int) -> Callable[[SagaEvent], None]:
+    """A hook that crashes once the ``count``-th commit of the saga log is done."""
     seen = 0
 
     def hook(event: SagaEvent) -> None:
         nonlocal seen
+        if not event.last_in_commit:
+            return  # the same transaction holds the next event: no crash can fall in between
         seen += 1
         if seen == count:
             raise SimulatedCrash(f"killed after {event.step} {event.kind.value}")
@@ -527,9 +535,46 @@ def test_each_scenario_has_the_events_the_crash_tests_walk_through(world: World,
     assert len(world.events) == SCENARIO_EVENTS[scenario]
 
 
+@pytest.mark.parametrize("scenario", list(SCENARIO_COMMITS))
+def test_each_scenario_has_the_commits_the_crash_tests_walk_through(world: World, scenario: str) -> None:
+    arrange(world, scenario)
+    reader = SagaLog(world.engine, owner="reader")
+    in_flight_after_commit: list[bool] = []
+
+    def look(event: SagaEvent) -> None:
+        if event.last_in_commit:
+            in_flight_after_commit.append(not reader.get(event.saga_id).finished)
+
+    world.orchestrator(hooks=[look]).run(SAGA, ORDER, {})
+
+    assert in_flight_after_commit.count(True) == SCENARIO_COMMITS[scenario]
+    assert in_flight_after_commit[: SCENARIO_COMMITS[scenario]] == [True] * SCENARIO_COMMITS[scenario]
+
+
+def test_a_step_succeeded_is_committed_with_the_next_step_started_and_the_last_with_the_end(
+    world: World,
+) -> None:
+    commits: list[list[tuple[str, StepEventKind]]] = [[]]
+
+    def look(event: SagaEvent) -> None:
+        commits[-1].append((event.step, event.kind))
+        if event.last_in_commit:
+            commits.append([])
+
+    world.orchestrator(hooks=[look]).run(SAGA, ORDER, {})
+
+    assert commits[:-1] == [
+        [("reserve", S)],
+        [("reserve", OK), ("pay", S)],
+        [("pay", OK), ("confirm", S)],
+        [("confirm", OK)],
+    ]
+    assert world.orchestrator().log.get(ORDER).state is SagaState.SUCCEEDED
+
+
 @pytest.mark.parametrize(
     ("scenario", "boundary"),
-    [(scenario, n) for scenario, count in SCENARIO_EVENTS.items() for n in range(1, count + 1)],
+    [(scenario, n) for scenario, count in SCENARIO_COMMITS.items() for n in range(1, count + 1)],
 )
 def test_a_new_orchestrator_finishes_a_saga_killed_at_any_boundary(
     sqlite_engine: Engine, clock: FakeClock, sleep: FakeSleep, scenario: str, boundary: int
@@ -553,7 +598,7 @@ def test_a_new_orchestrator_finishes_a_saga_killed_at_any_boundary(
         assert not any(world.in_effect().values())
 
 
-@pytest.mark.parametrize("boundary", range(1, SCENARIO_EVENTS[TIMED_OUT] + 1))
+@pytest.mark.parametrize("boundary", range(1, SCENARIO_COMMITS[TIMED_OUT] + 1))
 def test_recovery_on_mariadb_and_sqlite_after_a_crash_at_any_boundary(
     engine: Engine, clock: FakeClock, sleep: FakeSleep, boundary: int
 ) -> None:

@@ -202,7 +202,7 @@ def order_saga(
     """The order service's saga over the fakes, on a clock that moves only when a test says so.
 
     With the clock frozen, each step's ``timeout=`` is exactly ``DEADLINE_S``; compensations
-    are retried without waiting. ``crash_at`` (``"after:reserve"``...) makes the saga raise
+    are retried without waiting. ``crash_at`` (``"before:pay"``...) makes the saga raise
     ``SimulatedCrash`` there, a BaseException that nothing in the saga catches, as if the
     process had died.
     """
