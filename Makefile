@@ -58,6 +58,9 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_week06
+	$(BIN)/python -m benchmarks.bench_week07
+	$(BIN)/python -m benchmarks.bench_breaker
+	$(BIN)/python -m benchmarks.bench_grading
 
 freeze: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | grep -vi '^bookstore' > requirements.lock.tmp && echo "review requirements.lock.tmp"
