@@ -130,8 +130,16 @@ class Counts:
     warmup_per_round: int = 5  # per phase and round, untimed, after switching phases
 
 
-QUICK = Counts(startups=1, rounds=1, floor_calls=50, hop_calls=10, orders=10, orders_per_client=3,
-               warmup=5, warmup_per_round=1)
+QUICK = Counts(
+    startups=1,
+    rounds=1,
+    floor_calls=50,
+    hop_calls=10,
+    orders=10,
+    orders_per_client=3,
+    warmup=5,
+    warmup_per_round=1,
+)
 
 
 @dataclass(frozen=True)
@@ -395,8 +403,10 @@ class Hops:
         request = order_pb2.CreateOrderRequest(
             user_id=self.user_id, items=[order_pb2.OrderItem(book_id=BOOK_ID, quantity=1)]
         )
-        return bool(self.order.CreateOrder(request, timeout=DEADLINE_S).order.status
-                    == order_pb2.ORDER_STATUS_APPROVED)
+        return bool(
+            self.order.CreateOrder(request, timeout=DEADLINE_S).order.status
+            == order_pb2.ORDER_STATUS_APPROVED
+        )
 
 
 def hop_phases(cluster: Cluster, counts: Counts, chain_timer: StepTimer) -> list[Phase]:
@@ -501,8 +511,10 @@ def profiled_order_phase(
                 flow = build_order_flow(cluster, engine, timer, order_flow)
                 flow(user_id, items)
             except (TypeError, AttributeError, ImportError) as error:
-                yield (f"the order flow's wiring changed ({type(error).__name__}: {error}); "
-                       "make build_order_flow match bookstore/services/order/__main__.py")
+                yield (
+                    f"the order flow's wiring changed ({type(error).__name__}: {error}); "
+                    "make build_order_flow match bookstore/services/order/__main__.py"
+                )
                 return
 
             def one_order(_: int) -> bool:
@@ -557,10 +569,17 @@ def gateway_phases(cluster: Cluster, client: httpx.Client, post: OrderPoster, co
     """The HTTP floor, a one-hop route, and orders from one client (with CPU per process)."""
     return [
         Phase("gateway GET /healthz", lambda _: client.get("/healthz").status_code == 200, counts.hop_calls),
-        Phase("gateway GET /books/1", lambda _: client.get(f"/books/{BOOK_ID}").status_code == 200,
-              counts.hop_calls),
-        Phase("gateway POST /orders", lambda _: post(client, BOOK_ID), counts.orders,
-              cpu_of=process_ids(cluster)),
+        Phase(
+            "gateway GET /books/1",
+            lambda _: client.get(f"/books/{BOOK_ID}").status_code == 200,
+            counts.hop_calls,
+        ),
+        Phase(
+            "gateway POST /orders",
+            lambda _: post(client, BOOK_ID),
+            counts.orders,
+            cpu_of=process_ids(cluster),
+        ),
     ]
 
 
@@ -644,8 +663,12 @@ def measure_cluster(db_url: str, counts: Counts, order_flow: str | None) -> Clus
         sequential_orders, concurrent_orders = OrderPoster(headers), OrderPoster(headers)
         floor = Phase("baseline: bare grpcio health Check", lambda _: health_check(bare), counts.floor_calls)
         profile = [profiled] if isinstance(profiled, Phase) else []
-        phases = [floor, *hop_phases(cluster, counts, chain_timer), *profile,
-                  *gateway_phases(cluster, client, sequential_orders, counts)]
+        phases = [
+            floor,
+            *hop_phases(cluster, counts, chain_timer),
+            *profile,
+            *gateway_phases(cluster, client, sequential_orders, counts),
+        ]
         run_interleaved(phases, counts)
         restock(cluster)
         concurrent, cpu_concurrent = measure_gateway_concurrent(cluster, concurrent_orders, counts)
@@ -699,8 +722,10 @@ def ratios(result: ClusterResult) -> dict[str, float]:
 # ------------------------------------------------------------------ printing
 def row(s: Stats) -> str:
     errors = f"  ({s.errors} errors)" if s.errors else ""
-    return (f"  {s.name:<46} {s.clients:>3} {s.count:>6} {s.per_s:>9.0f} {s.p50_ms:>8.2f} "
-            f"{s.p99_ms:>8.2f} {s.mean_ms:>8.2f}{errors}")
+    return (
+        f"  {s.name:<46} {s.clients:>3} {s.count:>6} {s.per_s:>9.0f} {s.p50_ms:>8.2f} "
+        f"{s.p99_ms:>8.2f} {s.mean_ms:>8.2f}{errors}"
+    )
 
 
 def verdict(met: bool) -> str:
@@ -723,8 +748,10 @@ def print_report(label: str, result: ClusterResult, r: dict[str, float]) -> None
     met = r["order_p50_over_hops"] <= AIM_ORDER_OVER_HOPS
     print("\n  ratios (every baseline from this run)")
     short = "+".join(name.split(".")[1] for name in ORDER_HOPS)
-    print(f"    gateway order p50 / sum of hop p50s ({short} = {hops:.2f} ms): "
-          f"{r['order_p50_over_hops']:.2f}x   aim <= {AIM_ORDER_OVER_HOPS:.0f}x: {verdict(met)}")
+    print(
+        f"    gateway order p50 / sum of hop p50s ({short} = {hops:.2f} ms): "
+        f"{r['order_p50_over_hops']:.2f}x   aim <= {AIM_ORDER_OVER_HOPS:.0f}x: {verdict(met)}"
+    )
     lines = {
         "gateway order p50 / (those hops + CreateOrder p50)": r["order_p50_over_hops_plus_create_order"],
         "gateway order p50 / the three hops chained p50": r["order_p50_over_chained_hops_p50"],
@@ -753,15 +780,19 @@ def print_report(label: str, result: ClusterResult, r: dict[str, float]) -> None
         flow = seq[PROFILED]
         timed = sum(step.ms_per_flow for step in profile.values())
         print(f"    {'sum of the steps above':<30} {'':6} {'':8} {'':13} {'':6} {timed:9.2f}")
-        print(f"    {'= place_order in-process':<30} {'':6} {'':8} {flow.p50_ms:13.2f} {'':6} "
-              f"{flow.mean_ms:9.2f}   (p50, and mean)")
+        print(
+            f"    {'= place_order in-process':<30} {'':6} {'':8} {flow.p50_ms:13.2f} {'':6} "
+            f"{flow.mean_ms:9.2f}   (p50, and mean)"
+        )
     else:
         print(f"    (no profile of the flow: {result.profile_skipped})")
     create = seq["order.CreateOrder (direct gRPC)"].p50_ms
     edge = f"   (its gRPC edge: {r['order_server_edge_ms']:+.2f} ms, approx.)" if PROFILED in seq else ""
     print(f"    {'CreateOrder via the order service':<44} {create:13.2f}{edge}")
-    print(f"    {'+ gateway HTTP edge (approx.)':<44} {r['gateway_edge_ms']:13.2f}"
-          f"   (GET /healthz alone {seq['gateway GET /healthz'].p50_ms:.2f} ms)")
+    print(
+        f"    {'+ gateway HTTP edge (approx.)':<44} {r['gateway_edge_ms']:13.2f}"
+        f"   (GET /healthz alone {seq['gateway GET /healthz'].p50_ms:.2f} ms)"
+    )
     print(f"    {'= gateway POST /orders':<44} {order.p50_ms:13.2f}")
 
     print("\n  CPU time per order, by process (ms)")
@@ -778,17 +809,25 @@ def print_report(label: str, result: ClusterResult, r: dict[str, float]) -> None
 
 
 def startup_summary(seconds: list[float]) -> dict[str, Any]:
-    return {"runs_s": seconds, "min_s": min(seconds), "median_s": statistics.median(seconds),
-            "max_s": max(seconds), "aim_s": AIM_STARTUP_S, "aim_met_by_max": max(seconds) <= AIM_STARTUP_S}
+    return {
+        "runs_s": seconds,
+        "min_s": min(seconds),
+        "median_s": statistics.median(seconds),
+        "max_s": max(seconds),
+        "aim_s": AIM_STARTUP_S,
+        "aim_met_by_max": max(seconds) <= AIM_STARTUP_S,
+    }
 
 
 def print_startup(label: str, summary: dict[str, Any]) -> None:
     runs = ", ".join(f"{s:.2f}" for s in summary["runs_s"])
     print(f"\n== start-up, {label}: Cluster().start() until all six SERVING ==")
     print(f"  runs: {runs} s")
-    print(f"  min {summary['min_s']:.2f} s   median {summary['median_s']:.2f} s   "
-          f"max {summary['max_s']:.2f} s   aim <= {AIM_STARTUP_S:.0f} s: "
-          f"{verdict(summary['aim_met_by_max'])} (judged by the max)")
+    print(
+        f"  min {summary['min_s']:.2f} s   median {summary['median_s']:.2f} s   "
+        f"max {summary['max_s']:.2f} s   aim <= {AIM_STARTUP_S:.0f} s: "
+        f"{verdict(summary['aim_met_by_max'])} (judged by the max)"
+    )
 
 
 def mariadb_unreachable() -> str | None:
@@ -847,26 +886,44 @@ def as_json(result: ClusterResult, r: dict[str, float]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--mariadb", action="store_true",
-                        help="also measure once with MariaDB schemas on 127.0.0.1:3306 (dropped afterwards)")
-    parser.add_argument("--json", type=Path, default=None,
-                        help=f"where to write the figures (default {JSON_PATH.relative_to(REPO)}, "
-                             "or bench_week06_plain.json with --order-flow plain)")
-    parser.add_argument("--order-flow", choices=("saga", "plain"), default=None,
-                        help="BOOKSTORE_ORDER_FLOW for the order service: week 7's saga (its default) "
-                             "or week 6's plain sequence")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few calls per phase: checks that the benchmark runs; its figures mean little")
+    parser.add_argument(
+        "--mariadb",
+        action="store_true",
+        help="also measure once with MariaDB schemas on 127.0.0.1:3306 (dropped afterwards)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help=f"where to write the figures (default {JSON_PATH.relative_to(REPO)}, "
+        "or bench_week06_plain.json with --order-flow plain)",
+    )
+    parser.add_argument(
+        "--order-flow",
+        choices=("saga", "plain"),
+        default=None,
+        help="BOOKSTORE_ORDER_FLOW for the order service: week 7's saga (its default) "
+        "or week 6's plain sequence",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few calls per phase: checks that the benchmark runs; its figures mean little",
+    )
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else Counts()
     began = time.perf_counter()
     info = machine()
-    print(f"week 6 benchmark: {info['cpus']} CPUs ({info['processor']}), Python {info['python']}, "
-          f"grpcio {info['grpcio']}; order flow: {order_flow_kind(args.order_flow)}")
+    print(
+        f"week 6 benchmark: {info['cpus']} CPUs ({info['processor']}), Python {info['python']}, "
+        f"grpcio {info['grpcio']}; order flow: {order_flow_kind(args.order_flow)}"
+    )
     load = info["load_average_1min_at_start"]
     if load is not None and load > BUSY_LOAD:
-        print(f"  warning: the 1-minute load average is {load:.1f}; other work competes for the CPUs "
-              "and every figure below will be slower and noisier than on a quiet machine")
+        print(
+            f"  warning: the 1-minute load average is {load:.1f}; other work competes for the CPUs "
+            "and every figure below will be slower and noisier than on a quiet machine"
+        )
 
     startups = startup_summary(measure_startups(counts.startups, "", args.order_flow))
     print_startup("SQLite", startups)
@@ -900,8 +957,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report["total_seconds"] = time.perf_counter() - began
     report["load_average_1min_at_end"] = load_average()
-    path: Path = args.json or (JSON_PATH.with_name("bench_week06_plain.json") if args.order_flow == "plain"
-                               else JSON_PATH)
+    path: Path = args.json or (
+        JSON_PATH.with_name("bench_week06_plain.json") if args.order_flow == "plain" else JSON_PATH
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwhole run: {report['total_seconds']:.0f} s; figures written to {path}")
