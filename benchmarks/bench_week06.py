@@ -56,7 +56,6 @@ import dataclasses
 import importlib
 import inspect
 import json
-import math
 import os
 import platform
 import secrets
@@ -77,6 +76,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Engine
 
+from benchmarks.common import bearer_headers, load_average, percentile, verdict
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.platform import processes
 from bookstore.platform.cluster import ALL_SERVICES, GRPC_SERVICES, Cluster
@@ -172,13 +172,6 @@ class Stats:
             p99_ms=percentile(ordered, 0.99) * 1000,
             mean_ms=statistics.fmean(ordered) * 1000,
         )
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list: a value that was actually observed."""
-    if not ordered:
-        raise ValueError("no samples")
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 class StepTimer:
@@ -528,14 +521,6 @@ def profiled_order_phase(
 
 
 # ------------------------------------------------------------------ through the gateway
-def bearer_headers(gateway_url: str) -> dict[str, str]:
-    """Register a fresh user and log in; the headers carry its JWT."""
-    credentials = {"username": f"bench_{secrets.token_hex(4)}", "password": "benchmark password"}
-    with httpx.Client(base_url=gateway_url, timeout=DEADLINE_S) as client:
-        client.post("/auth/register", json=credentials).raise_for_status()
-        login = client.post("/auth/login", json=credentials)
-        login.raise_for_status()
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 class OrderPoster:
@@ -728,10 +713,6 @@ def row(s: Stats) -> str:
     )
 
 
-def verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
-
-
 def print_report(label: str, result: ClusterResult, r: dict[str, float]) -> None:
     seq, floor = result.sequential, result.floor
     print(f"\n== {label} ==")
@@ -838,13 +819,6 @@ def mariadb_unreachable() -> str | None:
         pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", connect_timeout=2).close()
     except Exception as error:
         return f"MariaDB on 127.0.0.1:3306 did not answer: {error}"
-    return None
-
-
-def load_average() -> float | None:
-    """The 1-minute load average, or None where the platform has none."""
-    with contextlib.suppress(OSError, AttributeError):
-        return os.getloadavg()[0]
     return None
 
 

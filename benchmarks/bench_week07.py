@@ -46,7 +46,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import sqlite3
 import statistics
 import sys
@@ -64,6 +63,7 @@ import grpc
 import httpx
 from sqlalchemy import make_url
 
+from benchmarks.common import bearer_headers, load_average, percentile, verdict
 from bookstore.platform.cluster import Cluster
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import inventory_pb2, order_pb2, payment_pb2
@@ -118,13 +118,6 @@ QUICK = Counts(
 
 
 # ----------------------------------------------------------------------------- statistics
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list: a value that was actually observed."""
-    if not ordered:
-        raise ValueError("no samples")
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 @dataclass
@@ -276,16 +269,6 @@ class Shop:
         except httpx.HTTPError:
             return False
         return response.status_code == 201 and response.json()["status"] == "APPROVED"
-
-
-def bearer_headers(gateway_url: str) -> dict[str, str]:
-    """Register a fresh user and log in; the headers carry its JWT."""
-    credentials = {"username": f"bench_{secrets.token_hex(4)}", "password": "benchmark password"}
-    with httpx.Client(base_url=gateway_url, timeout=DEADLINE_S) as client:
-        client.post("/auth/register", json=credentials).raise_for_status()
-        login = client.post("/auth/login", json=credentials)
-        login.raise_for_status()
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 def restock(cluster: Cluster, books: Sequence[int]) -> None:
@@ -611,12 +594,6 @@ def measure_recovery(sagas: int) -> Recovery:
 # ----------------------------------------------------------------------------- report
 
 
-def load_average() -> float | None:
-    with contextlib.suppress(OSError, AttributeError):
-        return os.getloadavg()[0]
-    return None
-
-
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
@@ -625,10 +602,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
     }
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
 
 
 def print_throughput(rows: list[Stats], by_slice: dict[str, dict[str, float]], counts: Counts) -> None:
