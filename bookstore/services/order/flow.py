@@ -181,6 +181,27 @@ def validate_order_request(
     return ValidOrderRequest(user_id=user_id, items=clean, request_id=request_id)
 
 
+
+def draft_order(deps: OrderDependencies, valid: ValidOrderRequest) -> Order:
+    """A new PENDING order priced by the catalog (client prices are ignored); nothing is written."""
+    priced = price_items(deps, valid.items)
+    total = Order.total_of(priced)
+    if total > MAX_TOTAL_CENTS:
+        raise InvalidArgument(
+            f"the order totals {total} cents, more than the {MAX_TOTAL_CENTS} one payment may charge",
+            field="items",
+        )
+    return Order(
+        order_id=str(uuid.uuid4()),
+        user_id=valid.user_id,
+        items=priced,
+        status=OrderStatus.PENDING,
+        created_at_unix=0,  # the store stamps the time
+        request_id=valid.request_id,
+        total_cents=total,
+    )
+
+
 def place_order(
     deps: OrderDependencies,
     store: OrderStore,
@@ -203,22 +224,7 @@ def place_order(
         if known is not None:
             return _replay(store, saga, known)
 
-    priced = price_items(deps, valid.items)
-    total = Order.total_of(priced)
-    if total > MAX_TOTAL_CENTS:
-        raise InvalidArgument(
-            f"the order totals {total} cents, more than the {MAX_TOTAL_CENTS} one payment may charge",
-            field="items",
-        )
-    draft = Order(
-        order_id=str(uuid.uuid4()),
-        user_id=valid.user_id,
-        items=priced,
-        status=OrderStatus.PENDING,
-        created_at_unix=0,  # the store stamps the time
-        request_id=valid.request_id,
-        total_cents=total,
-    )
+    draft = draft_order(deps, valid)
     try:
         outcome = saga.run(draft)
     except SagaOwnershipLost:

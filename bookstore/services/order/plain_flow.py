@@ -41,21 +41,18 @@ Validation, pricing and ``DownstreamError`` are ``flow``'s own.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 
 import grpc
 
-from bookstore.domain.errors import InvalidArgument
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.resilience import CircuitOpenError
 from bookstore.rpc.v1 import inventory_pb2, payment_pb2
 from bookstore.saga.definition import IDEMPOTENCY_METADATA_KEY, idempotency_key
 from bookstore.services.order.clients import Metadata, OrderDependencies
 from bookstore.services.order.flow import (
-    MAX_TOTAL_CENTS,
     DownstreamError,
-    price_items,
+    draft_order,
     status_of,
     validate_order_request,
 )
@@ -89,22 +86,7 @@ def place_order(
         if known is not None:
             return known  # a retry: answer as the first time, and ask nobody anything
 
-    priced = price_items(deps, valid.items)
-    total = Order.total_of(priced)
-    if total > MAX_TOTAL_CENTS:
-        raise InvalidArgument(
-            f"the order totals {total} cents, more than the {MAX_TOTAL_CENTS} one payment may charge",
-            field="items",
-        )
-    draft = Order(
-        order_id=str(uuid.uuid4()),
-        user_id=valid.user_id,
-        items=priced,
-        status=OrderStatus.PENDING,
-        created_at_unix=0,  # the store stamps the time
-        request_id=valid.request_id,
-        total_cents=total,
-    )
+    draft = draft_order(deps, valid)
     order = store.create_pending(draft)
     if order.order_id != draft.order_id:
         # A concurrent request with the same request_id got there first; its flow owns the order.
