@@ -208,7 +208,7 @@ def create_order(body: CreateOrderBody, user: CurrentUser, clients: Clients) -> 
     short, card declined), or PENDING while its saga is still settling (GET it again later).
     404 when a book does not exist.
     """
-    response = clients.order.CreateOrder(body.to_pb(user.user_id), timeout=clients.deadline_s)
+    response = clients.order.CreateOrder(body.to_pb(user.user_id), timeout=clients.order_deadline_s)
     return Order.from_pb(response.order)
 
 

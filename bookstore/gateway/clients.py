@@ -36,12 +36,19 @@ BACKENDS = ("user", "catalog", "order")
 @dataclass
 class GatewayClients:
     """The stubs the gateway calls, the deadline (seconds) every call must carry, the breakers
-    guarding the stubs' channels (``None`` when there are none), and the catalog's fallback."""
+    guarding the stubs' channels (``None`` when there are none), and the catalog's fallback.
+
+    ``order_deadline_s`` is the one exception to ``deadline_s``: CreateOrder runs a whole saga,
+    whose forward path may take up to ``BOOKSTORE_SAGA_DEADLINE_S``. A gateway that gave up
+    sooner would answer 504 for an order the saga then approves, and a burst of such
+    "failures" would open the order breaker in front of a healthy service.
+    """
 
     user: user_pb2_grpc.UserServiceStub
     catalog: catalog_pb2_grpc.CatalogServiceStub
     order: order_pb2_grpc.OrderServiceStub
     deadline_s: float = 2.0
+    order_deadline_s: float = 7.0
     channels: tuple[grpc.Channel, ...] = field(default=(), repr=False)
     breakers: BreakerRegistry | None = field(default=None, repr=False)
     catalog_cache: LastKnownGood = field(default_factory=LastKnownGood, repr=False)
@@ -80,6 +87,7 @@ class GatewayClients:
             catalog=catalog_pb2_grpc.CatalogServiceStub(opened["catalog"]),
             order=order_pb2_grpc.OrderServiceStub(opened["order"]),
             deadline_s=settings.deadline_s,
+            order_deadline_s=order_deadline(settings),
             channels=tuple(opened.values()),
             breakers=breakers,
         )
@@ -91,3 +99,9 @@ class GatewayClients:
             with contextlib.suppress(Exception):
                 channel.close()
         self.channels = ()
+
+
+def order_deadline(settings: Settings) -> float:
+    """The deadline of CreateOrder: the saga's budget, plus one ordinary deadline for the
+    compensation or the answer that follows it."""
+    return settings.saga_deadline_s + settings.deadline_s

@@ -15,8 +15,8 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_DB_URL | sqlite per service | SQLAlchemy URL template; ``{service}`` is replaced |
 | BOOKSTORE_JWT_SECRET | a development secret | HS256 signing key shared by user and gateway |
 | BOOKSTORE_JWT_TTL_S | 3600 | token lifetime in seconds |
-| BOOKSTORE_DEADLINE_S | 2.0 | deadline of every outgoing RPC |
-| BOOKSTORE_SAGA_DEADLINE_S | 5.0 | budget of an order saga's forward path; then it compensates |
+| BOOKSTORE_DEADLINE_S | 2.0 | deadline of every outgoing RPC (but the gateway's CreateOrder) |
+| BOOKSTORE_SAGA_DEADLINE_S | 5.0 | a saga's forward-path budget; the gateway waits it + DEADLINE_S |
 | BOOKSTORE_CRASH_AT | (empty) | tests only: the order service SIGKILLs itself there, e.g. ``after:reserve`` |
 | BOOKSTORE_ORDER_FLOW | saga | order service: ``saga``, or ``plain`` (week 6's flow, a benchmark baseline) |
 | BOOKSTORE_GRPC_WORKERS | 16 | server thread pool size |

@@ -181,7 +181,6 @@ def validate_order_request(
     return ValidOrderRequest(user_id=user_id, items=clean, request_id=request_id)
 
 
-
 def draft_order(deps: OrderDependencies, valid: ValidOrderRequest) -> Order:
     """A new PENDING order priced by the catalog (client prices are ignored); nothing is written."""
     priced = price_items(deps, valid.items)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from bookstore.gateway.clients import GatewayClients
+from bookstore.gateway.clients import GatewayClients, order_deadline
 from bookstore.platform.settings import Settings
 from bookstore.platform.tokens import issue_token
 from bookstore.rpc.v1 import catalog_pb2, order_pb2, user_pb2
@@ -247,6 +247,7 @@ def fake_clients(settings: Settings) -> GatewayClients:
         catalog=catalog,
         order=FakeOrderService(catalog=catalog),
         deadline_s=settings.deadline_s,
+        order_deadline_s=order_deadline(settings),
     )
 
 

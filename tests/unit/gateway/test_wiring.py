@@ -16,9 +16,10 @@ TARGETS = {"user": "127.0.0.1:1", "catalog": "127.0.0.1:2", "order": "127.0.0.1:
 
 
 def test_clients_are_built_from_the_targets_and_deadline_in_settings() -> None:
-    clients = GatewayClients.from_settings(Settings(targets=TARGETS, deadline_s=0.75))
+    clients = GatewayClients.from_settings(Settings(targets=TARGETS, deadline_s=0.75, saga_deadline_s=3.0))
     try:
         assert clients.deadline_s == 0.75
+        assert clients.order_deadline_s == 3.75
         assert len(clients.channels) == 3
         assert callable(clients.user.Login)
         assert callable(clients.catalog.GetBook)

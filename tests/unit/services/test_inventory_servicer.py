@@ -111,8 +111,16 @@ def test_set_stock_of_an_unstocked_book_is_not_found(servicer: InventoryServicer
         (reserve_request(str(uuid.uuid4()), (1, 1), (2, 1001)), "items[1].quantity"),
         (reserve_request(str(uuid.uuid4()), (1, 1), (2, 1), (1, 3)), "items[2]"),
     ],
-    ids=["empty order id", "order id not a uuid", "no items", "51 items", "book id 0", "quantity 0",
-         "quantity 1001", "duplicate book"],
+    ids=[
+        "empty order id",
+        "order id not a uuid",
+        "no items",
+        "51 items",
+        "book id 0",
+        "quantity 0",
+        "quantity 1001",
+        "duplicate book",
+    ],
 )
 def test_reserve_rejects_a_malformed_request_naming_the_field(
     servicer: InventoryServicer, context: Context, request_: pb.ReserveStockRequest, field: str
