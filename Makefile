@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: course test unit integration notebooks lint proto strip up down status lab bench freeze clean
+.PHONY: course test unit integration notebooks lint proto strip up down status lab bench freeze clean system
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+system:
+	bash infra/system-packages.sh
+
 course: $(STAMP)
 	$(BIN)/python -m bookstore.cli course run
 
-test: $(STAMP) lint
+test: $(STAMP) system lint
 	$(BIN)/python -m pytest -p no:cacheprovider tests
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks solutions
 
@@ -61,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_week07
 	$(BIN)/python -m benchmarks.bench_breaker
 	$(BIN)/python -m benchmarks.bench_grading
+	$(BIN)/python -m benchmarks.bench_messaging
 
 freeze: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | grep -vi '^bookstore' > requirements.lock.tmp && echo "review requirements.lock.tmp"

@@ -27,21 +27,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
-import os
-import platform
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pybreaker
 
+from benchmarks.common import machine, warn_if_busy, write_report
 from bookstore.resilience import CircuitBreaker, State
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +50,6 @@ ROUNDS = 7
 THREADS = 8
 SLOW_CALL_S = 0.001
 THROUGHPUT_SECONDS = 3.0
-BUSY_LOAD = 1.0  # a 1-minute load average above this means the figures compete with other work
 
 
 def noop() -> None:
@@ -210,19 +206,6 @@ def one_slow_call_s() -> float:
 # ----------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, Any]:
-    load = None
-    with contextlib.suppress(OSError, AttributeError):
-        load = os.getloadavg()[0]
-    return {
-        "cpus": os.cpu_count(),
-        "load_average_1min_at_start": load,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "pybreaker": version("pybreaker"),
-    }
-
-
 def print_overhead(rows: list[Overhead]) -> dict[str, float]:
     by_name = {row.variant: row for row in rows}
     bare = by_name["bare call"].best_ns
@@ -283,18 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=JSON_PATH, help="where to write the figures")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    info = machine()
+    info = machine("pybreaker")
     print(
         f"week 8 breaker benchmark: {info['cpus']} CPUs, Python {info['python']}, "
         f"pybreaker {info['pybreaker']}"
     )
 
-    load = info["load_average_1min_at_start"]
-    if load is not None and load > BUSY_LOAD:
-        print(
-            f"  warning: the 1-minute load average is {load:.1f} on {info['cpus']} CPUs; other work "
-            "competes for them, so absolute figures are slower and noisier than on a quiet machine"
-        )
+    warn_if_busy(
+        info,
+        "other work competes for them, so absolute figures are slower and noisier than on a quiet machine",
+    )
 
     overhead = measure_overhead()
     overhead_ratios = print_overhead(overhead)
@@ -321,9 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "total_seconds": time.perf_counter() - began,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwhole run: {report['total_seconds']:.0f} s; figures written to {args.json}")
+    write_report(args.json, report)
     return 0
 
 

@@ -55,7 +55,6 @@ import contextlib
 import dataclasses
 import importlib
 import inspect
-import json
 import os
 import platform
 import secrets
@@ -76,6 +75,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Engine
 
+from benchmarks import common
 from benchmarks.common import bearer_headers, load_average, percentile, verdict
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.platform import processes
@@ -98,7 +98,6 @@ SAGA_DEADLINE_S = 5.0  # the order service's default (BOOKSTORE_SAGA_DEADLINE_S)
 BOOK_ID = 1  # The Hobbit, 1499 cents: well under the simulated card limit
 PRICE_CENTS = 1499
 BOOKS_FOR_CONCURRENT_CLIENTS = 16  # client k orders book k+1, so clients do not queue on one row
-BUSY_LOAD = 1.0  # a 1-minute load average above this means someone else is using the CPUs
 STOCK = 1_000_000  # the most SetStock accepts; no phase here comes close to selling it
 CHAIN = "the three hops chained"
 PROFILED = "place_order in-process (profiled)"
@@ -822,18 +821,6 @@ def mariadb_unreachable() -> str | None:
     return None
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "load_average_1min_at_start": load_average(),
-        "platform": platform.platform(),
-        "processor": _cpu_model(),
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "httpx": httpx.__version__,
-    }
-
-
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -887,17 +874,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else Counts()
     began = time.perf_counter()
-    info = machine()
+    info = common.machine("grpcio", "httpx", processor=_cpu_model())
     print(
         f"week 6 benchmark: {info['cpus']} CPUs ({info['processor']}), Python {info['python']}, "
         f"grpcio {info['grpcio']}; order flow: {order_flow_kind(args.order_flow)}"
     )
-    load = info["load_average_1min_at_start"]
-    if load is not None and load > BUSY_LOAD:
-        print(
-            f"  warning: the 1-minute load average is {load:.1f}; other work competes for the CPUs "
-            "and every figure below will be slower and noisier than on a quiet machine"
-        )
+    common.warn_if_busy(
+        info,
+        "other work competes for the CPUs "
+        "and every figure below will be slower and noisier than on a quiet machine",
+        show_cpus=False,
+    )
 
     startups = startup_summary(measure_startups(counts.startups, "", args.order_flow))
     print_startup("SQLite", startups)
@@ -934,9 +921,7 @@ def main(argv: list[str] | None = None) -> int:
     path: Path = args.json or (
         JSON_PATH.with_name("bench_week06_plain.json") if args.order_flow == "plain" else JSON_PATH
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwhole run: {report['total_seconds']:.0f} s; figures written to {path}")
+    common.write_report(path, report)
     return 0
 
 

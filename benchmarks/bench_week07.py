@@ -42,10 +42,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -63,6 +61,7 @@ import grpc
 import httpx
 from sqlalchemy import make_url
 
+from benchmarks import common
 from benchmarks.common import bearer_headers, load_average, percentile, verdict
 from bookstore.platform.cluster import Cluster
 from bookstore.platform.settings import Settings
@@ -79,7 +78,6 @@ FLOWS = ("plain", "saga")  # the baseline first
 DEADLINE_S = 10.0  # generous: a benchmark call that times out is a failure, not a data point
 STOCK = 1_000_000  # the most SetStock accepts; no phase comes close to selling it
 BOOKS = tuple(range(1, 9))  # client k orders book BOOKS[k % 8]
-BUSY_LOAD = 1.0  # a 1-minute load average above this means someone else is using the CPUs
 
 # The recovery phase.
 RECOVERY_BOOK = 20
@@ -594,16 +592,6 @@ def measure_recovery(sagas: int) -> Recovery:
 # ----------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "load_average_1min_at_start": load_average(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-    }
-
-
 def print_throughput(rows: list[Stats], by_slice: dict[str, dict[str, float]], counts: Counts) -> None:
     print(f"\n== orders: saga against week 6's plain flow, {counts.rounds} interleaved rounds ==")
     print(
@@ -666,14 +654,14 @@ def main(argv: list[str] | None = None) -> int:
     counts = QUICK if args.quick else Counts()
     gateway = not args.no_gateway
     began = time.perf_counter()
-    info = machine()
+    info = common.machine("grpcio")
     print(f"week 7 benchmark: {info['cpus']} CPUs, Python {info['python']}, grpcio {info['grpcio']}")
-    load = info["load_average_1min_at_start"]
-    if load is not None and load > BUSY_LOAD:
-        print(
-            f"  warning: the 1-minute load average is {load:.1f}; other work competes for the CPUs, "
-            "so absolute figures are slower and noisier than on a quiet machine (the ratios less so)"
-        )
+    common.warn_if_busy(
+        info,
+        "other work competes for the CPUs, "
+        "so absolute figures are slower and noisier than on a quiet machine (the ratios less so)",
+        show_cpus=False,
+    )
 
     rows, startup_s = measure_throughput(counts, gateway)
     by_slice = ratios(rows)
@@ -695,9 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_at_end": load_average(),
         "total_seconds": time.perf_counter() - began,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwhole run: {report['total_seconds']:.0f} s; figures written to {args.json}")
+    common.write_report(args.json, report)
     return 0 if recovery.ok else 1
 
 

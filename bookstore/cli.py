@@ -28,6 +28,7 @@ def _replica_counts(values: list[str]) -> dict[str, int]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from bookstore.messaging.broker import BrokerUnavailable
     from bookstore.platform.cluster import STATE_FILE, Cluster, ClusterError
 
     work_dir = Path(args.work_dir)
@@ -36,9 +37,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     try:
         cluster = Cluster(
-            replicas=_replica_counts(args.replicas), work_dir=work_dir, db_url=args.db_url, detached=True
+            replicas=_replica_counts(args.replicas),
+            work_dir=work_dir,
+            db_url=args.db_url,
+            detached=True,
+            messaging=args.messaging,
         ).start()
-    except (ClusterError, ValueError) as error:
+    except (ClusterError, ValueError, BrokerUnavailable) as error:
         print(f"bookstore up failed: {error}", file=sys.stderr)
         return 1
     print(f"bookstore is up in {cluster.startup_seconds:.2f} s (state in {work_dir / STATE_FILE})")
@@ -76,9 +81,9 @@ def _print_status(cluster: object) -> None:
     from bookstore.platform.cluster import Cluster
 
     assert isinstance(cluster, Cluster)
-    print(f"{'service':<10} {'replica':>7} {'pid':>8}  {'address':<16} state")
+    print(f"{'service':<14} {'replica':>7} {'pid':>8}  {'address':<16} state")
     for s in cluster.status():
-        print(f"{s.service:<10} {s.replica:>7} {s.pid or '-':>8}  {s.address:<16} {s.state}")
+        print(f"{s.service:<14} {s.replica:>7} {s.pid or '-':>8}  {s.address:<16} {s.state}")
 
 
 def cmd_course_run(args: argparse.Namespace) -> int:
@@ -145,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--replicas", action="append", default=[], metavar="NAME=COUNT")
     up.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
     up.add_argument("--db-url", default=None, help="SQLAlchemy URL template with {service}")
+    up.add_argument(
+        "--messaging", action="store_true", help="week 9: RabbitMQ, the outbox relay and the three consumers"
+    )
     up.set_defaults(func=cmd_up)
     for name, func, text in (
         ("status", cmd_status, "show the running cluster"),

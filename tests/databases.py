@@ -13,26 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 
-from bookstore.platform.cluster import GRPC_SERVICES, Cluster
-from bookstore.platform.database import drop_mysql_databases, make_engine
+from bookstore.platform.cluster import CONSUMERS, GRPC_SERVICES, Cluster
+from bookstore.platform.database import drop_mysql_databases, make_engine, mysql_unavailable_reason
 
 MARIADB_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
 BACKENDS = ["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)]
+DATABASE_OWNERS = (*GRPC_SERVICES, *CONSUMERS)  # every process with a database (not the gateway)
 
 
 def mariadb_unavailable_reason() -> str | None:
-    """None when MariaDB answers, else why not."""
-    server = create_engine(MARIADB_SERVER, connect_args={"connect_timeout": 2})
-    try:
-        with server.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as error:
-        return f"MariaDB does not answer on 127.0.0.1:3306: {error}"
-    finally:
-        server.dispose()
-    return None
+    """None when MariaDB answers on 127.0.0.1:3306, else why not."""
+    return mysql_unavailable_reason(MARIADB_SERVER)
 
 
 def mariadb_template(prefix: str) -> str:
@@ -72,4 +65,4 @@ def cluster_on(backend: str, prefix: str = "bookstore_it", **options: Any) -> It
     finally:
         running.stop()
         if db_url:
-            drop_mysql_databases(db_url, list(GRPC_SERVICES))
+            drop_mysql_databases(db_url, [name for name in running.services if name in DATABASE_OWNERS])

@@ -7,7 +7,9 @@ services' lines, uvicorn's own included, so one merged log reads as one story.
 
 Shutdown is uvicorn's: on SIGTERM or SIGINT it stops accepting connections, lets requests
 in flight finish (up to ``SHUTDOWN_GRACE_S``), then runs the app's lifespan exit, which
-closes the gRPC channels. The process then exits 0, like the gRPC services after a
+closes the gRPC channels; then the spans still queued are sent (week 10: tracing is set up
+before the app is built, see ``bookstore.observability``). The process then exits 0,
+like the gRPC services after a
 requested stop. If start-up fails (a backend target missing, the port taken) uvicorn logs
 why and exits with status 3.
 """
@@ -22,6 +24,7 @@ from types import FrameType
 import uvicorn
 
 from bookstore.gateway.app import create_app
+from bookstore.observability import setup_process_telemetry
 from bookstore.platform.server import configure_logging
 from bookstore.platform.settings import Settings
 
@@ -49,6 +52,8 @@ def main(settings: Settings | None = None) -> None:
     if not settings.service:
         settings = dataclasses.replace(settings, service=SERVICE_NAME)
     configure_logging(settings)
+    # The gateway serves /metrics on its own HTTP port; tracing must be on before channels open.
+    telemetry = setup_process_telemetry(SERVICE_NAME, settings.host, serve_metrics=False)
     server = build_server(settings)
 
     def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
@@ -61,7 +66,10 @@ def main(settings: Settings | None = None) -> None:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, on_stop_signal)
     log.info("starting the API gateway on %s:%d", settings.host, settings.port)
-    server.run()
+    try:
+        server.run()
+    finally:
+        telemetry.shutdown()
     log.info("stopped")
 
 

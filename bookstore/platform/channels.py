@@ -8,6 +8,10 @@ Two rules every outgoing call here follows:
   skipping a replica that went away. No home-made balancer, no proxy hop.
 * **A deadline on every call.** Without one, a call to a hung service waits forever and
   holds a thread while it does; that is how one slow service takes a whole system down.
+
+Each channel also carries this process's telemetry interceptor (week 10: a client span and
+the ``grpc_client_*`` metrics per call) when the process traces or serves metrics; see
+``bookstore.observability.runtime``.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import json
 
 import grpc
 
+from bookstore.observability.runtime import instrument_channel
+
 ROUND_ROBIN_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
 def open_channel(target: str) -> grpc.Channel:
     """A channel to ``target`` that balances calls round-robin over its addresses."""
-    return grpc.insecure_channel(
+    channel = grpc.insecure_channel(
         target,
         options=[
             ("grpc.service_config", ROUND_ROBIN_CONFIG),
@@ -31,6 +37,7 @@ def open_channel(target: str) -> grpc.Channel:
             ("grpc.max_reconnect_backoff_ms", 1000),
         ],
     )
+    return instrument_channel(channel)
 
 
 def multi_address_target(addresses: list[str]) -> str:

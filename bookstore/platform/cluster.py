@@ -7,12 +7,20 @@
         cluster.scale("inventory", 2)          # order now balances over two replicas
         cluster.inject_fault("payment", "Pay", error_rate=0.5, latency_ms=200)
 
+    with Cluster(messaging=True) as cluster:   # plus RabbitMQ: the outbox relay and three consumers
+        cluster.consumer_stats("analytics").applied
+
 Discovery is by settings: the launcher picks every port, then tells each process where its
 peers are through ``BOOKSTORE_<NAME>_TARGET``. A service with several replicas gets a
 multi-address target (``ipv4:a,b``) that gRPC's own round_robin policy balances. When a
 service is scaled, the services that call it are restarted with the new target; that is
 how a static configuration "discovers" (a registry such as Consul or Kubernetes DNS does
 the same without restarts).
+
+Messaging (week 9) is opt-in: ``Cluster(messaging=True)`` finds RabbitMQ
+(``bookstore.messaging.broker``), gives this cluster its own name prefix so that its exchange
+and queues never meet another run's, tells the order service to relay its outbox, and starts
+the consumer processes (``CONSUMERS``). Stopping the cluster deletes that topology again.
 
 Readiness is real: ``start`` returns once every gRPC service answers its standard health
 check with SERVING and the gateway answers ``/healthz``. If one fails to start, the rest
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -37,17 +46,20 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bookstore.platform import processes
+from bookstore.platform import containers, processes
 from bookstore.platform.channels import multi_address_target, open_channel
+from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     catalog_pb2_grpc,
+    consumer_pb2,
+    consumer_pb2_grpc,
     inventory_pb2_grpc,
     order_pb2_grpc,
     payment_pb2_grpc,
@@ -57,11 +69,18 @@ from bookstore.rpc.v1 import (
 GATEWAY = "gateway"
 GRPC_SERVICES = ("user", "catalog", "inventory", "payment", "order")
 ALL_SERVICES = (*GRPC_SERVICES, GATEWAY)
-MODULES = {name: f"bookstore.services.{name}" for name in GRPC_SERVICES} | {GATEWAY: "bookstore.gateway"}
+# Event consumers (week 9): processes with gRPC health and ConsumerService, started after the
+# services they may call, and only by a cluster with messaging.
+CONSUMERS = ("notification", "analytics", "inventory_sync")
+MODULES = (
+    {name: f"bookstore.services.{name}" for name in GRPC_SERVICES}
+    | {GATEWAY: "bookstore.gateway"}
+    | {name: f"bookstore.messaging.consumers.{name}" for name in CONSUMERS}
+)
 # Who calls whom: scaling a service restarts its callers so they learn the new addresses.
 CALLERS = {
     "catalog": ("order", GATEWAY),
-    "inventory": ("order",),
+    "inventory": ("order", "inventory_sync"),
     "payment": ("order",),
     "user": (GATEWAY,),
     "order": (GATEWAY,),
@@ -72,8 +91,13 @@ STUBS: dict[str, Any] = {
     "inventory": inventory_pb2_grpc.InventoryServiceStub,
     "payment": payment_pb2_grpc.PaymentServiceStub,
     "order": order_pb2_grpc.OrderServiceStub,
-}
+} | {name: consumer_pb2_grpc.ConsumerServiceStub for name in CONSUMERS}
 STATE_FILE = "cluster.json"
+
+if TYPE_CHECKING:
+    from bookstore.messaging.topology import Topology
+
+log = logging.getLogger(__name__)
 
 
 class ClusterError(RuntimeError):
@@ -133,10 +157,23 @@ class Cluster:
         startup_timeout_s: float = 30.0,
         detached: bool = False,
         owned: bool = True,
+        messaging: bool = False,
+        rabbitmq_url: str | None = None,
+        messaging_prefix: str | None = None,
     ) -> None:
-        unknown = set(replicas or {}) - set(ALL_SERVICES)
+        self.services: tuple[str, ...] = (*ALL_SERVICES, *CONSUMERS) if messaging else ALL_SERVICES
+        unknown = set(replicas or {}) - set(self.services)
         if unknown:
-            raise ValueError(f"unknown services {sorted(unknown)}; known: {', '.join(ALL_SERVICES)}")
+            raise ValueError(f"unknown services {sorted(unknown)}; known: {', '.join(self.services)}")
+        self.messaging = messaging
+        # Resolved at start (finding a broker may mean waiting for one); "" without messaging.
+        self.rabbitmq_url = rabbitmq_url or ""
+        self._owns_prefix = messaging_prefix is None
+        self.messaging_prefix = (
+            (messaging_prefix if messaging_prefix is not None else f"bk-{secrets.token_hex(4)}.")
+            if messaging
+            else ""
+        )
         self._owns_work_dir = work_dir is None
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="bookstore-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +191,7 @@ class Cluster:
         self._channels: dict[str, grpc.Channel] = {}
         self.replicas: dict[str, list[Replica]] = {
             name: [self._new_replica(name, i) for i in range((replicas or {}).get(name, 1))]
-            for name in ALL_SERVICES
+            for name in self.services
         }
         self.started_at: float | None = None
         self.startup_seconds: float | None = None
@@ -165,10 +202,18 @@ class Cluster:
         began = time.perf_counter()
         _live_clusters.add(self)
         try:
-            for name in ALL_SERVICES:
+            if self.messaging:
+                self._prepare_messaging()
+            services = [name for name in self.services if name not in CONSUMERS]
+            for name in services:
                 for replica in self.replicas[name]:
                     self._spawn(replica)
-            self._wait_ready([r for name in ALL_SERVICES for r in self.replicas[name]])
+            self._wait_ready([r for name in services for r in self.replicas[name]])
+            # Consumers last: inventory-sync calls inventory, and all of them wait for the broker.
+            consumers = [r for name in self.services if name in CONSUMERS for r in self.replicas[name]]
+            for replica in consumers:
+                self._spawn(replica)
+            self._wait_ready(consumers)
         except BaseException:
             self.stop()
             raise
@@ -186,7 +231,7 @@ class Cluster:
             self._close_channels()
             return
         with self._lock:
-            names = [self._check(service)] if service else list(reversed(ALL_SERVICES))
+            names = [self._check(service)] if service else list(reversed(self.services))
             targets = [r for name in names for r in self.replicas[name] if r.pid is not None]
             processes.terminate(
                 [r.pid for r in targets if r.pid is not None],
@@ -197,6 +242,11 @@ class Cluster:
             if service is None:
                 self._close_channels()
                 _live_clusters.discard(self)
+                self._remove_messaging()
+                if not _live_clusters:
+                    # Containers (testcontainers: a broker, a database) outlive one cluster so the
+                    # next one in this kernel reuses them; the last cluster to stop removes them.
+                    containers.stop_all()
                 state = self.work_dir / STATE_FILE
                 state.unlink(missing_ok=True)
                 if self._owns_work_dir and not self.detached:
@@ -265,7 +315,8 @@ class Cluster:
                 )
             self._channels.pop(service, None)
             for caller in CALLERS.get(service, ()):
-                self.restart(caller)
+                if caller in self.replicas:
+                    self.restart(caller)
 
     def __enter__(self) -> Cluster:
         return self.start()
@@ -280,6 +331,12 @@ class Cluster:
     def target(self, service: str) -> str:
         """The gRPC target naming every replica, for round-robin balancing."""
         return multi_address_target([r.address for r in self.replicas[self._check(service)]])
+
+    def database_url(self, service: str) -> str:
+        """The SQLAlchemy URL of a service's database (to inspect it, e.g. the order outbox)."""
+        return Settings(work_dir=self.work_dir, db_url_template=self.db_url).database_url(
+            self._check(service)
+        )
 
     @property
     def gateway_url(self) -> str:
@@ -328,7 +385,7 @@ class Cluster:
             )
 
     def clear_faults(self, service: str | None = None, method: str = "") -> None:
-        names = [service] if service else list(GRPC_SERVICES)
+        names = [service] if service else [n for n in self.services if n != GATEWAY]
         for name in names:
             for r in self._grpc_replicas(name, None):
                 if r.running():
@@ -345,7 +402,29 @@ class Cluster:
         ]
 
     def status(self) -> list[ReplicaStatus]:
-        return [self._probe(r) for name in ALL_SERVICES for r in self.replicas[name]]
+        return [self._probe(r) for name in self.services for r in self.replicas[name]]
+
+    def consumer_stats(self, consumer: str) -> consumer_pb2.GetConsumerStatsResponse:
+        """What a consumer has received, applied, skipped as duplicate, retried and dead-lettered."""
+        return self._consumer_stub(consumer).GetConsumerStats(
+            consumer_pb2.GetConsumerStatsRequest(), timeout=self.deadline_s
+        )
+
+    def records(self, consumer: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """A consumer's read model: e-mails recorded, sales per book, the stock ledger."""
+        answer = self._consumer_stub(consumer).ListRecords(
+            consumer_pb2.ListRecordsRequest(limit=limit), timeout=self.deadline_s
+        )
+        return [json.loads(record) for record in answer.records]
+
+    @property
+    def topology(self) -> Topology:
+        """This cluster's exchange and queue names (messaging clusters only)."""
+        if not self.messaging:
+            raise ClusterError("this cluster has no messaging; start it with Cluster(messaging=True)")
+        from bookstore.messaging.topology import Topology  # weeks 6-8 never need pika
+
+        return Topology(self.messaging_prefix)
 
     def logs(self, service: str, replica: int = 0, tail: int = 40) -> str:
         path = self.replicas[self._check(service)][replica].log_path
@@ -367,21 +446,25 @@ class Cluster:
             jwt_secret=state["jwt_secret"],
             detached=True,
             owned=owned,
+            messaging=state.get("messaging", False),
+            rabbitmq_url=state.get("rabbitmq_url") or None,
+            messaging_prefix=state.get("messaging_prefix") if state.get("messaging") else None,
         )
+        cluster._owns_prefix = bool(state.get("owns_prefix", False))
         cluster._owns_work_dir = False
         cluster.replicas = {
             name: [
                 Replica(name, r["index"], r["port"], Path(r["log_path"]), pid=r["pid"])
                 for r in state["replicas"][name]
             ]
-            for name in ALL_SERVICES
+            for name in cluster.services
         }
         return cluster
 
     # ---------------------------------------------------------------- internals
     def _check(self, service: str | None) -> str:
         if service not in self.replicas:
-            raise ValueError(f"unknown service {service!r}; known: {', '.join(ALL_SERVICES)}")
+            raise ValueError(f"unknown service {service!r}; known: {', '.join(self.services)}")
         return service
 
     def _select(self, service: str, replica: int | None) -> list[Replica]:
@@ -418,6 +501,9 @@ class Cluster:
             env["BOOKSTORE_DB_URL"] = self.db_url
         for name in GRPC_SERVICES:
             env[f"BOOKSTORE_{name.upper()}_TARGET"] = self.target(name)
+        if self.messaging:
+            env["BOOKSTORE_RABBITMQ_URL"] = self.rabbitmq_url
+            env["BOOKSTORE_MESSAGING_PREFIX"] = self.messaging_prefix
         env.update(self._extra_env)
         env.update(self._service_env.get(replica.service, {}))
         return env
@@ -472,6 +558,33 @@ class Cluster:
         serving = answer.status == health_pb2.HealthCheckResponse.SERVING
         return result("SERVING" if serving else "NOT_SERVING")
 
+    def _consumer_stub(self, consumer: str) -> consumer_pb2_grpc.ConsumerServiceStub:
+        if consumer not in CONSUMERS or consumer not in self.replicas:
+            raise ValueError(
+                f"{consumer!r} is not a consumer of this cluster; consumers: {', '.join(CONSUMERS)}"
+            )
+        return consumer_pb2_grpc.ConsumerServiceStub(self._direct_channel(self.address(consumer)))
+
+    def _prepare_messaging(self) -> None:
+        """Find the broker and declare this cluster's topology before any process needs it."""
+        from bookstore.messaging.broker import connect, resolve_rabbitmq_url
+
+        self.rabbitmq_url = self.rabbitmq_url or resolve_rabbitmq_url()
+        with connect(self.rabbitmq_url, "launcher") as connection:
+            self.topology.declare(connection.channel())
+
+    def _remove_messaging(self) -> None:
+        """Delete the exchanges and queues named after this cluster's own prefix (none else)."""
+        if not (self.messaging and self._owns_prefix and self.rabbitmq_url):
+            return
+        from bookstore.messaging.broker import connect
+
+        try:
+            with connect(self.rabbitmq_url, "launcher") as connection:
+                self.topology.delete(connection.channel())
+        except Exception as error:  # a broker that is down keeps them; nothing else depends on that
+            log.warning("could not delete the topology %s*: %s", self.messaging_prefix, error)
+
     def _direct_channel(self, address: str) -> grpc.Channel:
         key = f"direct:{address}"
         with self._lock:
@@ -496,12 +609,16 @@ class Cluster:
         state = {
             "db_url": self.db_url,
             "jwt_secret": self.jwt_secret,
+            "messaging": self.messaging,
+            "rabbitmq_url": self.rabbitmq_url,
+            "messaging_prefix": self.messaging_prefix,
+            "owns_prefix": self._owns_prefix,
             "replicas": {
                 name: [
                     {"index": r.index, "port": r.port, "pid": r.pid, "log_path": str(r.log_path)}
                     for r in self.replicas[name]
                 ]
-                for name in ALL_SERVICES
+                for name in self.services
             },
         }
         path = self.work_dir / STATE_FILE

@@ -147,6 +147,23 @@ def drop_mysql_databases(url_template: str, services: list[str]) -> None:
             server.dispose()
 
 
+def mysql_unavailable_reason(server_url: str, timeout_s: float = 2) -> str | None:
+    """None when a MySQL/MariaDB server answers at ``server_url`` (an SQLAlchemy URL), else why not."""
+    where = make_url(server_url).render_as_string(hide_password=True)
+    server = None
+    try:
+        server = create_engine(server_url, connect_args={"connect_timeout": timeout_s})
+        with server.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as error:
+        cause = getattr(error, "orig", None) or error  # the driver's own error, on one line
+        return f"no MySQL/MariaDB server answers at {where} ({type(cause).__name__}: {cause})"
+    finally:
+        if server is not None:
+            server.dispose()
+    return None
+
+
 def retry_on_lock(action: Callable[[], object], *, attempts: int = 5) -> object:
     """Run ``action`` again when the database reports a lock timeout or deadlock."""
     for attempt in range(1, attempts + 1):

@@ -7,8 +7,14 @@ notebooks can discover the API) and the AdminService, then serves until SIGTERM 
 A service whose ``register`` returns a ``BreakerSnapshots`` function (the order service:
 its circuit breakers) has them reported by the AdminService's ``GetStats``.
 
+Telemetry (week 10, ``bookstore.observability``): ``run_service`` sets up tracing and, when
+``BOOKSTORE_METRICS_PORT`` is set, a ``/metrics`` endpoint, before anything is built; the
+server then gets the telemetry interceptor (outside the fault injector, so injected faults
+show in traces and metrics), and the breakers ``register`` returns are exported as metrics.
+
 Shutdown is graceful: health flips to NOT_SERVING first (so balancers stop sending new
-calls), then ``server.stop(grace)`` lets calls in flight finish.
+calls), then ``server.stop(grace)`` lets calls in flight finish, then the spans still
+queued are sent.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from bookstore.observability import server_interceptors, setup_process_telemetry, watch_breakers
 from bookstore.platform.admin import AdminServicer, BreakerSnapshots
 from bookstore.platform.faults import FaultInjectionInterceptor, FaultTable
 from bookstore.platform.settings import Settings
@@ -63,9 +70,11 @@ def build_server(
     table = FaultTable()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix=definition.name),
-        interceptors=[FaultInjectionInterceptor(table)],
+        interceptors=[*server_interceptors(), FaultInjectionInterceptor(table)],
     )
     breakers = definition.register(server, settings)
+    if breakers is not None:
+        watch_breakers(breakers)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(definition.name, settings.replica, table, breakers), server
     )
@@ -92,6 +101,8 @@ def run_service(definition: ServiceDefinition, settings: Settings | None = None)
     settings = settings or Settings.from_env()
     settings = Settings(**{**settings.__dict__, "service": definition.name})
     configure_logging(settings)
+    # Before the server and its channels are built: they ask what telemetry to install.
+    telemetry = setup_process_telemetry(definition.name, settings.host)
     server, port, health_servicer = build_server(definition, settings)
     log.info("serving on %s:%d (pid-level replica %d)", settings.host, port, settings.replica)
 
@@ -106,4 +117,5 @@ def run_service(definition: ServiceDefinition, settings: Settings | None = None)
     stopping.wait()
     health_servicer.enter_graceful_shutdown()
     server.stop(SHUTDOWN_GRACE_S).wait()
+    telemetry.shutdown()
     log.info("stopped")

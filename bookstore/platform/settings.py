@@ -30,6 +30,9 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_BREAKER_OPEN_TIMEOUT_S | 5.0 | seconds an open breaker refuses calls before trying again |
 | BOOKSTORE_BREAKER_HALF_OPEN_CALLS | 3 | trial calls of a half-open breaker; that many successes close it |
 | BOOKSTORE_BREAKER_PER_METHOD | (none) | services judged per method, not as a whole, e.g. ``catalog`` |
+| BOOKSTORE_RABBITMQ_URL | (found) | AMQP URL of the broker; unset: see ``bookstore.messaging.broker`` |
+| BOOKSTORE_MESSAGING_PREFIX | (none) | prefix of every exchange and queue name, so runs never collide |
+| BOOKSTORE_OUTBOX_POLL_S | 0.05 | how often the order service's outbox relay looks for new events |
 
 The ``BREAKER`` settings apply to every breaker in the process (see
 ``bookstore.resilience.interceptor``); their defaults are ``BreakerSettings``' own.
@@ -73,6 +76,9 @@ class Settings:
     breaker_open_timeout_s: float = 5.0
     breaker_half_open_calls: int = 3
     breaker_per_method: tuple[str, ...] = ()
+    rabbitmq_url: str = ""
+    messaging_prefix: str = ""
+    outbox_poll_s: float = 0.05
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +118,9 @@ class Settings:
             breaker_per_method=tuple(
                 name.strip() for name in get("BREAKER_PER_METHOD", "").split(",") if name.strip()
             ),
+            rabbitmq_url=get("RABBITMQ_URL", "").strip(),
+            messaging_prefix=get("MESSAGING_PREFIX", "").strip(),
+            outbox_poll_s=float(get("OUTBOX_POLL_S", "0.05")),
         )
 
     def target(self, service: str) -> str:

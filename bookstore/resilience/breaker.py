@@ -17,6 +17,11 @@ machine itself. Four decisions shape it:
   lock for a few microseconds; the protected call runs with no lock held, so a breaker in
   front of a 1 ms call lets eight threads make eight calls at once. Listeners are called
   outside the lock too, in the order the transitions happened.
+
+Its decisions show in traces (week 10): a refusal, a half-open trial admitted and every
+change of state are events on the current span (``circuit_breaker.rejected``,
+``circuit_breaker.trial_admitted``, ``circuit_breaker.state_change``). A call admitted while
+CLOSED, the common case, records nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 import grpc
+from opentelemetry import trace
 
 log = logging.getLogger(__name__)
 
@@ -465,8 +471,15 @@ class CircuitBreaker:
             generation = self._generation
         if self._transitions:
             self._notify_listeners()
+        # Only calls offered while not CLOSED come here: a refusal or a half-open trial, each
+        # worth an event on the caller's span. The common CLOSED path above records nothing.
         if refusal is not None:
+            _span_event(
+                "circuit_breaker.rejected",
+                {"breaker": self.name, "state": refusal.state.name, "retry_after_s": refusal.retry_after_s},
+            )
             raise refusal
+        _span_event("circuit_breaker.trial_admitted", {"breaker": self.name, "generation": generation})
         return generation
 
     def _admit_trial_or_refuse(self) -> CircuitOpenError | None:
@@ -606,6 +619,10 @@ class CircuitBreaker:
             try:
                 while self._transitions:
                     old, new, generation = self._transitions.popleft()
+                    _span_event(
+                        "circuit_breaker.state_change",
+                        {"breaker": self.name, "from": old.name, "to": new.name, "generation": generation},
+                    )
                     for listener in self._listeners:
                         try:
                             listener(self.name, old, new, generation)
@@ -613,3 +630,10 @@ class CircuitBreaker:
                             log.exception("listener of breaker %r failed on %s -> %s", self.name, old, new)
             finally:
                 self._delivering.release()
+
+
+def _span_event(name: str, attributes: dict[str, str | int | float]) -> None:
+    """A breaker decision as an event on the current span (week 10's traces); nothing when none records."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event(name, attributes)

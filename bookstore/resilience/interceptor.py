@@ -260,14 +260,16 @@ class _Admission:
     ContextVar, which belongs to the thread that entered. A ``.future()`` call finishes on
     gRPC's own thread, so each admission runs both halves inside one private ``Context``:
     they find each other whichever thread runs them. (The two never overlap: the outcome
-    cannot arrive before the call was admitted.)
+    cannot arrive before the call was admitted.) The private context is a copy of the
+    caller's, so the breaker still sees the caller's current span and puts its decisions
+    there as events (week 10).
     """
 
     __slots__ = ("_breaker", "_context")
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self._breaker = breaker
-        self._context = contextvars.Context()
+        self._context = contextvars.copy_context()
         self._context.run(breaker.__enter__)  # raises CircuitOpenError when refused
 
     def settle(self, outcome: grpc.Future) -> None:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from bookstore.observability.saga_telemetry import SagaRun, StepSpan
 from bookstore.saga.definition import (
     FailureMeaning,
     SagaDeadlineExceeded,
@@ -265,7 +266,13 @@ class SagaOrchestrator:
             # The saga is created with its first step STARTED: one transaction, no call between.
             if self._log.create(saga_id, definition.name, stored, deadline_s=budget, first_event=first):
                 self._notify(saga_id, [first])
-                return self._forward(definition, saga_id, stored, 0, False, deadline_at, first_started=True)
+                return self._observed(
+                    definition,
+                    saga_id,
+                    lambda: self._forward(
+                        definition, saga_id, stored, 0, False, deadline_at, first_started=True
+                    ),
+                )
         existing = self._log.get(saga_id)
         if existing.definition != definition.name:
             raise ValueError(f"saga {saga_id} exists already, as a {existing.definition} saga")
@@ -292,12 +299,21 @@ class SagaOrchestrator:
             progress, failed = _progress(definition, record.events)
             log.info("resuming saga %s (%s) in state %s", saga_id, definition.name, record.state.value)
             if failed:
-                return self._compensate(definition, saga_id, record.payload)
+                payload = record.payload
+                return self._observed(
+                    definition, saga_id, lambda: self._compensate(definition, saga_id, payload), resumed=True
+                )
             steps = definition.steps
             start = next((i for i, step in enumerate(steps) if not progress[step.name].succeeded), len(steps))
             interrupted = start < len(steps) and progress[steps[start].name].interrupted
             deadline_at = self._clock() + record.deadline_s
-            return self._forward(definition, saga_id, record.payload, start, interrupted, deadline_at)
+            payload = record.payload
+            return self._observed(
+                definition,
+                saga_id,
+                lambda: self._forward(definition, saga_id, payload, start, interrupted, deadline_at),
+                resumed=True,
+            )
 
     def recover_all(self) -> list[SagaOutcome]:
         """Resume every unfinished saga in the log; call it at start-up, before taking orders.
@@ -351,7 +367,14 @@ class SagaOrchestrator:
             )
             if not already_started:
                 self._write(saga_id, [*done, NewEvent(step.name, StepEventKind.STARTED)])
-            failure = self._attempt(step, self._context(saga_id, step, frozen, step_deadline), late_reason)
+            observed = StepSpan(definition.name, step.name)
+            failure = None
+            try:
+                failure = self._attempt(
+                    step, self._context(saga_id, step, frozen, step_deadline), late_reason
+                )
+            finally:
+                observed.end(failure)
             if failure is None:
                 done = [NewEvent(step.name, StepEventKind.SUCCEEDED)]
                 continue
@@ -409,7 +432,7 @@ class SagaOrchestrator:
             if step.compensation is not None and progress[step.name].needs_compensation
         ]
         for step in reversed(pending):
-            if not self._compensate_step(saga_id, step, frozen):
+            if not self._compensate_step(saga_id, step, frozen, saga_name=definition.name):
                 log.error(
                     "saga %s: gave up compensating step %s after %s attempts; it stays in flight",
                     saga_id,
@@ -420,7 +443,9 @@ class SagaOrchestrator:
         self._log.finish(saga_id, SagaState.COMPENSATED)
         return SagaOutcome.from_record(self._log.get(saga_id), failure)
 
-    def _compensate_step(self, saga_id: str, step: Step, payload: Mapping[str, Any]) -> bool:
+    def _compensate_step(
+        self, saga_id: str, step: Step, payload: Mapping[str, Any], *, saga_name: str = ""
+    ) -> bool:
         """Retry one compensation with backoff until it succeeds (or max_attempts runs out)."""
         assert step.compensation is not None
         attempt = 0
@@ -430,9 +455,11 @@ class SagaOrchestrator:
                 saga_id, step, payload, self._clock() + step.timeout_s, attempt=attempt, compensating=True
             )
             self._write(saga_id, [NewEvent(step.name, StepEventKind.COMPENSATING, attempt=attempt)])
+            observed = StepSpan(saga_name, step.name, attempt=attempt, compensating=True)
             try:
                 step.compensation(context)
             except Exception as error:
+                observed.end(error)
                 self._write(
                     saga_id,
                     [
@@ -451,10 +478,24 @@ class SagaOrchestrator:
                     return False
                 self._sleep(self._backoff.delay(attempt))
                 continue
+            except BaseException as interrupted:
+                observed.end(interrupted)
+                raise
+            observed.end()
             self._write(saga_id, [NewEvent(step.name, StepEventKind.COMPENSATED, attempt=attempt)])
             return True
 
     # Plumbing
+
+    @staticmethod
+    def _observed(
+        definition: SagaDefinition, saga_id: str, drive: Callable[[], SagaOutcome], *, resumed: bool = False
+    ) -> SagaOutcome:
+        """Run ``drive`` as one saga run in traces and ``saga_*`` metrics; it changes nothing else."""
+        with SagaRun(definition.name, saga_id, resumed=resumed) as run:
+            outcome = drive()
+            run.finish(outcome.state.value, failed_step=outcome.failed_step, error=outcome.error)
+        return outcome
 
     def _context(
         self,

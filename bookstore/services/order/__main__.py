@@ -10,6 +10,10 @@ BOOKSTORE_ORDER_FLOW picks how orders are placed, once, at start-up: ``saga`` (t
 or ``plain``, week 6's sequential flow (``plain_flow``), kept as the benchmark baseline. A
 plain service keeps no saga log and runs no recovery, so it also leaves alone any saga an
 earlier run on the same database left in flight; start it as ``saga`` again to finish those.
+
+Events: every order change writes its event into the outbox table. When BOOKSTORE_RABBITMQ_URL
+is set, replica 0 runs the outbox relay that publishes them (to the exchange named with
+BOOKSTORE_MESSAGING_PREFIX); without it, events wait in the table until a relay runs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import logging
 
 import grpc
+from sqlalchemy import Engine
 
+from bookstore.messaging.outbox import Outbox, OutboxRelay
 from bookstore.platform.admin import BreakerSnapshots
 from bookstore.platform.database import make_engine
 from bookstore.platform.server import ServiceDefinition, run_service
@@ -43,6 +49,7 @@ def register(server: grpc.Server, settings: Settings) -> BreakerSnapshots | None
     # so a restarted replica takes its own sagas back at once instead of waiting for a lease.
     engine = make_engine(settings.database_url("order"))
     store = OrderStore(engine)
+    start_outbox_relay(settings, engine, store)
     snapshots = deps.breakers.snapshots if deps.breakers is not None else None
     if settings.order_flow == "plain":
         log.warning(
@@ -64,6 +71,26 @@ def register(server: grpc.Server, settings: Settings) -> BreakerSnapshots | None
     # must not wait for a payment service that is down, and new orders need not wait either.
     start_recovery(saga)
     return snapshots
+
+
+def start_outbox_relay(settings: Settings, engine: Engine, store: OrderStore) -> OutboxRelay | None:
+    """Publish the outbox from replica 0, if a broker is configured; the relay is a daemon thread."""
+    if not settings.rabbitmq_url:
+        log.info("BOOKSTORE_RABBITMQ_URL is not set: order events wait in the outbox, unpublished")
+        return None
+    if settings.replica != 0:
+        return None  # one relay per database keeps the events in order
+    from bookstore.messaging.publisher import Publisher
+    from bookstore.messaging.topology import Topology
+
+    topology = Topology(settings.messaging_prefix)
+
+    def publisher() -> Publisher:
+        return Publisher(settings.rabbitmq_url, topology, name=f"order-{settings.replica}-outbox")
+
+    relay = OutboxRelay(Outbox(engine), publisher, poll_s=settings.outbox_poll_s)
+    store.on_event = relay.wake
+    return relay.start()
 
 
 DEFINITION = ServiceDefinition(

@@ -13,6 +13,11 @@ UNIQUE key, scoped per user so one user's key can never collide with another's. 
 "is this key known?" and the insert run in one transaction, and when two requests race past
 the check anyway, the database's unique key decides: the loser reads the winner's order.
 
+Events: every change of an order also writes its event (``order.created``, ``order.approved``,
+``order.rejected``) into the ``outbox`` table, in the same transaction; the outbox relay
+publishes them to RabbitMQ (``bookstore.messaging.outbox``). ``on_event`` is called after such
+a commit, so the relay can look at once instead of at its next poll.
+
 Newest first: ``created_at_unix`` (seconds) is what the API shows, but several orders fit in
 one second, so listing sorts on ``created_at_ns``, with the order id as the last tie-break
 so that paging is stable.
@@ -29,7 +34,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from bookstore.domain.errors import FailedPrecondition, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.messaging.outbox import add_event, create_outbox_table
 from bookstore.platform.database import initialize, read_session_factory, session_factory
+from bookstore.services.order.events import order_event
 
 MAX_REASON_CHARS = 500
 MAX_REQUEST_ID_CHARS = 100
@@ -100,11 +107,19 @@ class OrderStore:
     Pure reads use ``read_session_factory``: on SQLite they take no write lock.
     """
 
-    def __init__(self, engine: Engine, *, clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+        on_event: Callable[[], None] | None = None,
+    ) -> None:
         initialize(engine, Base.metadata)
+        create_outbox_table(engine)
         self._sessions = session_factory(engine)
         self._reads = read_session_factory(engine)
         self._clock_ns = clock_ns
+        self.on_event = on_event
 
     def create_pending(self, order: Order) -> Order:
         """Store ``order`` as PENDING, stamped with the store's clock, and return it as stored.
@@ -129,7 +144,10 @@ class OrderStore:
                     row = self._new_row(order, request_id)
                     session.add(row)
                     session.flush()
-                    return row.to_domain()
+                    stored = row.to_domain()
+                    add_event(session, order_event(stored))
+                self._notify()
+                return stored
             except IntegrityError:
                 if request_id is None:
                     raise  # a duplicate order id is a bug, not a race to resolve
@@ -162,7 +180,14 @@ class OrderStore:
             row.status = status.value
             # Reasons often quote a downstream error message, whose length nobody promised.
             row.reason = reason[:MAX_REASON_CHARS]
-            return row.to_domain()
+            changed = row.to_domain()
+            add_event(session, order_event(changed))
+        self._notify()
+        return changed
+
+    def _notify(self) -> None:
+        if self.on_event is not None:
+            self.on_event()
 
     def pending_ids(self, limit: int = 1000) -> list[str]:
         """Ids of PENDING orders, oldest first: the orders whose saga may still need a hand."""

@@ -1,0 +1,163 @@
+"""Finding the message broker, and opening connections to it that behave well.
+
+A process that publishes or consumes events needs one thing from its surroundings: the AMQP
+URL of a RabbitMQ broker. ``resolve_rabbitmq_url`` finds it the same way everywhere (tests,
+notebooks, services), in this order:
+
+1. ``BOOKSTORE_RABBITMQ_URL`` (``Settings.rabbitmq_url``) when it is set: an explicit choice wins;
+2. ``amqp://guest:guest@127.0.0.1:5672/%2F`` when a broker there accepts an AMQP connection
+   within a second or two (a refused port fails at once; a silent one costs the short timeout);
+3. a RabbitMQ container through testcontainers (``bookstore.platform.containers``) when a
+   Docker engine answers;
+4. otherwise ``BrokerUnavailable``, whose message names those three ways to provide one.
+
+Why the probe opens a real AMQP connection rather than a TCP socket: a port that accepts TCP
+may belong to something else, or to a broker that refuses ``guest``; only a finished AMQP
+handshake proves the URL will work.
+
+``connection_parameters`` gives every connection the same sane settings: a name that shows in
+``rabbitmqctl list_connections`` (so you can tell the notification consumer from a notebook),
+a heartbeat (a dead peer is noticed within about two heartbeats, not at the next TCP timeout),
+a ``blocked_connection_timeout`` (a broker that blocks publishers under a memory or disk
+alarm makes the connection fail instead of hanging forever) and few, quick connection
+attempts, so a missing broker is reported in seconds. Values given in the URL's query string
+(``?heartbeat=10``) win over these defaults.
+
+When not to use this: a production deployment names its broker explicitly (step 1) and
+never probes or starts containers; steps 2 and 3 exist so a learner's laptop and CI just work.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+from urllib.parse import parse_qs, urlsplit
+
+import pika
+import pika.exceptions
+
+from bookstore.platform.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LOCAL_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+PROBE_TIMEOUT_S = 1.5
+
+HEARTBEAT_S = 30
+BLOCKED_CONNECTION_TIMEOUT_S = 30.0
+CONNECTION_ATTEMPTS = 2
+RETRY_DELAY_S = 0.5
+SOCKET_TIMEOUT_S = 2.0
+
+
+class BrokerUnavailable(RuntimeError):
+    """No RabbitMQ could be found; the message says how to provide one."""
+
+
+def connection_parameters(
+    url: str,
+    name: str,
+    *,
+    heartbeat_s: int = HEARTBEAT_S,
+    blocked_connection_timeout_s: float = BLOCKED_CONNECTION_TIMEOUT_S,
+    connection_attempts: int = CONNECTION_ATTEMPTS,
+    retry_delay_s: float = RETRY_DELAY_S,
+    socket_timeout_s: float = SOCKET_TIMEOUT_S,
+) -> pika.URLParameters:
+    """Parameters for ``url`` with a ``connection_name`` and the defaults above.
+
+    A setting present in the URL's query string (``heartbeat``, ``blocked_connection_timeout``,
+    ``connection_attempts``, ``retry_delay``, ``socket_timeout``) is kept as the URL says.
+    """
+    parameters = pika.URLParameters(url)
+    in_url = set(parse_qs(urlsplit(url).query))
+    defaults: dict[str, float | int] = {
+        "heartbeat": heartbeat_s,
+        "blocked_connection_timeout": blocked_connection_timeout_s,
+        "connection_attempts": connection_attempts,
+        "retry_delay": retry_delay_s,
+        "socket_timeout": socket_timeout_s,
+    }
+    for setting, value in defaults.items():
+        if setting not in in_url:
+            setattr(parameters, setting, value)
+    # pika merges these into its own client properties (product, capabilities, ...).
+    parameters.client_properties = {**(parameters.client_properties or {}), "connection_name": name}
+    return parameters
+
+
+def connect(url: str, name: str) -> pika.BlockingConnection:
+    """A blocking connection named ``name``; ``pika.exceptions.AMQPConnectionError`` if none opens."""
+    return pika.BlockingConnection(connection_parameters(url, name))
+
+
+def broker_answers(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a broker at ``url`` completes an AMQP handshake within about ``timeout_s``."""
+    parameters = connection_parameters(
+        url,
+        "bookstore-probe",
+        connection_attempts=1,
+        retry_delay_s=0.0,
+        socket_timeout_s=timeout_s,
+    )
+    parameters.stack_timeout = 2 * timeout_s  # bounds DNS + TCP + AMQP handshake together
+    try:
+        pika.BlockingConnection(parameters).close()
+    except (pika.exceptions.AMQPError, OSError) as error:
+        logger.debug("no broker answers at %s: %r", _redacted(url), error)
+        return False
+    return True
+
+
+def resolve_rabbitmq_url(settings: Settings | None = None) -> str:
+    """The broker's AMQP URL: the setting, else a local broker, else a container; see the module doc."""
+    settings = Settings.from_env() if settings is None else settings
+    if settings.rabbitmq_url:
+        return settings.rabbitmq_url
+    if broker_answers(LOCAL_URL):
+        logger.info("using the RabbitMQ broker on 127.0.0.1:5672")
+        return LOCAL_URL
+    container_problem = ""
+    containers = _containers_module()
+    if containers is not None and _docker_answers(containers):
+        try:
+            url: str = containers.rabbitmq_url()
+        except Exception as error:  # the third way was there but failed: say so, and keep the other two
+            container_problem = f" (a Docker engine answers, but starting RabbitMQ in it failed: {error})"
+        else:
+            logger.info("using RabbitMQ in a container at %s", _redacted(url))
+            return url
+    raise BrokerUnavailable(
+        "no RabbitMQ broker found. Provide one in any of three ways: set BOOKSTORE_RABBITMQ_URL "
+        "(e.g. amqp://guest:guest@host:5672/%2F); or run RabbitMQ on 127.0.0.1:5672 with user guest "
+        "(`rabbitmq-server -detached` then `rabbitmqctl await_startup`); or start a Docker engine so a "
+        f"RabbitMQ container can be started with testcontainers{container_problem}."
+    )
+
+
+def _containers_module() -> ModuleType | None:
+    """``bookstore.platform.containers`` if it (and what it imports) is installed; imported late
+    because it pulls in the Docker client, which most runs never need."""
+    try:
+        return importlib.import_module("bookstore.platform.containers")
+    except ImportError as error:
+        logger.debug("no container support: %r", error)
+        return None
+
+
+def _docker_answers(containers: ModuleType) -> bool:
+    try:
+        return bool(containers.docker_available())
+    except Exception as error:  # a probe that breaks means "no Docker", not a crash of the resolution
+        logger.debug("docker_available() failed: %r", error)
+        return False
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,256 @@
+"""The transactional outbox: publish an event if, and only if, the change it reports committed.
+
+**The problem.** The order service changes an order in its database and must tell the world
+("order.approved"). Two writes to two systems cannot be one transaction: commit then publish,
+and a crash in between loses the event; publish then commit, and a rollback leaves an event
+about a change that never happened. A broker that is down would also make every order fail.
+
+**The pattern.** Write the event as a row of an ``outbox`` table *in the same database
+transaction* as the order change (``add_event``). Either both commit or neither does. A relay
+(``OutboxRelay``, a thread in the order service) then reads unpublished rows in the order they
+were written, publishes them with publisher confirms, and marks them published. If RabbitMQ is
+down, orders still succeed and their events wait in the table; when it returns, the relay
+catches up, oldest first.
+
+**The price.** Delivery is *at least once*: a relay that dies after the broker confirmed but
+before it marked the rows publishes them again. That is why every event carries a stable
+``message_id`` (written with the row) and consumers remember which ids they applied.
+
+**Order.** One relay per database publishes on one channel, in row order, so consumers see an
+order's events in the order they happened. Run the relay in one replica only (the order
+service runs it in replica 0); two relays would both be correct but could interleave.
+
+**When not to.** When losing an event is acceptable (a cache hint), or when the broker is the
+system of record (event sourcing into a log such as Kafka, which is then read back).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import BigInteger, Engine, Index, Integer, String, Text, delete, func, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from bookstore.messaging.events import Event
+from bookstore.platform.database import initialize, read_session_factory, session_factory
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 500
+PUBLISHED_RETENTION_S = 3600.0  # published rows are kept this long, for inspection, then purged
+
+
+class OutboxBase(DeclarativeBase):
+    pass
+
+
+class OutboxRow(OutboxBase):
+    __tablename__ = "outbox"
+    # The relay's query: unpublished rows, oldest first.
+    __table_args__ = (Index("ix_outbox_published_id", "published_at_ns", "id"),)
+
+    # SQLite numbers rows itself only for a column declared exactly INTEGER PRIMARY KEY.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    correlation_id: Mapped[str] = mapped_column(String(100), default="")
+    body: Mapped[str] = mapped_column(Text)  # the event's data, as JSON
+    headers: Mapped[str] = mapped_column(Text, default="{}")  # e.g. the W3C traceparent, as JSON
+    occurred_at: Mapped[float] = mapped_column()
+    created_at_ns: Mapped[int] = mapped_column(BigInteger)
+    published_at_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+def create_outbox_table(engine: Engine) -> None:
+    """Create the ``outbox`` table beside a service's own tables (idempotent)."""
+    initialize(engine, OutboxBase.metadata)
+
+
+def add_event(session: Session, event: Event, headers: Mapping[str, str] | None = None) -> None:
+    """Stage ``event`` in ``session``: it is published only if this session's transaction commits."""
+    session.add(
+        OutboxRow(
+            message_id=event.message_id,
+            event_type=event.type,
+            correlation_id=event.correlation_id,
+            body=json.dumps(dict(event.data), separators=(",", ":")),
+            headers=json.dumps(dict(headers or {}), separators=(",", ":")),
+            occurred_at=event.occurred_at,
+            created_at_ns=time.time_ns(),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An unpublished outbox row: the event and the headers stored with it."""
+
+    row_id: int
+    event: Event
+    headers: Mapping[str, Any]
+
+
+class Outbox:
+    """Reads and settles the ``outbox`` rows of one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        create_outbox_table(engine)
+        self._sessions = session_factory(engine)
+        self._reads = read_session_factory(engine)
+
+    def pending(self, limit: int = DEFAULT_BATCH) -> list[PendingEvent]:
+        """Unpublished events, oldest first."""
+        with self._reads() as session:
+            rows = session.execute(
+                select(OutboxRow)
+                .where(OutboxRow.published_at_ns.is_(None))
+                .order_by(OutboxRow.id)
+                .limit(limit)
+            ).scalars()
+            return [_pending_event(row) for row in rows]
+
+    def mark_published(self, row_ids: Sequence[int]) -> None:
+        if not row_ids:
+            return
+        with self._sessions.begin() as session:
+            session.execute(
+                update(OutboxRow).where(OutboxRow.id.in_(row_ids)).values(published_at_ns=time.time_ns())
+            )
+
+    def backlog(self) -> int:
+        """How many events wait to be published."""
+        with self._reads() as session:
+            return session.execute(
+                select(func.count()).select_from(OutboxRow).where(OutboxRow.published_at_ns.is_(None))
+            ).scalar_one()
+
+    def purge_published(self, older_than_s: float = PUBLISHED_RETENTION_S) -> int:
+        """Delete rows published more than ``older_than_s`` ago; returns how many."""
+        cutoff = time.time_ns() - int(older_than_s * 1e9)
+        with self._sessions.begin() as session:
+            result = session.execute(
+                delete(OutboxRow).where(
+                    OutboxRow.published_at_ns.is_not(None), OutboxRow.published_at_ns < cutoff
+                )
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _pending_event(row: OutboxRow) -> PendingEvent:
+    event = Event(
+        type=row.event_type,
+        data=json.loads(row.body),
+        correlation_id=row.correlation_id,
+        message_id=row.message_id,
+        occurred_at=row.occurred_at,
+    )
+    return PendingEvent(row.id, event, json.loads(row.headers or "{}"))
+
+
+class EventPublisher(Protocol):
+    """What the relay needs from a publisher (``bookstore.messaging.publisher.Publisher``)."""
+
+    def publish(
+        self, events: Sequence[Event], headers: Sequence[Mapping[str, Any]] | None = None
+    ) -> None: ...
+
+
+class OutboxRelay:
+    """Publishes the outbox, oldest first, in a background thread; survives broker outages.
+
+    ``publisher_factory`` makes a publisher when the relay needs one, so a broker that is down
+    at start-up delays events, never the service. After a failure the relay waits (doubling
+    from ``poll_s`` up to ``max_backoff_s``) and tries the same rows again, in the same order.
+    ``wake()`` makes it look at once (the store calls it after committing an event).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        publisher_factory: Callable[[], EventPublisher],
+        *,
+        poll_s: float = 0.05,
+        batch: int = DEFAULT_BATCH,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.outbox = outbox
+        self._publisher_factory = publisher_factory
+        self._publisher: EventPublisher | None = None
+        self.poll_s = poll_s
+        self.batch = batch
+        self.max_backoff_s = max_backoff_s
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.published = 0
+        self.failures = 0
+
+    def start(self) -> OutboxRelay:
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop after the batch in progress; events not yet published stay in the outbox."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        close = getattr(self._publisher, "close", None)
+        if close is not None:
+            close()
+        self._publisher = None
+
+    def relay_once(self) -> int:
+        """Publish one batch and mark it; returns how many events went out. Raises on failure."""
+        pending = self.outbox.pending(self.batch)
+        if not pending:
+            return 0
+        if self._publisher is None:
+            self._publisher = self._publisher_factory()
+        self._publisher.publish([p.event for p in pending], [p.headers for p in pending])
+        # Confirmed by the broker: only now is the row done. A crash right here publishes
+        # these again after a restart, which the consumers' dedupe absorbs.
+        self.outbox.mark_published([p.row_id for p in pending])
+        self.published += len(pending)
+        return len(pending)
+
+    def _run(self) -> None:
+        backoff = self.poll_s
+        last_purge = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                sent = self.relay_once()
+            except Exception as error:  # the broker, the network or the database: try again later
+                self.failures += 1
+                log.warning("outbox relay: %s; retrying in %.2f s", error, backoff)
+                self._drop_publisher()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            backoff = self.poll_s
+            if sent == self.batch:
+                continue  # more may be waiting: no pause while catching up
+            if time.monotonic() - last_purge > 60:
+                last_purge = time.monotonic()
+                self.outbox.purge_published()
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def _drop_publisher(self) -> None:
+        close = getattr(self._publisher, "close", None)
+        self._publisher = None
+        if close is not None:
+            try:
+                close()
+            except Exception:  # closing a broken connection may fail too; it is gone either way
+                log.debug("outbox relay: closing the failed publisher failed", exc_info=True)

@@ -1,0 +1,173 @@
+"""Plots of the week 10 notebook: a trace as a waterfall, latency as percentiles.
+
+* ``plot_waterfall(spans)`` draws one trace the way Jaeger does: a bar per span from its
+  start to its end, children under their parent, coloured by service. Gaps between a
+  client span and its server span are the network and the queueing; a bar that runs past
+  its parent's end is a call someone stopped waiting for.
+* ``plot_latency_percentiles(series)`` compares P50, P90 and P99 of several things (modes,
+  services, methods). It takes raw durations (from spans, or timed in the notebook) or
+  percentiles computed elsewhere (PromQL's ``histogram_quantile``, or
+  ``prometheus.histogram_quantile`` on a direct scrape).
+* ``plot_quantile_timeseries(series)`` draws the result of a ``query_range`` over time.
+
+Each returns the ``Axes`` it drew on; pass ``ax=`` to draw into a figure of your own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.patches import Patch
+
+from bookstore.observability.collector import SpanRecord
+
+DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _figure, created = plt.subplots(figsize=size)
+    return created
+
+
+def waterfall_order(spans: Sequence[SpanRecord]) -> list[tuple[SpanRecord, int]]:
+    """Spans depth first, each with its depth: roots by start, then each span's children by start.
+
+    A span whose parent is missing (not arrived, or in another trace) is shown as a root.
+    """
+    ids = {span.span_id for span in spans}
+    children: dict[str | None, list[SpanRecord]] = {}
+    for span in spans:
+        parent = span.parent_id if span.parent_id in ids else None
+        children.setdefault(parent, []).append(span)
+    for siblings in children.values():
+        siblings.sort(key=lambda s: (s.start_ns, s.name))
+    ordered: list[tuple[SpanRecord, int]] = []
+
+    def visit(span: SpanRecord, depth: int) -> None:
+        ordered.append((span, depth))
+        for child in children.get(span.span_id, ()):
+            visit(child, depth + 1)
+
+    for root in children.get(None, ()):
+        visit(root, 0)
+    return ordered
+
+
+def service_colours(services: Sequence[str]) -> dict[str, Any]:
+    """A stable colour per service name, in the order given."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"]
+    return {service: palette(index % 10) for index, service in enumerate(dict.fromkeys(services))}
+
+
+def plot_waterfall(spans: Sequence[SpanRecord], ax: Axes | None = None, *, title: str | None = None) -> Axes:
+    """One trace as horizontal bars in milliseconds from its first span's start; errors edged red."""
+    ordered = waterfall_order(spans)
+    ax = _axes(ax, (11, 0.35 * max(len(ordered), 4) + 1.2))
+    if not ordered:
+        ax.set_title(title or "no spans")
+        return ax
+    origin = min(span.start_ns for span, _ in ordered)
+    colours = service_colours([span.service for span, _ in ordered])
+    for row, (span, depth) in enumerate(ordered):
+        start_ms = (span.start_ns - origin) / 1e6
+        width_ms = max((span.end_ns - span.start_ns) / 1e6, 0.001)
+        ax.barh(
+            row,
+            width_ms,
+            left=start_ms,
+            height=0.6,
+            color=colours[span.service],
+            edgecolor="red" if span.is_error else "none",
+            linewidth=1.5,
+        )
+        label = f"{'  ' * depth}{span.service}: {span.name.rsplit('.', 1)[-1]}"
+        ax.text(start_ms + width_ms, row, f" {width_ms:.2f} ms", va="center", fontsize=7)
+        ax.annotate(
+            label,
+            (0, row),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 0),
+            textcoords="offset points",
+            ha="right",
+            va="center",
+            fontsize=8,
+        )
+    ax.set_yticks([])
+    ax.set_ylim(len(ordered) - 0.5, -0.5)
+    ax.set_xlabel("milliseconds since the trace began")
+    ax.set_title(title or f"trace {ordered[0][0].trace_id[:16]}... ({len(ordered)} spans)")
+    ax.legend(handles=[Patch(color=c, label=s) for s, c in colours.items()], loc="lower right", fontsize=8)
+    ax.figure.subplots_adjust(left=0.35)
+    return ax
+
+
+def percentiles(
+    durations: Sequence[float], quantiles: Sequence[float] = DEFAULT_QUANTILES
+) -> dict[float, float]:
+    """Nearest-rank percentiles of raw durations: values that were actually observed."""
+    ordered = sorted(durations)
+    if not ordered:
+        return {q: math.nan for q in quantiles}
+    return {q: ordered[max(0, math.ceil(q * len(ordered)) - 1)] for q in quantiles}
+
+
+def plot_latency_percentiles(
+    series: Mapping[str, Sequence[float] | Mapping[float, float]],
+    ax: Axes | None = None,
+    *,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    unit: str = "ms",
+    title: str = "latency percentiles",
+) -> Axes:
+    """Grouped bars: for each series, its P50/P90/P99 (or ``quantiles``).
+
+    A series is raw durations in seconds, or a mapping ``quantile -> seconds`` already
+    computed (from PromQL or a direct scrape).
+    """
+    scale = {"s": 1.0, "ms": 1e3, "us": 1e6}[unit]
+    ax = _axes(ax, (8, 4))
+    names = list(series)
+    width = 0.8 / max(len(quantiles), 1)
+    for index, q in enumerate(quantiles):
+        heights = []
+        for name in names:
+            values = series[name]
+            table = values if isinstance(values, Mapping) else percentiles(values, quantiles)
+            heights.append(table.get(q, math.nan) * scale)
+        positions = [i + (index - (len(quantiles) - 1) / 2) * width for i in range(len(names))]
+        ax.bar(positions, heights, width=width, label=f"P{q * 100:g}")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def plot_quantile_timeseries(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    ax: Axes | None = None,
+    *,
+    unit: str = "ms",
+    title: str = "latency over time",
+) -> Axes:
+    """Lines of ``(unix time, seconds)`` points, e.g. one per quantile from ``query_range``."""
+    scale = {"s": 1.0, "ms": 1e3, "us": 1e6}[unit]
+    ax = _axes(ax, (9, 4))
+    starts = [points[0][0] for points in series.values() if points]
+    origin = min(starts) if starts else 0.0
+    for name, points in series.items():
+        ax.plot([t - origin for t, _ in points], [v * scale for _, v in points], label=name)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.legend()
+    return ax

@@ -1,0 +1,450 @@
+"""Backing services in throwaway containers (testcontainers), when nothing else provides them.
+
+From week 9 on the bookstore needs infrastructure beside its own processes: a RabbitMQ
+broker, a trace store (Jaeger), Prometheus, and optionally a MySQL-compatible database.
+Where does a notebook get them? In order (see each caller, e.g. ``bookstore.messaging``):
+
+1. an address someone configured (``BOOKSTORE_RABBITMQ_URL``, ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+   ``BOOKSTORE_PROMETHEUS_URL``, ``BOOKSTORE_DB_URL``): production's answer, and the
+   ``docker compose`` stack's;
+2. a server already running on this machine (RabbitMQ on 127.0.0.1:5672, a ``prometheus``
+   binary on PATH);
+3. **a container started here and now, with this module**, when a Docker engine answers;
+4. an in-process stand-in (the embedded OTLP collector, a direct scrape, SQLite), or an
+   error naming these ways.
+
+Why containers at step 3: a learner who has Docker but no RabbitMQ gets the real broker,
+at the version ``docker-compose.yml`` runs, in seconds, with nothing to install and
+nothing left behind. Tests get the same: real servers instead of mocks, and a clean one
+for every run. That is what testcontainers is for: a container's life is tied to the code
+that needs it. It is started on first use, its random host port is read back (so two runs
+never collide on 5672), and it is removed when the work is done.
+
+When not to: in production (services outlive any one process there, and someone runs and
+backs them up), when an address is configured (an explicit choice always wins), and on
+machines without a Docker engine, like the course's development machines: there
+``docker_available()`` says so within about two seconds, once per process, and callers
+take step 4. A container also costs seconds to start; a server already running is faster.
+
+Clean-up is layered like the cluster launcher's: ``stop_all()`` removes every container
+started here (call it when the cluster that needed them stops; it also runs ``atexit``), and
+testcontainers' reaper ("Ryuk", a small sidecar container) removes them if this process
+dies without running either, say a kernel killed with SIGKILL.
+
+    from bookstore.platform import containers
+    if containers.docker_available():
+        url = containers.rabbitmq_url()        # amqp://guest:guest@127.0.0.1:49154/%2F
+    containers.stop_all()
+
+Every container is described by a ``ContainerSpec`` (plain data: image, ports, settings,
+how to tell it is ready), and one ``ContainerPool`` starts each spec at most once. Both are
+small on purpose, so they can be checked without Docker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import secrets
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# The images docker-compose.yml runs: the same versions either way (a test keeps them equal).
+RABBITMQ_IMAGE = "rabbitmq:3.13-management"
+JAEGER_IMAGE = "jaegertracing/all-in-one:1.62.0"
+# MariaDB, the MySQL-compatible server the course's tests run against; PyMySQL (the driver
+# bookstore.platform.database uses) speaks to it with no extra crypto package.
+MYSQL_IMAGE = "mariadb:11.4"
+PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
+
+AMQP_PORT = 5672
+RABBITMQ_MANAGEMENT_PORT = 15672
+OTLP_GRPC_PORT = 4317
+JAEGER_UI_PORT = 16686
+JAEGER_ADMIN_PORT = 14269  # answers 200 on / once every Jaeger component is up
+MYSQL_PORT = 3306
+PROMETHEUS_PORT = 9090
+
+RABBITMQ_USER = "guest"
+RABBITMQ_PASSWORD = "guest"
+MYSQL_USER = "root"
+MYSQL_DATABASE_PREFIX = "bookstore_"
+PROMETHEUS_CONFIG_DIR = "/etc/bookstore/prometheus"
+
+DOCKER_PING_TIMEOUT_S = 2.0
+STARTUP_TIMEOUT_S = 120.0
+READY_POLL_S = 0.5
+
+
+class DockerUnavailable(RuntimeError):
+    """A container was asked for, but no Docker engine answers."""
+
+
+# ---------------------------------------------------------------------------- is there an engine?
+_probe_lock = threading.Lock()
+_probe_result: list[str | None] = []  # empty until probed; then [None] (available) or [reason]
+
+
+def docker_unavailable_reason() -> str | None:
+    """None when a Docker engine answers a ping, else why not. Probed once per process.
+
+    The probe runs in a helper thread that is given ``DOCKER_PING_TIMEOUT_S``: a
+    ``DOCKER_HOST`` pointing at an unreachable machine costs two seconds, not a hang. The
+    docker CLI being installed proves nothing; only an engine that answers counts.
+    """
+    with _probe_lock:
+        if not _probe_result:
+            _probe_result.append(_probe_docker(DOCKER_PING_TIMEOUT_S))
+        return _probe_result[0]
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (cached for the life of the process)."""
+    return docker_unavailable_reason() is None
+
+
+def _probe_docker(timeout_s: float) -> str | None:
+    outcome: list[str | None] = []
+
+    def ping() -> None:
+        try:
+            import docker
+
+            client = docker.from_env(timeout=timeout_s)
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except Exception as error:
+            outcome.append(f"no Docker engine answers: {error}")
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=ping, name="bookstore-docker-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if not outcome:
+        return f"no Docker engine answered within {timeout_s:g} s"
+    return outcome[0]
+
+
+def _reset_docker_probe() -> None:
+    """Forget the cached answer (tests, or after starting Docker in a running kernel)."""
+    with _probe_lock:
+        _probe_result.clear()
+
+
+# ---------------------------------------------------------------------------- what to start
+PortLookup = Callable[[int], int]
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One backing service as data: what to run, and how to find and trust it once it runs.
+
+    ``urls(host, port)`` builds the addresses clients use, given the host the engine
+    publishes on and a lookup from container port to published port. ``ready(urls)`` is
+    polled until it returns True (or ``STARTUP_TIMEOUT_S`` passes).
+    """
+
+    name: str
+    image: str
+    ports: tuple[int, ...]
+    urls: Callable[[str, PortLookup], dict[str, str]]
+    ready: Callable[[Mapping[str, str]], bool]
+    env: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()
+    # host path -> (container path, "ro" or "rw")
+    volumes: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # "host": share this machine's network, to reach services bound to its loopback.
+    network_mode: str = ""
+
+
+def rabbitmq_spec() -> ContainerSpec:
+    def urls(host: str, port: PortLookup) -> dict[str, str]:
+        return {
+            "amqp": f"amqp://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@{host}:{port(AMQP_PORT)}/%2F",
+            "management": f"http://{host}:{port(RABBITMQ_MANAGEMENT_PORT)}",
+        }
+
+    return ContainerSpec(
+        name="rabbitmq",
+        image=RABBITMQ_IMAGE,
+        ports=(AMQP_PORT, RABBITMQ_MANAGEMENT_PORT),
+        env={"RABBITMQ_DEFAULT_USER": RABBITMQ_USER, "RABBITMQ_DEFAULT_PASS": RABBITMQ_PASSWORD},
+        urls=urls,
+        ready=lambda found: _amqp_answers(found["amqp"]),
+    )
+
+
+def jaeger_spec() -> ContainerSpec:
+    def urls(host: str, port: PortLookup) -> dict[str, str]:
+        return {
+            "otlp": f"http://{host}:{port(OTLP_GRPC_PORT)}",
+            "query": f"http://{host}:{port(JAEGER_UI_PORT)}",
+            "admin": f"http://{host}:{port(JAEGER_ADMIN_PORT)}",
+        }
+
+    return ContainerSpec(
+        name="jaeger",
+        image=JAEGER_IMAGE,
+        ports=(OTLP_GRPC_PORT, JAEGER_UI_PORT, JAEGER_ADMIN_PORT),
+        env={"COLLECTOR_OTLP_ENABLED": "true"},
+        urls=urls,
+        ready=lambda found: _http_ok(found["admin"] + "/"),
+    )
+
+
+def mysql_spec(root_password: str | None = None) -> ContainerSpec:
+    password = root_password or secrets.token_hex(12)
+
+    def urls(host: str, port: PortLookup) -> dict[str, str]:
+        server = f"mysql+pymysql://{MYSQL_USER}:{password}@{host}:{port(MYSQL_PORT)}/"
+        return {"server": server, "template": server + MYSQL_DATABASE_PREFIX + "{service}"}
+
+    return ContainerSpec(
+        name="mysql",
+        image=MYSQL_IMAGE,
+        ports=(MYSQL_PORT,),
+        env={"MARIADB_ROOT_PASSWORD": password},
+        urls=urls,
+        ready=lambda found: _sql_answers(found["server"]),
+    )
+
+
+def prometheus_spec(config_path: str | Path, port: int | None = None) -> ContainerSpec:
+    """Prometheus with ``config_path``, on the host's network so it can scrape loopback ports.
+
+    The services of a notebook's cluster listen on 127.0.0.1 only, which a container on
+    Docker's own network cannot reach; sharing the host's network (Linux engines; Docker
+    Desktop has it as an option) can. The config file's folder is mounted, so file-based
+    service discovery files next to it work with relative paths.
+    """
+    config = Path(config_path).resolve()
+    if not config.is_file():
+        raise FileNotFoundError(f"no Prometheus configuration at {config}")
+    listen_port = port or free_port()
+
+    def urls(_host: str, _port: PortLookup) -> dict[str, str]:
+        return {"http": f"http://127.0.0.1:{listen_port}"}
+
+    return ContainerSpec(
+        name="prometheus",
+        image=PROMETHEUS_IMAGE,
+        ports=(),
+        command=(
+            f"--config.file={PROMETHEUS_CONFIG_DIR}/{config.name}",
+            f"--web.listen-address=127.0.0.1:{listen_port}",
+            "--storage.tsdb.path=/prometheus",
+        ),
+        volumes={str(config.parent): (PROMETHEUS_CONFIG_DIR, "ro")},
+        network_mode="host",
+        urls=urls,
+        ready=lambda found: _http_ok(found["http"] + "/-/ready"),
+    )
+
+
+# ---------------------------------------------------------------------------- starting and stopping
+@dataclass(frozen=True)
+class Running:
+    """A started container: its addresses and how to remove it."""
+
+    name: str
+    urls: Mapping[str, str]
+    stop: Callable[[], None] = field(repr=False)
+
+
+Launcher = Callable[[ContainerSpec], Running]
+
+
+class ContainerPool:
+    """Starts each backing service once, on first use, and removes all of them on ``stop_all``.
+
+    Keys name what was started ("rabbitmq", "prometheus:/path/to/config.yml"): asking
+    again returns the running one. A start holds the pool's lock, so two threads asking
+    at once get one container, not two.
+    """
+
+    def __init__(
+        self,
+        launcher: Launcher | None = None,
+        unavailable_reason: Callable[[], str | None] = docker_unavailable_reason,
+    ) -> None:
+        self._launch = launcher or launch
+        self._unavailable_reason = unavailable_reason
+        self._lock = threading.Lock()
+        self._running: dict[str, Running] = {}
+
+    def get(self, key: str, spec: Callable[[], ContainerSpec]) -> Running:
+        with self._lock:
+            if key in self._running:
+                return self._running[key]
+            reason = self._unavailable_reason()
+            if reason is not None:
+                raise DockerUnavailable(f"cannot start a {key} container: {reason}")
+            started = self._launch(spec())
+            self._running[key] = started
+            log.info("started a %s container: %s", key, dict(started.urls))
+            return started
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    def stop_all(self) -> None:
+        """Remove every container this pool started; one that fails to go does not keep the rest."""
+        with self._lock:
+            running, self._running = self._running, {}
+        for key, started in running.items():
+            try:
+                started.stop()
+            except Exception:
+                log.warning("could not remove the %s container", key, exc_info=True)
+
+
+def launch(spec: ContainerSpec) -> Running:
+    """Start ``spec`` with testcontainers, wait until it is ready, and return its addresses."""
+    from testcontainers.core.container import DockerContainer
+
+    container = DockerContainer(spec.image, env=dict(spec.env))
+    if spec.command:
+        container.with_command(list(spec.command))
+    container.with_exposed_ports(*spec.ports)
+    for host_path, (container_path, mode) in spec.volumes.items():
+        container.with_volume_mapping(host_path, container_path, mode)
+    if spec.network_mode:
+        container.with_kwargs(network_mode=spec.network_mode)
+    container.start()
+    try:
+        if spec.network_mode == "host":
+            urls = spec.urls("127.0.0.1", lambda port: port)
+        else:
+            urls = spec.urls(container.get_container_host_ip(), container.get_exposed_port)
+        wait_until_ready(spec, urls, describe=lambda: _container_logs(container))
+    except BaseException:
+        container.stop()
+        raise
+    return Running(spec.name, urls, container.stop)
+
+
+def wait_until_ready(
+    spec: ContainerSpec,
+    urls: Mapping[str, str],
+    *,
+    timeout_s: float = STARTUP_TIMEOUT_S,
+    describe: Callable[[], str] = lambda: "",
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not spec.ready(urls):
+        if time.monotonic() > deadline:
+            waited = f"the {spec.name} container ({spec.image}) was not ready after {timeout_s:.0f} s"
+            raise TimeoutError(f"{waited}\n{describe()}")
+        time.sleep(READY_POLL_S)
+
+
+def _container_logs(container: Any) -> str:
+    with contextlib.suppress(Exception):
+        stdout, stderr = container.get_logs()
+        return (stdout + stderr).decode(errors="replace")[-4000:]
+    return ""
+
+
+# ---------------------------------------------------------------------------- readiness checks
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _amqp_answers(url: str) -> bool:
+    import pika
+
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+    except Exception:
+        return False
+    connection.close()
+    return True
+
+
+def _sql_answers(server_url: str) -> bool:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server_url, connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------- the process's pool
+_pool = ContainerPool()
+atexit.register(_pool.stop_all)
+
+
+def rabbitmq_url() -> str:
+    """AMQP URL of a RabbitMQ container (with the management plugin), started on first use."""
+    return _pool.get("rabbitmq", rabbitmq_spec).urls["amqp"]
+
+
+def rabbitmq_management_url() -> str:
+    """The RabbitMQ management UI of that container (log in as guest/guest)."""
+    return _pool.get("rabbitmq", rabbitmq_spec).urls["management"]
+
+
+def otlp_endpoint() -> str:
+    """OTLP/gRPC endpoint of a Jaeger all-in-one container, for ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
+    return _pool.get("jaeger", jaeger_spec).urls["otlp"]
+
+
+def jaeger_query_url() -> str:
+    """Jaeger's UI and query API (``/api/traces``) of that container."""
+    return _pool.get("jaeger", jaeger_spec).urls["query"]
+
+
+def mysql_url_template() -> str:
+    """A ``BOOKSTORE_DB_URL`` template on a MariaDB container: ``mysql+pymysql://root:...@host:port/bookstore_{service}``.
+
+    Each service creates its own database (``bookstore_order``, ...) on first start.
+    """
+    return _pool.get("mysql", mysql_spec).urls["template"]
+
+
+def prometheus_url(config_path: str | Path) -> str:
+    """A Prometheus container running ``config_path``; one per configuration file."""
+    config = Path(config_path).resolve()
+    if not config.is_file():
+        raise FileNotFoundError(f"no Prometheus configuration at {config}")
+    return _pool.get(f"prometheus:{config}", lambda: prometheus_spec(config)).urls["http"]
+
+
+def running() -> list[str]:
+    """What this process has started, e.g. ``["rabbitmq", "jaeger"]``."""
+    return _pool.running()
+
+
+def stop_all() -> None:
+    """Remove every container this process started (also runs at interpreter exit)."""
+    _pool.stop_all()

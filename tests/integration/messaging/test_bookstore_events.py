@@ -1,0 +1,176 @@
+"""The bookstore's events end to end: order service -> outbox -> RabbitMQ -> three consumer processes.
+
+Everything is real: the cluster's processes, the order service's outbox relay, the broker, the
+consumers' databases. The outage test stops and starts the broker's application with
+``rabbitmqctl`` (and always starts it again, in a ``finally``); it skips where that is impossible.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.messaging.outbox import Outbox
+from bookstore.platform.cluster import Cluster
+from bookstore.platform.database import make_engine
+from bookstore.rpc.v1 import inventory_pb2
+from bookstore.services.order.store import OrderStore
+
+from ...databases import cluster_on
+
+CONSUMER_NAMES = ("notification", "analytics", "inventory_sync")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+def cluster(request: pytest.FixtureRequest, rabbitmq_url: str) -> Iterator[Cluster]:
+    with cluster_on(
+        request.param, prefix="bookstore_msg", messaging=True, rabbitmq_url=rabbitmq_url
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def http(cluster: Cluster) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=cluster.gateway_url, timeout=15) as client:
+        yield client
+
+
+@pytest.fixture
+def auth(http: httpx.Client) -> dict[str, str]:
+    name = f"reader_{secrets.token_hex(4)}"
+    http.post("/auth/register", json={"username": name, "password": "correct horse"})
+    token = http.post("/auth/login", json={"username": name, "password": "correct horse"}).json()
+    return {"Authorization": f"Bearer {token['access_token']}"}
+
+
+def eventually(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def draft_order(item: OrderItem) -> Order:
+    return Order(
+        order_id=str(uuid.uuid4()),
+        user_id=str(uuid.uuid4()),
+        items=(item,),
+        status=OrderStatus.PENDING,
+        created_at_unix=0,
+        total_cents=Order.total_of((item,)),
+    )
+
+
+def mails_for(cluster: Cluster, order_ids: set[str]) -> list[dict[str, object]]:
+    return [r for r in cluster.records("notification", limit=10_000) if r["order_id"] in order_ids]
+
+
+def sold(cluster: Cluster, book_id: int) -> int:
+    return sum(
+        int(r["units_sold"])
+        for r in cluster.records("analytics", limit=10_000)
+        if r.get("book_id") == book_id
+    )
+
+
+def ledger(cluster: Cluster, book_id: int) -> int:
+    return sum(
+        int(r["units_committed"])
+        for r in cluster.records("inventory_sync", limit=10_000)
+        if r.get("book_id") == book_id
+    )
+
+
+def test_each_order_reaches_every_consumer_that_binds_its_events(
+    cluster: Cluster, http: httpx.Client, auth: dict[str, str]
+) -> None:
+    cluster.stub("inventory").SetStock(inventory_pb2.SetStockRequest(book_id=11, quantity=2), timeout=5)
+    placed = [
+        http.post("/orders", json={"items": [{"book_id": 11, "quantity": 1}]}, headers=auth).json()
+        for _ in range(3)
+    ]
+    assert [o["status"] for o in placed] == ["APPROVED", "APPROVED", "REJECTED"]
+    ids = {o["order_id"] for o in placed}
+
+    eventually(lambda: len(mails_for(cluster, ids)) == 6, what="an e-mail per created and per settled order")
+    kinds = sorted(str(m["event_type"]) for m in mails_for(cluster, ids))
+    assert kinds == ["order.approved"] * 2 + ["order.created"] * 3 + ["order.rejected"]
+    eventually(lambda: sold(cluster, 11) == 2, what="analytics counting two copies of book 11")
+    eventually(lambda: ledger(cluster, 11) == 2, what="the warehouse ledger committing two copies")
+
+
+def test_ten_thousand_orders_written_through_the_outbox_are_each_consumed_exactly_once(
+    cluster: Cluster,
+) -> None:
+    orders = 10_000
+    book_id = 70_000 + secrets.randbelow(10_000)  # a book no other test touches
+    before = {name: cluster.consumer_stats(name).applied for name in CONSUMER_NAMES}
+    # The order service's own store, on its own database: exactly what its saga writes.
+    engine = make_engine(cluster.database_url("order"))
+    store = OrderStore(engine)
+    try:
+        for _ in range(orders):
+            order = store.create_pending(draft_order(OrderItem(book_id, 1, 500)))
+            store.mark(order.order_id, OrderStatus.APPROVED)
+    finally:
+        engine.dispose()
+
+    expected = {"notification": 2 * orders, "analytics": orders, "inventory_sync": orders}
+    for name in CONSUMER_NAMES:
+        eventually(
+            lambda name=name: cluster.consumer_stats(name).applied - before[name] >= expected[name],
+            timeout_s=300,
+            what=f"{name} applying its {expected[name]} events",
+        )
+    time.sleep(0.5)  # anything extra (a duplicate applied twice) would show up now
+    for name in CONSUMER_NAMES:
+        assert cluster.consumer_stats(name).applied - before[name] == expected[name], name
+    assert sold(cluster, book_id) == orders
+    assert ledger(cluster, book_id) == orders
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def test_orders_succeed_while_the_broker_is_down_and_their_events_flow_in_order_when_it_returns(
+    cluster: Cluster, http: httpx.Client, auth: dict[str, str], rabbitmq_url: str
+) -> None:
+    if shutil.which("rabbitmqctl") is None or "127.0.0.1:5672" not in rabbitmq_url:
+        pytest.skip("stopping the broker needs rabbitmqctl and the local RabbitMQ on 127.0.0.1:5672")
+    engine = make_engine(cluster.database_url("order"))
+    outbox = Outbox(engine)
+    placed: list[dict[str, str]] = []
+    try:
+        rabbitmqctl("stop_app")
+        try:
+            for _ in range(5):
+                placed.append(
+                    http.post(
+                        "/orders", json={"items": [{"book_id": 12, "quantity": 1}]}, headers=auth
+                    ).json()
+                )
+            assert [o["status"] for o in placed] == ["APPROVED"] * 5  # the broker is not on the order's path
+            assert outbox.backlog() >= 10  # created and approved, for each order: waiting
+        finally:
+            rabbitmqctl("start_app")
+            rabbitmqctl("await_startup")
+        eventually(lambda: outbox.backlog() == 0, timeout_s=60, what="the relay catching up")
+        ids = [o["order_id"] for o in placed]
+        eventually(lambda: len(mails_for(cluster, set(ids))) == 10, timeout_s=60, what="every e-mail")
+    finally:
+        engine.dispose()
+    mails = mails_for(cluster, set(ids))
+    for order_id in ids:
+        # Published oldest first on one channel: each order's creation arrives before its approval.
+        kinds = [m["event_type"] for m in mails if m["order_id"] == order_id]
+        assert kinds == ["order.created", "order.approved"], order_id

@@ -1,0 +1,1 @@
+"""Deployment files: docker-compose.yml, the Dockerfile, infra/k8s; checked without a Docker engine."""
