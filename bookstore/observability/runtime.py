@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
-from opentelemetry.sdk.trace import TracerProvider
 
 from bookstore.observability import metrics, tracing
 from bookstore.observability.config import ObservabilityConfig
 from bookstore.observability.grpc_client import TelemetryClientInterceptor
 from bookstore.observability.grpc_server import TelemetryServerInterceptor
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 

@@ -34,15 +34,18 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
 from bookstore.observability.config import ObservabilityConfig
+
+if TYPE_CHECKING:
+    # The SDK is imported when tracing is set up, not by every process that merely could trace.
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+    from opentelemetry.sdk.trace.sampling import Sampler
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ def service_version() -> str:
 
 def make_resource(service_name: str, extra: Mapping[str, Any] | None = None) -> Resource:
     """The resource every span of this process carries: who produced it."""
+    from opentelemetry.sdk.resources import Resource
+
     attributes: dict[str, Any] = {"service.name": service_name, "service.version": service_version()}
     attributes["service.instance.id"] = f"{service_name}-{os.getpid()}"
     attributes.update(extra or {})
@@ -83,6 +88,8 @@ def make_resource(service_name: str, extra: Mapping[str, Any] | None = None) -> 
 
 def batch_processor(exporter: SpanExporter) -> BatchSpanProcessor:
     """A ``BatchSpanProcessor`` with the course's defaults, unless OTEL_BSP_* says otherwise."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     chosen = {name: int(os.environ.get(name, "") or default) for name, default in BATCH_DEFAULTS.items()}
     return BatchSpanProcessor(
         exporter,
@@ -107,6 +114,8 @@ def otlp_exporter(endpoint: str) -> SpanExporter:
 
 def sampler_for(ratio: float) -> Sampler:
     """Follow the parent's decision; sample new traces at ``ratio`` (1.0: all, without drawing)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+
     return ParentBased(ALWAYS_ON if ratio >= 1.0 else TraceIdRatioBased(ratio))
 
 
@@ -134,6 +143,8 @@ def setup_tracing(
     if processor is None and not config.otlp_endpoint:
         log.info("tracing is off: no OTEL_EXPORTER_OTLP_ENDPOINT to send spans to")
         return None
+    from opentelemetry.sdk.trace import TracerProvider
+
     provider = TracerProvider(resource=make_resource(name), sampler=sampler_for(config.sample_ratio))
     provider.add_span_processor(processor or batch_processor(otlp_exporter(config.otlp_endpoint)))
     with _lock:

@@ -74,10 +74,12 @@ def make_handler(_settings: Settings) -> Handler:
 
 
 def list_records(session: Session, limit: int) -> tuple[Sequence[dict[str, Any]], int]:
+    """The latest ``limit`` e-mails, newest first; ``id`` numbers them in the order they were recorded."""
     total = session.execute(select(func.count()).select_from(NotificationRow)).scalar_one()
-    rows = session.execute(select(NotificationRow).order_by(NotificationRow.id).limit(limit)).scalars()
+    rows = session.execute(select(NotificationRow).order_by(NotificationRow.id.desc()).limit(limit)).scalars()
     return [
         {
+            "id": r.id,
             "order_id": r.order_id,
             "user_id": r.user_id,
             "event_type": r.event_type,

@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -70,8 +71,10 @@ def draft_order(item: OrderItem) -> Order:
     )
 
 
-def mails_for(cluster: Cluster, order_ids: set[str]) -> list[dict[str, object]]:
-    return [r for r in cluster.records("notification", limit=10_000) if r["order_id"] in order_ids]
+def mails_for(cluster: Cluster, order_ids: set[str]) -> list[dict[str, Any]]:
+    """The e-mails about these orders, in the order they were recorded (the latest 10,000 looked at)."""
+    latest = cluster.records("notification", limit=10_000)
+    return sorted((r for r in latest if r["order_id"] in order_ids), key=lambda r: int(r["id"]))
 
 
 def sold(cluster: Cluster, book_id: int) -> int:

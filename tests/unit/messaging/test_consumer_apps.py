@@ -62,11 +62,13 @@ def test_notification_records_one_mail_per_event_naming_the_order_and_the_reason
     )
     rows, total = records(notification.APP, engine)
     assert total == 2
+    # Newest first, numbered in the order recorded.
     assert [r["subject"] for r in rows] == [
-        "We received your order o-1",
         "We could not complete your order o-1",
+        "We received your order o-1",
     ]
-    assert rows[1]["body"] == "Total 25.00. Reason: card declined"
+    assert rows[0]["id"] > rows[1]["id"]
+    assert rows[0]["body"] == "Total 25.00. Reason: card declined"
 
 
 def test_analytics_counts_units_and_revenue_of_approved_orders_and_every_outcome(tmp_path: Path) -> None:
