@@ -67,6 +67,7 @@ from sqlalchemy.orm import Session
 
 from bookstore.messaging import dedupe
 from bookstore.messaging.events import Event, MalformedEvent
+from bookstore.observability import consumer_span, record_consumed, set_queue_depth
 from bookstore.platform.database import retry_on_lock, session_factory
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ ORIGINAL_EXCHANGE_HEADER = "x-original-exchange"
 MAX_ERROR_LENGTH = 1000  # an x-error header is for a human; a whole traceback belongs in the logs
 INITIAL_BACKOFF_S = 0.1
 POLL_S = 0.5  # the longest the loop waits for the broker before looking at the stop flag again
+DEPTH_EVERY_S = 1.0  # how often the queue-depth gauge is refreshed
 LOCAL_ATTEMPTS_REMEMBERED = 10_000
 
 
@@ -389,9 +391,16 @@ class Consumer:
     def _consume_until_stopped(self) -> None:
         connection, channel = self._connection, self._channel
         assert connection is not None and channel is not None
+        depth_read_at = 0.0
         while not self._stop_requested.is_set():
             connection.process_data_events(time_limit=POLL_S)
             self._settle_received()
+            if time.monotonic() - depth_read_at >= DEPTH_EVERY_S:
+                depth_read_at = time.monotonic()
+                # The backlog gauge (messages ready in our queue) behind the dashboards' queue panel.
+                set_queue_depth(
+                    self.queue, channel.queue_declare(self.queue, passive=True).method.message_count
+                )
             if self._cancelled_by_broker:
                 # The queue was deleted, or its leader moved: subscribe again from scratch.
                 raise pika.exceptions.ConsumerCancelled(f"the broker cancelled the consumer on {self.queue}")
@@ -481,8 +490,11 @@ class Consumer:
 
     def _settle_one(self, delivery: _Delivery, event: Event) -> None:
         attempt = self._attempt(delivery, event.message_id)
+        began = time.perf_counter()
         try:
-            applied = bool(retry_on_lock(lambda: self._commit_one(event)))
+            # A child of the span that published the message: the trace goes on through the queue.
+            with consumer_span(event.type, delivery.properties.headers, queue=self.queue):
+                applied = bool(retry_on_lock(lambda: self._commit_one(event)))
         except Exception as error:
             decision = decide(error, attempt, self.max_attempts)
             if decision is Decision.RETRY:
@@ -497,8 +509,10 @@ class Consumer:
                 self._remember_failure(event.message_id)
                 self._require_channel().basic_nack(delivery.tag, requeue=True)
                 self._count(retried=1)
+                record_consumed(self.queue, "retried", time.perf_counter() - began)
             else:
                 self._dead_letter(delivery, error, attempt)
+                record_consumed(self.queue, "dead_lettered", time.perf_counter() - began)
             return
         # Counted at the commit, before the ack: ``applied`` always equals the rows the handler
         # committed, even when the ack is then lost (the redelivery counts as a duplicate).
@@ -508,6 +522,7 @@ class Consumer:
         else:
             log.info("consumer %s: message %s applied before; acked only", self.name, event.message_id)
             self._count(duplicates=1)
+        record_consumed(self.queue, "acked" if applied else "duplicate", time.perf_counter() - began)
         self._ack_later(delivery.tag)
 
     def _commit_one(self, event: Event) -> bool:

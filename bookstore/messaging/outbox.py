@@ -26,6 +26,7 @@ system of record (event sourcing into a log such as Kafka, which is then read ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -38,6 +39,7 @@ from sqlalchemy import BigInteger, Engine, Index, Integer, String, Text, delete,
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from bookstore.messaging.events import Event
+from bookstore.observability import inject_headers, producer_span, set_outbox_pending
 from bookstore.platform.database import initialize, read_session_factory, session_factory
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,12 @@ def create_outbox_table(engine: Engine) -> None:
 
 
 def add_event(session: Session, event: Event, headers: Mapping[str, str] | None = None) -> None:
-    """Stage ``event`` in ``session``: it is published only if this session's transaction commits."""
+    """Stage ``event`` in ``session``: it is published only if this session's transaction commits.
+
+    The current trace context is stored with it (W3C ``traceparent``), so the span that later
+    publishes it, in the relay's thread, continues the trace of the request that caused it.
+    """
+    headers = inject_headers(dict(headers or {}))
     session.add(
         OutboxRow(
             message_id=event.message_id,
@@ -217,7 +224,13 @@ class OutboxRelay:
             return 0
         if self._publisher is None:
             self._publisher = self._publisher_factory()
-        self._publisher.publish([p.event for p in pending], [p.headers for p in pending])
+        with contextlib.ExitStack() as spans:
+            # One PRODUCER span per event, each a child of the request that wrote it.
+            headers = [
+                spans.enter_context(producer_span(p.event.type, p.headers, routing_key=p.event.type))
+                for p in pending
+            ]
+            self._publisher.publish([p.event for p in pending], headers)
         # Confirmed by the broker: only now is the row done. A crash right here publishes
         # these again after a restart, which the consumers' dedupe absorbs.
         self.outbox.mark_published([p.row_id for p in pending])
@@ -226,7 +239,7 @@ class OutboxRelay:
 
     def _run(self) -> None:
         backoff = self.poll_s
-        last_purge = time.monotonic()
+        last_purge = backlog_read_at = time.monotonic()
         while not self._stopping.is_set():
             try:
                 sent = self.relay_once()
@@ -243,6 +256,9 @@ class OutboxRelay:
             if time.monotonic() - last_purge > 60:
                 last_purge = time.monotonic()
                 self.outbox.purge_published()
+            if time.monotonic() - backlog_read_at >= 1.0:
+                backlog_read_at = time.monotonic()
+                set_outbox_pending(self.outbox.backlog())
             self._wake.wait(self.poll_s)
             self._wake.clear()
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
@@ -54,6 +54,7 @@ from pika.spec import Basic, BasicProperties
 from bookstore.messaging.broker import connect, connection_parameters
 from bookstore.messaging.events import Event
 from bookstore.messaging.topology import Topology
+from bookstore.observability import record_published
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +228,9 @@ class Publisher:
         if failed:
             raise PublishFailed(failed, call.reason or "not confirmed")
         returned = call.ids_in(_RETURNED)
+        routed = Counter(event.type for event in events if event.message_id not in set(returned))
+        for routing_key, count in routed.items():
+            record_published(self.topology.exchange, routing_key, count)  # confirmed and routed
         if returned:
             raise Unroutable(returned)
 

@@ -22,6 +22,13 @@ Messaging (week 9) is opt-in: ``Cluster(messaging=True)`` finds RabbitMQ
 and queues never meet another run's, tells the order service to relay its outbox, and starts
 the consumer processes (``CONSUMERS``). Stopping the cluster deletes that topology again.
 
+Telemetry (week 10) is opt-in too: ``Cluster(telemetry=True)`` gives every process a trace
+exporter (to ``OTEL_EXPORTER_OTLP_ENDPOINT``, else a Jaeger container, else the embedded
+collector it starts) and every gRPC process a ``/metrics`` port; ``prometheus=True`` also
+finds or starts a Prometheus scraping them all (``bookstore.observability.stack``).
+``cluster.traces`` reads traces back, ``cluster.prometheus`` queries PromQL, and
+``cluster.metrics_urls()`` lists every ``/metrics`` page for a direct scrape.
+
 Readiness is real: ``start`` returns once every gRPC service answers its standard health
 check with SERVING and the gateway answers ``/healthz``. If one fails to start, the rest
 are stopped and the error shows that service's log.
@@ -96,6 +103,7 @@ STATE_FILE = "cluster.json"
 
 if TYPE_CHECKING:
     from bookstore.messaging.topology import Topology
+    from bookstore.observability.stack import MetricsBackend, TraceBackend, TraceReader
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +119,7 @@ class Replica:
     port: int
     log_path: Path
     pid: int | None = None
+    metrics_port: int = 0  # its /metrics (gRPC processes of a cluster with telemetry); 0: none
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -160,12 +169,18 @@ class Cluster:
         messaging: bool = False,
         rabbitmq_url: str | None = None,
         messaging_prefix: str | None = None,
+        telemetry: bool = False,
+        prometheus: bool = False,
     ) -> None:
         self.services: tuple[str, ...] = (*ALL_SERVICES, *CONSUMERS) if messaging else ALL_SERVICES
         unknown = set(replicas or {}) - set(self.services)
         if unknown:
             raise ValueError(f"unknown services {sorted(unknown)}; known: {', '.join(self.services)}")
         self.messaging = messaging
+        self.telemetry = telemetry or prometheus
+        self.wants_prometheus = prometheus
+        self._trace_backend: TraceBackend | None = None
+        self._metrics_backend: MetricsBackend | None = None
         # Resolved at start (finding a broker may mean waiting for one); "" without messaging.
         self.rabbitmq_url = rabbitmq_url or ""
         self._owns_prefix = messaging_prefix is None
@@ -204,6 +219,10 @@ class Cluster:
         try:
             if self.messaging:
                 self._prepare_messaging()
+            if self.telemetry:
+                from bookstore.observability.stack import start_trace_backend  # weeks 6-9 skip OTel
+
+                self._trace_backend = start_trace_backend(self.work_dir / "logs")
             services = [name for name in self.services if name not in CONSUMERS]
             for name in services:
                 for replica in self.replicas[name]:
@@ -214,6 +233,10 @@ class Cluster:
             for replica in consumers:
                 self._spawn(replica)
             self._wait_ready(consumers)
+            if self.wants_prometheus:
+                from bookstore.observability.stack import start_metrics_backend
+
+                self._metrics_backend = start_metrics_backend(self.metrics_targets(), self.work_dir)
         except BaseException:
             self.stop()
             raise
@@ -243,6 +266,7 @@ class Cluster:
                 self._close_channels()
                 _live_clusters.discard(self)
                 self._remove_messaging()
+                self._stop_telemetry()
                 if not _live_clusters:
                     # Containers (testcontainers: a broker, a database) outlive one cluster so the
                     # next one in this kernel reuses them; the last cluster to stop removes them.
@@ -417,6 +441,42 @@ class Cluster:
         )
         return [json.loads(record) for record in answer.records]
 
+    # ---------------------------------------------------------------- telemetry (week 10)
+    @property
+    def traces(self) -> TraceReader:
+        """The trace store this cluster's processes export to (telemetry clusters only)."""
+        if self._trace_backend is None:
+            raise ClusterError("this cluster records no traces; start it with Cluster(telemetry=True)")
+        return self._trace_backend.reader
+
+    @property
+    def trace_backend(self) -> str:
+        """Where the spans go: "configured", "jaeger container" or "embedded collector"."""
+        return self._trace_backend.kind if self._trace_backend is not None else "none"
+
+    @property
+    def prometheus(self) -> MetricsBackend | None:
+        """The Prometheus scraping this cluster (``prometheus=True``), or None: scrape directly."""
+        if self._metrics_backend is None or self._metrics_backend.url is None:
+            return None
+        return self._metrics_backend
+
+    def metrics_targets(self) -> dict[str, list[str]]:
+        """Prometheus jobs: each service's ``host:port`` addresses that serve ``/metrics``."""
+        targets: dict[str, list[str]] = {}
+        for name in self.services:
+            if name == GATEWAY:
+                targets[name] = [r.address for r in self.replicas[name]]
+            elif self.telemetry:
+                targets[name] = [f"127.0.0.1:{r.metrics_port}" for r in self.replicas[name] if r.metrics_port]
+        return targets
+
+    def metrics_urls(self, service: str | None = None) -> list[str]:
+        """The ``/metrics`` pages of every process (or of one service), for a direct scrape."""
+        targets = self.metrics_targets()
+        names = [self._check(service)] if service else list(targets)
+        return [f"http://{address}/metrics" for name in names for address in targets.get(name, [])]
+
     @property
     def topology(self) -> Topology:
         """This cluster's exchange and queue names (messaging clusters only)."""
@@ -481,9 +541,12 @@ class Cluster:
         return self._select(service, replica)
 
     def _new_replica(self, service: str, index: int) -> Replica:
-        return Replica(
+        replica = Replica(
             service, index, processes.free_port(), self.work_dir / "logs" / f"{service}-{index}.log"
         )
+        if self.telemetry and service != GATEWAY:  # the gateway serves /metrics on its HTTP port
+            replica.metrics_port = processes.free_port()
+        return replica
 
     def _environment(self, replica: Replica) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKSTORE_")}
@@ -504,6 +567,10 @@ class Cluster:
         if self.messaging:
             env["BOOKSTORE_RABBITMQ_URL"] = self.rabbitmq_url
             env["BOOKSTORE_MESSAGING_PREFIX"] = self.messaging_prefix
+        if self._trace_backend is not None:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self._trace_backend.otlp_endpoint
+        if replica.metrics_port:
+            env["BOOKSTORE_METRICS_PORT"] = str(replica.metrics_port)
         env.update(self._extra_env)
         env.update(self._service_env.get(replica.service, {}))
         return env
@@ -572,6 +639,13 @@ class Cluster:
         self.rabbitmq_url = self.rabbitmq_url or resolve_rabbitmq_url()
         with connect(self.rabbitmq_url, "launcher") as connection:
             self.topology.declare(connection.channel())
+
+    def _stop_telemetry(self) -> None:
+        # After the processes: their last spans are flushed at exit, into a collector still there.
+        for backend in (self._metrics_backend, self._trace_backend):
+            if backend is not None:
+                backend.stop()
+        self._metrics_backend = self._trace_backend = None
 
     def _remove_messaging(self) -> None:
         """Delete the exchanges and queues named after this cluster's own prefix (none else)."""

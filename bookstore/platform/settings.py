@@ -33,6 +33,15 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_RABBITMQ_URL | (found) | AMQP URL of the broker; unset: see ``bookstore.messaging.broker`` |
 | BOOKSTORE_MESSAGING_PREFIX | (none) | prefix of every exchange and queue name, so runs never collide |
 | BOOKSTORE_OUTBOX_POLL_S | 0.05 | how often the order service's outbox relay looks for new events |
+| BOOKSTORE_TRACING | 1 | ``0``: no spans (``bookstore.observability.config`` has the telemetry settings) |
+| BOOKSTORE_TRACE_SAMPLE_RATIO | 1.0 | share of new traces recorded, when OTEL_TRACES_SAMPLER_ARG is unset |
+| BOOKSTORE_TRACING_INTERCEPTORS | lean | gRPC spans by the course's ``lean`` interceptors or ``stock`` ones |
+| BOOKSTORE_METRICS | 1 | ``0``: count no per-request metrics |
+| BOOKSTORE_METRICS_PORT | 0 | port of a gRPC process's ``/metrics``; ``0``: none (the gateway uses its own) |
+| BOOKSTORE_PROMETHEUS_URL | (found) | a Prometheus to query; unset: see ``bookstore.observability.stack`` |
+| BOOKSTORE_JAEGER_QUERY_URL | (derived) | Jaeger's query API, when OTEL_EXPORTER_OTLP_ENDPOINT is Jaeger |
+| BOOKSTORE_QUERY_PORT | 0 | the embedded trace collector's query API port (collector process only) |
+| BOOKSTORE_COLLECTOR_MAX_SPANS | 200000 | spans the embedded collector keeps (collector process only) |
 
 The ``BREAKER`` settings apply to every breaker in the process (see
 ``bookstore.resilience.interceptor``); their defaults are ``BreakerSettings``' own.

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bookstore.messaging.broker import BrokerUnavailable, broker_answers, resolve_rabbitmq_url
 from bookstore.platform.cluster import Cluster
 
 from ..databases import cluster_on
@@ -40,3 +41,15 @@ def auth_headers(http: httpx.Client) -> dict[str, str]:
     login = http.post("/auth/login", json={"username": username, "password": "correct horse"})
     assert login.status_code == 200, login.text
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The broker, found as everywhere (``bookstore.messaging.broker``); a skip saying why if none."""
+    try:
+        url = resolve_rabbitmq_url()
+    except BrokerUnavailable as error:
+        pytest.skip(f"RabbitMQ is needed: {error}")
+    if not broker_answers(url):
+        pytest.skip(f"RabbitMQ is needed, but none answers at BOOKSTORE_RABBITMQ_URL ({url})")
+    return url

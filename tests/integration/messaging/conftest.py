@@ -14,19 +14,8 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
-from bookstore.messaging.broker import BrokerUnavailable, broker_answers, connect, resolve_rabbitmq_url
+from bookstore.messaging.broker import connect
 from bookstore.messaging.topology import Topology, temporary_topology
-
-
-@pytest.fixture(scope="session")
-def rabbitmq_url() -> str:
-    try:
-        url = resolve_rabbitmq_url()
-    except BrokerUnavailable as error:
-        pytest.skip(f"RabbitMQ is needed: {error}")
-    if not broker_answers(url):
-        pytest.skip(f"RabbitMQ is needed, but none answers at BOOKSTORE_RABBITMQ_URL ({url})")
-    return url
 
 
 @pytest.fixture

@@ -30,12 +30,6 @@ DOCKERIGNORE = REPO / ".dockerignore"
 K8S_DIR = REPO / "infra" / "k8s"
 BOOKSTORE_IMAGE = "bookstore"
 
-# Settings the deployment files already set and week 10 is adding to the settings table of
-# bookstore/platform/settings.py. Planned by week 10: delete each entry once its row is in
-# the table (the test then checks it like every other setting).
-PLANNED_BY_WEEK_10 = frozenset({"BOOKSTORE_METRICS_PORT"})
-
-
 # ---------------------------------------------------------------------------- settings
 @cache
 def documented_settings() -> frozenset[str]:
@@ -71,7 +65,7 @@ def standard_otel_variables() -> frozenset[str]:
 
 def unknown_settings(names: set[str] | frozenset[str]) -> set[str]:
     """The names among ``names`` that no bookstore process reads as a setting."""
-    known = documented_settings() | standard_otel_variables() | PLANNED_BY_WEEK_10
+    known = documented_settings() | standard_otel_variables()
     return {name for name in names if name not in known}
 
 

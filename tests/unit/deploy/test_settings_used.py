@@ -17,7 +17,6 @@ import pytest
 from bookstore.platform.settings import SERVICE_NAMES, Settings
 
 from .deployfiles import (
-    PLANNED_BY_WEEK_10,
     compose_services,
     container_environment,
     dockerfile_instructions,
@@ -156,5 +155,4 @@ def test_every_bookstore_setting_the_files_set_is_one_the_package_really_reads(s
             read(environment)  # the files' real values: a value a reader refuses is a bug too
         asked |= environment.asked
     used = {name for env in environments.values() for name in env if name.startswith("BOOKSTORE_")}
-    # Planned settings may still lack a reader while week 10 is being written.
-    assert used - asked - PLANNED_BY_WEEK_10 == set()
+    assert used - asked == set()
