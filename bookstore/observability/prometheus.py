@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import time
@@ -187,7 +188,7 @@ def start_prometheus(
     log go under ``work_dir/prometheus``; ``stop()`` ends it (the caller owns it).
     """
 
-    from bookstore.platform.processes import free_port
+    from bookstore.platform.processes import free_port, spawn
 
     executable = binary or prometheus_binary()
     if executable is None:
@@ -200,24 +201,20 @@ def start_prometheus(
         targets, home / "prometheus.yml", scrape_interval_s=scrape_interval_s
     )
     port = port or free_port()
-    log_file = (home / "prometheus.log").open("ab")
-    try:
-        process = subprocess.Popen(
-            [
-                executable,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={home / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=1d",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        log_file.close()
+    # Through the launcher's spawner: Prometheus, too, dies with the kernel that started it.
+    process = spawn(
+        "",
+        dict(os.environ),
+        home / "prometheus.log",
+        command=[
+            executable,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1d",
+            "--log.level=warn",
+        ],
+    )
     server = PrometheusServer(process, f"http://127.0.0.1:{port}", home, config_path)
     try:
         _wait_ready(server, ready_timeout_s)

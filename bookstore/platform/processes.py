@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,13 +52,21 @@ _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bookstore-spawn
 
 
 def spawn(
-    module: str, env: Mapping[str, str], log_path: Path, *, tied_to_parent: bool = True
+    module: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    tied_to_parent: bool = True,
+    command: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Run ``python -m module`` with ``env``, output appended to ``log_path``.
 
     No ``preexec_fn``: it would run Python code in a forked copy of this (threaded, gRPC)
     process. The child ties itself to us instead (``bookstore.platform.child``).
+    ``command`` (a program and its arguments) runs that program instead of a module, tied the
+    same way (the kernel keeps the parent-death signal across ``exec``): e.g. ``prometheus``.
     """
+    arguments = ["--exec", *command] if command else [module]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     child_env = dict(env)
     if tied_to_parent:
@@ -69,7 +77,7 @@ def spawn(
     def start() -> subprocess.Popen[bytes]:
         with open(log_path, "ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "bookstore.platform.child", module],
+                [sys.executable, "-m", "bookstore.platform.child", *arguments],
                 env=child_env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
