@@ -185,8 +185,10 @@ class OutboxRelay:
         poll_s: float = 0.05,
         batch: int = DEFAULT_BATCH,
         max_backoff_s: float = 5.0,
+        exchange: str = "",
     ) -> None:
         self.outbox = outbox
+        self.exchange = exchange  # named on the publish spans
         self._publisher_factory = publisher_factory
         self._publisher: EventPublisher | None = None
         self.poll_s = poll_s
@@ -227,7 +229,9 @@ class OutboxRelay:
         with contextlib.ExitStack() as spans:
             # One PRODUCER span per event, each a child of the request that wrote it.
             headers = [
-                spans.enter_context(producer_span(p.event.type, p.headers, routing_key=p.event.type))
+                spans.enter_context(
+                    producer_span(p.event.type, p.headers, exchange=self.exchange, routing_key=p.event.type)
+                )
                 for p in pending
             ]
             self._publisher.publish([p.event for p in pending], headers)

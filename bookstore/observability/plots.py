@@ -68,15 +68,32 @@ def service_colours(services: Sequence[str]) -> dict[str, Any]:
     return {service: palette(index % 10) for index, service in enumerate(dict.fromkeys(services))}
 
 
-def plot_waterfall(spans: Sequence[SpanRecord], ax: Axes | None = None, *, title: str | None = None) -> Axes:
-    """One trace as horizontal bars in milliseconds from its first span's start; errors edged red."""
+def short_name(name: str) -> str:
+    """``bookstore.rpc.v1.OrderService/CreateOrder`` -> ``OrderService/CreateOrder``; others as they are."""
+    if "/" not in name:
+        return name  # "publish order.created" keeps its dots
+    service, method = name.split("/", 1)
+    return f"{service.rsplit('.', 1)[-1]}/{method}"
+
+
+def plot_waterfall(
+    spans: Sequence[SpanRecord],
+    ax: Axes | None = None,
+    *,
+    title: str | None = None,
+    colours: dict[str, Any] | None = None,
+) -> Axes:
+    """One trace as horizontal bars in milliseconds from its first span's start; errors edged red.
+
+    ``colours`` (service -> colour) keeps a service's colour the same across several waterfalls.
+    """
     ordered = waterfall_order(spans)
     ax = _axes(ax, (11, 0.35 * max(len(ordered), 4) + 1.2))
     if not ordered:
         ax.set_title(title or "no spans")
         return ax
     origin = min(span.start_ns for span, _ in ordered)
-    colours = service_colours([span.service for span, _ in ordered])
+    colours = {**service_colours([span.service for span, _ in ordered]), **(colours or {})}
     for row, (span, depth) in enumerate(ordered):
         start_ms = (span.start_ns - origin) / 1e6
         width_ms = max((span.end_ns - span.start_ns) / 1e6, 0.001)
@@ -89,7 +106,7 @@ def plot_waterfall(spans: Sequence[SpanRecord], ax: Axes | None = None, *, title
             edgecolor="red" if span.is_error else "none",
             linewidth=1.5,
         )
-        label = f"{'  ' * depth}{span.service}: {span.name.rsplit('.', 1)[-1]}"
+        label = f"{'  ' * depth}{span.service}: {short_name(span.name)}"
         ax.text(start_ms + width_ms, row, f" {width_ms:.2f} ms", va="center", fontsize=7)
         ax.annotate(
             label,
@@ -105,7 +122,14 @@ def plot_waterfall(spans: Sequence[SpanRecord], ax: Axes | None = None, *, title
     ax.set_ylim(len(ordered) - 0.5, -0.5)
     ax.set_xlabel("milliseconds since the trace began")
     ax.set_title(title or f"trace {ordered[0][0].trace_id[:16]}... ({len(ordered)} spans)")
-    ax.legend(handles=[Patch(color=c, label=s) for s, c in colours.items()], loc="lower right", fontsize=8)
+    shown = dict.fromkeys(span.service for span, _ in ordered)
+    ax.legend(
+        handles=[Patch(color=colours[s], label=s) for s in shown],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+    )
+    ax.set_xlim(0, max((span.end_ns - origin) / 1e6 for span, _ in ordered) * 1.15)  # room for the labels
     ax.figure.subplots_adjust(left=0.35)
     return ax
 

@@ -450,6 +450,13 @@ class Cluster:
         return self._trace_backend.reader
 
     @property
+    def otlp_endpoint(self) -> str:
+        """Where this cluster's processes send spans (OTLP/gRPC), for a notebook's own spans too."""
+        if self._trace_backend is None:
+            raise ClusterError("this cluster records no traces; start it with Cluster(telemetry=True)")
+        return self._trace_backend.otlp_endpoint
+
+    @property
     def trace_backend(self) -> str:
         """Where the spans go: "configured", "jaeger container" or "embedded collector"."""
         return self._trace_backend.kind if self._trace_backend is not None else "none"

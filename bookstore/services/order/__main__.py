@@ -88,7 +88,7 @@ def start_outbox_relay(settings: Settings, engine: Engine, store: OrderStore) ->
     def publisher() -> Publisher:
         return Publisher(settings.rabbitmq_url, topology, name=f"order-{settings.replica}-outbox")
 
-    relay = OutboxRelay(Outbox(engine), publisher, poll_s=settings.outbox_poll_s)
+    relay = OutboxRelay(Outbox(engine), publisher, poll_s=settings.outbox_poll_s, exchange=topology.exchange)
     store.on_event = relay.wake
     return relay.start()
 

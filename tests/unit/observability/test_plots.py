@@ -17,6 +17,7 @@ from bookstore.observability.plots import (
     plot_latency_percentiles,
     plot_quantile_timeseries,
     plot_waterfall,
+    short_name,
     waterfall_order,
 )
 
@@ -99,3 +100,9 @@ def test_quantile_timeseries_plot_draws_a_line_per_series() -> None:
     )
     assert len(ax.get_lines()) == 2
     assert list(ax.get_lines()[1].get_ydata()) == pytest.approx([10.0, 20.0])
+
+
+def test_waterfall_labels_drop_only_the_package_of_a_grpc_method() -> None:
+    assert short_name("bookstore.rpc.v1.OrderService/CreateOrder") == "OrderService/CreateOrder"
+    assert short_name("publish order.created") == "publish order.created"
+    assert short_name("POST /orders") == "POST /orders"
