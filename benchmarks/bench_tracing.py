@@ -33,16 +33,15 @@ The collectors run as their own processes, so the CPU spent receiving spans is n
 to the services; it is reported on its own (``collector CPU ms/order``). Spans per order
 checks that nothing was dropped: a tracer that silently drops spans would look cheap.
 
-What the figures said on the 2-core development machine (see the closing report for
-numbers): a span costs a Python service about 90-100 us of CPU all told (the SDK creating
-and ending it, the interceptor, batching and encoding), several times what the same code
-costs in a tight loop. An order does 15-18 ms of CPU work and makes 13 spans, so tracing
-every order costs it 6-10% of its throughput: the aim holds for the lean and the stock
-interceptors alike. An empty echo call does 0.25 ms of work and makes 2 spans, so there
-tracing costs 40% whichever interceptors make them; only sampling changes that. What keeps
-the cost down is keeping work off the request path (batching; a lean encoder on the
-exporter's thread; ``start_span`` rather than ``start_as_current_span``), not one clever
-interceptor.
+What the figures said on the 2-core development machine (numbers in BENCHMARKS.md): a span
+costs a Python service about 90-100 us of CPU all told (the SDK creating and ending it, the
+interceptor, batching and encoding), several times what the same code costs in a tight loop.
+An order does 15-18 ms of CPU work and makes 13 spans, so tracing every order costs it 6-10%
+of its throughput: the aim holds for the lean and the stock interceptors alike. An empty
+echo call does 0.25 ms of work and makes 2 spans, so there tracing costs 40% whichever
+interceptors make them; only sampling changes that. What keeps the cost down is keeping work
+off the request path (batching; a lean encoder on the exporter's thread; ``start_span``
+rather than ``start_as_current_span``), not one clever interceptor.
 
 Caveat: the benchmark's clients, five clusters and the collectors share the machine's CPUs.
 """
