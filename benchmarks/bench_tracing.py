@@ -50,9 +50,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -68,7 +65,15 @@ import httpx
 from opentelemetry.sdk.trace import TracerProvider
 
 from benchmarks.bench_week07 import cpu_seconds, restock, run_clients
-from benchmarks.common import bearer_headers, load_average, percentile, verdict
+from benchmarks.common import (
+    bearer_headers,
+    load_average,
+    machine,
+    percentile,
+    verdict,
+    warn_if_busy,
+    write_report,
+)
 from bookstore.observability import tracing
 from bookstore.observability.collector import CollectorProcess
 from bookstore.observability.grpc_client import TelemetryClientInterceptor
@@ -452,13 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else Counts()
     began = time.perf_counter()
-    load = load_average()
-    print(
-        f"week 10 benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"grpcio {grpc.__version__}"
-    )
-    if load is not None and load > 1.0:
-        print(f"  warning: the 1-minute load average is {load:.1f}: other work competes for the CPUs")
+    info = machine("grpcio")
+    print(f"week 10 benchmark: {info['cpus']} CPUs, Python {info['python']}, grpcio {info['grpcio']}")
+    warn_if_busy(info, "other work competes for the CPUs")
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:
         rows, spans = measure_clusters(counts, Path(tmp))
         micro = measure_micro(counts, Path(tmp))
@@ -467,8 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     broken = [row for row in rows if row.errors] or [mode for mode, n in spans.items() if n < 13]
     report: dict[str, Any] = {
         "command": COMMAND + (" --quick" if args.quick else ""),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "grpcio": grpc.__version__},
-        "load_average_1min_at_start": load,
+        "machine": info,
         "counts": asdict(counts),
         "aim_lean_over_off_per_s": AIM_LEAN_OVER_OFF,
         "rows": [asdict(row) for row in rows],
@@ -478,9 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_at_end": load_average(),
         "total_seconds": time.perf_counter() - began,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwhole run: {report['total_seconds']:.0f} s; figures written to {args.json}")
+    write_report(args.json, report)
     if broken:
         print(f"BROKEN: {broken}")
         return 1

@@ -448,36 +448,18 @@ class EmbeddedCollector:
 # ----------------------------------------------------------------------------- the client
 
 
-class CollectorClient:
-    """Reads the embedded collector's query API: traces by id, by service and operation."""
+class TraceQueryClient:
+    """What every trace store's client shares: JSON over HTTP, and waiting for a trace to fill in.
+
+    A subclass says how to read one trace (``trace``); this waits until it is complete enough.
+    """
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
-        """Every span of a trace received so far (earliest first); [] when none arrived yet."""
-        body = self._get(f"/traces/{trace_id}", missing_ok=True)
-        return [SpanRecord.from_json(s) for s in body.get("spans", ())] if body else []
-
-    def traces(self, service: str = "", operation: str = "", limit: int = 20) -> list[TraceSummary]:
-        body = self._get("/traces", service=service, operation=operation, limit=limit)
-        return [TraceSummary.from_json(t) for t in body["traces"]]
-
-    def spans(self, service: str = "", operation: str = "", limit: int = 100) -> list[SpanRecord]:
-        body = self._get("/spans", service=service, operation=operation, limit=limit)
-        return [SpanRecord.from_json(s) for s in body["spans"]]
-
-    def services(self) -> list[str]:
-        return list(self._get("/services")["services"])
-
-    def stats(self) -> dict[str, int]:
-        return dict(self._get("/stats"))
-
-    def clear(self) -> None:
-        request = urllib.request.Request(f"{self.url}/traces", method="DELETE")
-        with urllib.request.urlopen(request, timeout=self.timeout_s):
-            pass
+        raise NotImplementedError
 
     def wait_for_trace(
         self,
@@ -518,6 +500,34 @@ class CollectorClient:
             if missing_ok and error.code == HTTPStatus.NOT_FOUND:
                 return {}
             raise
+
+
+class CollectorClient(TraceQueryClient):
+    """Reads the embedded collector's query API: traces by id, by service and operation."""
+
+    def trace(self, trace_id: str) -> list[SpanRecord]:
+        """Every span of a trace received so far (earliest first); [] when none arrived yet."""
+        body = self._get(f"/traces/{trace_id}", missing_ok=True)
+        return [SpanRecord.from_json(s) for s in body.get("spans", ())] if body else []
+
+    def traces(self, service: str = "", operation: str = "", limit: int = 20) -> list[TraceSummary]:
+        body = self._get("/traces", service=service, operation=operation, limit=limit)
+        return [TraceSummary.from_json(t) for t in body["traces"]]
+
+    def spans(self, service: str = "", operation: str = "", limit: int = 100) -> list[SpanRecord]:
+        body = self._get("/spans", service=service, operation=operation, limit=limit)
+        return [SpanRecord.from_json(s) for s in body["spans"]]
+
+    def services(self) -> list[str]:
+        return list(self._get("/services")["services"])
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._get("/stats"))
+
+    def clear(self) -> None:
+        request = urllib.request.Request(f"{self.url}/traces", method="DELETE")
+        with urllib.request.urlopen(request, timeout=self.timeout_s):
+            pass
 
 
 # ----------------------------------------------------------------------------- as a child process

@@ -19,15 +19,10 @@ stable; the course pins the Jaeger image it runs.
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bookstore.observability.collector import SpanEventRecord, SpanRecord, TraceSummary
+from bookstore.observability.collector import SpanEventRecord, SpanRecord, TraceQueryClient, TraceSummary
 
 _RESERVED_TAGS = frozenset({"span.kind", "otel.status_code", "otel.status_description", "error"})
 
@@ -88,12 +83,8 @@ def summary_of(spans: list[SpanRecord]) -> TraceSummary:
     )
 
 
-class JaegerClient:
+class JaegerClient(TraceQueryClient):
     """Reads Jaeger's query API: traces by id, by service and operation."""
-
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout_s = timeout_s
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
         body = self._get(f"/api/traces/{trace_id}", missing_ok=True)
@@ -108,35 +99,3 @@ class JaegerClient:
 
     def services(self) -> list[str]:
         return sorted(self._get("/api/services").get("data") or [])
-
-    def wait_for_trace(
-        self,
-        trace_id: str,
-        *,
-        min_spans: int = 1,
-        services: Iterable[str] = (),
-        timeout_s: float = 15.0,
-        poll_s: float = 0.2,
-    ) -> list[SpanRecord]:
-        """Poll until the trace has ``min_spans`` spans from every one of ``services``; its spans."""
-        wanted = set(services)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            spans = self.trace(trace_id)
-            if len(spans) >= min_spans and wanted <= {span.service for span in spans}:
-                return spans
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"trace {trace_id}: {len(spans)} spans after {timeout_s:g} s in Jaeger")
-            time.sleep(poll_s)
-
-    def _get(self, path: str, *, missing_ok: bool = False, **params: Any) -> dict[str, Any]:
-        query = urllib.parse.urlencode({k: v for k, v in params.items() if v not in ("", None)})
-        address = f"{self.url}{path}" + (f"?{query}" if query else "")
-        try:
-            with urllib.request.urlopen(address, timeout=self.timeout_s) as response:
-                body: dict[str, Any] = json.loads(response.read())
-                return body
-        except urllib.error.HTTPError as error:
-            if missing_ok and error.code == 404:
-                return {}
-            raise
