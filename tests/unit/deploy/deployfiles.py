@@ -30,6 +30,7 @@ DOCKERIGNORE = REPO / ".dockerignore"
 K8S_DIR = REPO / "infra" / "k8s"
 BOOKSTORE_IMAGE = "bookstore"
 
+
 # ---------------------------------------------------------------------------- settings
 @cache
 def documented_settings() -> frozenset[str]:

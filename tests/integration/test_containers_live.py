@@ -1,0 +1,87 @@
+"""What only a Docker engine can show: the image builds, and the testcontainers really start.
+
+Every test here skips, saying why, where no Docker engine answers (the development machines
+have none); ``tests/unit/deploy`` and ``tests/unit/platform/test_containers.py`` check
+statically what can be checked without one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bookstore.platform import containers
+from bookstore.platform.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+NO_DOCKER = containers.docker_unavailable_reason()
+needs_docker = pytest.mark.skipif(NO_DOCKER is not None, reason=f"needs a Docker engine: {NO_DOCKER}")
+
+
+@pytest.fixture
+def clean_pool() -> Iterator[None]:
+    yield
+    containers.stop_all()
+
+
+@needs_docker
+def test_a_real_rabbitmq_container_accepts_connections_and_is_removed_by_stop_all(clean_pool: None) -> None:
+    import docker
+    import pika
+
+    url = containers.rabbitmq_url()
+    assert containers.rabbitmq_url() == url
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection.close()
+    client = docker.from_env()
+    before = {c.id for c in client.containers.list(filters={"ancestor": containers.RABBITMQ_IMAGE})}
+    assert before
+    containers.stop_all()
+    after = {c.id for c in client.containers.list(all=True, filters={"ancestor": containers.RABBITMQ_IMAGE})}
+    assert not before & after
+
+
+@needs_docker
+def test_a_real_jaeger_container_answers_on_its_query_api(clean_pool: None) -> None:
+    import urllib.request
+
+    containers.otlp_endpoint()
+    with urllib.request.urlopen(containers.jaeger_query_url() + "/api/services", timeout=5) as response:
+        assert response.status == 200
+
+
+@needs_docker
+def test_a_real_mysql_container_hosts_a_database_per_service(clean_pool: None) -> None:
+    from sqlalchemy import text
+
+    from bookstore.platform.database import make_engine
+
+    template = containers.mysql_url_template()
+    engine = make_engine(Settings.from_env({"BOOKSTORE_DB_URL": template}).database_url("catalog"))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT DATABASE()")).scalar() == "bookstore_catalog"
+    finally:
+        engine.dispose()
+
+
+@needs_docker
+def test_the_image_builds_and_its_processes_import() -> None:
+    tag = "bookstore:test-build"
+    subprocess.run(["docker", "build", "-t", tag, str(REPO)], check=True, capture_output=True)
+    try:
+        # Import, do not run: running would start servers. Importing proves the code and its
+        # installed dependencies fit together (grpcio and protobuf versions, the generated code).
+        modules = [
+            "bookstore.services.order.servicer",
+            "bookstore.gateway.app",
+            "bookstore.messaging.consumers.runtime",
+            "bookstore.platform.healthcheck",
+        ]
+        probe = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]"
+        subprocess.run(["docker", "run", "--rm", tag, "python", "-c", probe, *modules], check=True)
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", tag], check=False, capture_output=True)
