@@ -1,4 +1,8 @@
-"""Keep committed notebooks free of outputs and execution counts.
+"""Notebook helpers: waiting for something to happen, and committing notebooks without outputs.
+
+``wait_for`` is how a notebook waits for a distributed system: poll a condition with a
+deadline, and fail saying what did not happen, instead of sleeping a guessed time (too short
+on a busy machine, wasted on a quiet one) or hanging forever.
 
 Outputs in git make diffs unreadable, leak machine-specific details (ports, paths, pids)
 and hide whether a notebook still runs. ``python -m bookstore.notebook_tools strip DIR...``
@@ -9,8 +13,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+
+def wait_for(
+    condition: Callable[[], object],
+    timeout_s: float = 30.0,
+    what: str = "the condition",
+    poll_s: float = 0.05,
+) -> None:
+    """Poll until ``condition()`` is true; ``TimeoutError`` naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout_s:g} s")
+        time.sleep(poll_s)
 
 
 def notebooks_under(paths: Iterable[Path]) -> list[Path]:

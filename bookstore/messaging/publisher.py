@@ -228,7 +228,8 @@ class Publisher:
         if failed:
             raise PublishFailed(failed, call.reason or "not confirmed")
         returned = call.ids_in(_RETURNED)
-        routed = Counter(event.type for event in events if event.message_id not in set(returned))
+        unrouted = set(returned)
+        routed = Counter(event.type for event in events if event.message_id not in unrouted)
         for routing_key, count in routed.items():
             record_published(self.topology.exchange, routing_key, count)  # confirmed and routed
         if returned:

@@ -451,7 +451,8 @@ class EmbeddedCollector:
 class TraceQueryClient:
     """What every trace store's client shares: JSON over HTTP, and waiting for a trace to fill in.
 
-    A subclass says how to read one trace (``trace``); this waits until it is complete enough.
+    A subclass says how to read one trace (``trace``) and search for traces (``traces``); this
+    waits until a trace is complete enough.
     """
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
@@ -459,6 +460,9 @@ class TraceQueryClient:
         self.timeout_s = timeout_s
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
+        raise NotImplementedError
+
+    def traces(self, service: str, operation: str = "", limit: int = 20) -> list[TraceSummary]:
         raise NotImplementedError
 
     def wait_for_trace(

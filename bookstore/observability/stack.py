@@ -25,10 +25,9 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlparse
 
-from bookstore.observability.collector import CollectorProcess, SpanRecord, TraceSummary
+from bookstore.observability.collector import CollectorProcess, TraceQueryClient
 from bookstore.observability.jaeger import JaegerClient
 from bookstore.observability.prometheus import (
     PrometheusServer,
@@ -49,30 +48,12 @@ log = logging.getLogger(__name__)
 JAEGER_QUERY_PORT = 16686
 
 
-class TraceReader(Protocol):
-    """What notebooks and tests ask of a trace store (the collector's client or Jaeger's)."""
-
-    def trace(self, trace_id: str) -> list[SpanRecord]: ...
-
-    def traces(self, service: str, operation: str = "", limit: int = 20) -> list[TraceSummary]: ...
-
-    def wait_for_trace(
-        self,
-        trace_id: str,
-        *,
-        min_spans: int = 1,
-        services: Iterable[str] = (),
-        timeout_s: float = 15.0,
-        poll_s: float = 0.2,
-    ) -> list[SpanRecord]: ...
-
-
 @dataclass
 class TraceBackend:
     """Where spans go (``otlp_endpoint``), how to read them back, and what to stop."""
 
     otlp_endpoint: str
-    reader: TraceReader
+    reader: TraceQueryClient
     kind: str  # "configured", "jaeger container" or "embedded collector"
     process: CollectorProcess | None = None
 

@@ -103,7 +103,8 @@ STATE_FILE = "cluster.json"
 
 if TYPE_CHECKING:
     from bookstore.messaging.topology import Topology
-    from bookstore.observability.stack import MetricsBackend, TraceBackend, TraceReader
+    from bookstore.observability.collector import TraceQueryClient
+    from bookstore.observability.stack import MetricsBackend, TraceBackend
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +444,7 @@ class Cluster:
 
     # ---------------------------------------------------------------- telemetry (week 10)
     @property
-    def traces(self) -> TraceReader:
+    def traces(self) -> TraceQueryClient:
         """The trace store this cluster's processes export to (telemetry clusters only)."""
         if self._trace_backend is None:
             raise ClusterError("this cluster records no traces; start it with Cluster(telemetry=True)")
