@@ -7,11 +7,29 @@ passing the self-checks is necessary, not sufficient.
 
 The helpers start real gRPC servers inside the notebook's own process (on free loopback
 ports), so a learner's servicer or channel is exercised over a real connection.
+
+What a learner sees when a cell fails matters as much as the check itself. Importing this
+module inside IPython (every exercise notebook does, in its first cell) registers a handler
+with IPython's own ``set_custom_exc``, so that:
+
+* an untouched exercise stub (``NotImplementedError("exercise")``) shows one line,
+  "not attempted yet: <what to do>", and no traceback;
+* a failed check shows its FAIL line and hint (``SelfCheckFailed._render_traceback_``);
+* any other exception shows only the learner's own frames (the notebook's cells), never
+  frames from inside ``bookstore``, the standard library or installed packages.
+
+The cell still raises: the kernel answers with an error, so Run All stops at the first
+unanswered question and the hidden grader still sees ``NotImplementedError: exercise``.
+Outside IPython (pytest, the grader's check modules) nothing is registered.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 import threading
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -20,11 +38,81 @@ from typing import Any
 
 import grpc
 
+from bookstore.grading.checks import STUB_MESSAGE
 from bookstore.rpc.v1 import inventory_pb2, inventory_pb2_grpc
 
 
 class SelfCheckFailed(AssertionError):
     """A self-check did not hold; the message says what was expected."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback: the frames would be check()'s own.
+        return str(self).splitlines()
+
+
+def is_exercise_stub(error: BaseException) -> bool:
+    """Whether ``error`` is what an exercise stub raises (see bookstore.grading.regions)."""
+    return isinstance(error, NotImplementedError) and error.args == (STUB_MESSAGE,)
+
+
+def not_attempted_message(traceback: types.TracebackType | None) -> str:
+    """The line shown for an untouched stub; names the function to write when there is one."""
+    last = traceback
+    while last is not None and last.tb_next is not None:
+        last = last.tb_next
+    name = last.tb_frame.f_code.co_name if last is not None else "<module>"
+    if name.startswith("<"):
+        todo = "replace the two TODO lines in the exercise cell above with your code and run that cell"
+    else:
+        todo = f"write the body of {name}() where its TODO lines are, and run that cell"
+    return f"not attempted yet: {todo}; then run this cell again"
+
+
+def _library_roots() -> tuple[str, ...]:
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = sysconfig.get_paths()
+    roots = {package, *(paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths)}
+    return tuple(os.path.join(os.path.realpath(root), "") for root in roots)
+
+
+def learner_frames(traceback: types.TracebackType | None) -> types.TracebackType | None:
+    """``traceback`` without the frames of the bookstore package, the standard library and packages."""
+    roots = _library_roots()
+    kept: list[types.TracebackType] = []
+    while traceback is not None:
+        filename = os.path.realpath(traceback.tb_frame.f_code.co_filename)
+        if not filename.startswith(roots):
+            kept.append(traceback)
+        traceback = traceback.tb_next
+    rebuilt: types.TracebackType | None = None
+    for entry in reversed(kept):
+        rebuilt = types.TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return rebuilt
+
+
+def _show_to_learner(
+    shell: Any,
+    etype: type[BaseException],
+    value: BaseException,
+    traceback: types.TracebackType | None,
+    tb_offset: int | None = None,
+) -> None:
+    """IPython's custom exception handler: shows the error, briefly; the cell still fails."""
+    if is_exercise_stub(value):
+        shell._showtraceback(etype, value, [not_attempted_message(traceback)])
+    else:
+        # showtraceback honours _render_traceback_ (SelfCheckFailed) and handles SyntaxError itself.
+        shell.showtraceback((etype, value, learner_frames(traceback)), tb_offset=0)
+
+
+def install_learner_tracebacks() -> bool:
+    """Register the handler with the running IPython shell; False when there is none."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return False
+    shell.set_custom_exc((Exception,), _show_to_learner)
+    return True
 
 
 def check(description: str, condition: bool, hint: str = "") -> None:
@@ -91,3 +179,6 @@ def send_get_stock_calls(channel: grpc.Channel, calls: int) -> None:
     stub = inventory_pb2_grpc.InventoryServiceStub(channel)
     for _ in range(calls):
         stub.GetStock(inventory_pb2.GetStockRequest(book_id=1), timeout=2)
+
+
+install_learner_tracebacks()
