@@ -101,7 +101,7 @@ def test_each_order_reaches_every_consumer_that_binds_its_events(
         http.post("/orders", json={"items": [{"book_id": 11, "quantity": 1}]}, headers=auth).json()
         for _ in range(3)
     ]
-    assert [o["status"] for o in placed] == ["APPROVED", "APPROVED", "REJECTED"]
+    assert [o.get("status") for o in placed] == ["APPROVED", "APPROVED", "REJECTED"], placed
     ids = {o["order_id"] for o in placed}
 
     eventually(lambda: len(mails_for(cluster, ids)) == 6, what="an e-mail per created and per settled order")
@@ -162,7 +162,7 @@ def test_orders_succeed_while_the_broker_is_down_and_their_events_flow_in_order_
                         "/orders", json={"items": [{"book_id": 12, "quantity": 1}]}, headers=auth
                     ).json()
                 )
-            assert [o["status"] for o in placed] == ["APPROVED"] * 5  # the broker is not on the order's path
+            assert [o.get("status") for o in placed] == ["APPROVED"] * 5, placed  # broker not on the path
             assert outbox.backlog() >= 10  # created and approved, for each order: waiting
         finally:
             rabbitmqctl("start_app")
