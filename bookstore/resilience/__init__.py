@@ -25,6 +25,9 @@ gets quiet time to recover.
 UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED (``grpc_failure_classifier``).
 NOT_FOUND or INVALID_ARGUMENT is a healthy server answering a bad request; counting it would
 let one client's typos cut everybody off. Such errors pass through and count as successes.
+INTERNAL and RESOURCE_EXHAUSTED deserve the same care: they count by default, as the server's
+trouble, but one poison request or one client's quota raises them too; where a service means
+them per request, leave them out of ``failure_codes``.
 So does an UNAVAILABLE whose trailing metadata names a circuit (``bookstore-circuit``): the
 server answered at once, because *its* breaker in front of *its* dependency is open. The
 gateway keeps taking order requests while the order service's payment breaker is open, and

@@ -77,7 +77,9 @@ DEFAULT_FAILURE_CODES: frozenset[grpc.StatusCode] = frozenset(
 )
 """Codes that say the dependency is down, slow or overloaded. Every other code (NOT_FOUND,
 INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION, ...) is an answer from a working
-server about the request, so it counts as a success."""
+server about the request, so it counts as a success. INTERNAL and RESOURCE_EXHAUSTED are
+counted as the server's trouble, though a service may mean them per request (one input that
+trips a bug, one client's quota): leave them out for such a service."""
 
 
 CIRCUIT_METADATA_KEY = "bookstore-circuit"

@@ -15,10 +15,10 @@ refund is a second movement of money that the customer may well see on the state
 
 **Why not two-phase commit.** 2PC makes every participant *prepare* (hold its locks) and wait
 for the coordinator's verdict. It needs every participant to speak a common protocol (XA),
-which gRPC services and message brokers do not; it holds locks across network round trips;
+which gRPC and HTTP services and RabbitMQ do not; it holds locks across network round trips;
 and if the coordinator dies after the prepare, the participants stay blocked, locks held,
-until it comes back. Its availability is the product of everybody's. A saga holds no lock
-between steps and survives the death of anyone, at the price of the visible in-between.
+until it comes back. A saga holds no lock between steps and survives the death of anyone,
+at the price of the visible in-between.
 
 **Orchestration versus choreography.** Here one orchestrator (the order service) tells each
 participant what to do and decides what to undo: the flow lives in one place, it can be

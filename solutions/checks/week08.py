@@ -145,7 +145,6 @@ def q1_trial_fails(ns: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- question 2
 
-_DOWN_OR_SLOW = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _ANSWERS = (
     grpc.StatusCode.OK,
     grpc.StatusCode.NOT_FOUND,
@@ -156,7 +155,8 @@ _ANSWERS = (
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.OUT_OF_RANGE,
 )
-_OVERLOADED_OR_BROKEN = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL)
+# RESOURCE_EXHAUSTED and INTERNAL are not graded either way: a service may mean them about the
+# server (overloaded, broken) or about one request (a client's quota, an input that trips a bug).
 
 
 def _classify(ns: dict[str, Any], codes: tuple[grpc.StatusCode, ...]) -> list[bool]:
@@ -164,12 +164,16 @@ def _classify(ns: dict[str, Any], codes: tuple[grpc.StatusCode, ...]) -> list[bo
     return [bool(counts_as_failure(code)) for code in codes]
 
 
-@check("q2", points=1, title="a server that is down or too slow counts")
-def q2_down_or_slow(ns: dict[str, Any]) -> None:
-    if not all(_classify(ns, _DOWN_OR_SLOW)):
-        raise CheckFailed(
-            "a code that says the server is down, or did not answer in time, was not counted as a failure"
-        )
+@check("q2", points=1, title="a server that is down counts")
+def q2_down(ns: dict[str, Any]) -> None:
+    if not any(_classify(ns, (grpc.StatusCode.UNAVAILABLE,))):
+        raise CheckFailed("UNAVAILABLE, said when a server cannot be reached, was not counted as a failure")
+
+
+@check("q2", points=1, title="a server that is too slow counts")
+def q2_slow(ns: dict[str, Any]) -> None:
+    if not any(_classify(ns, (grpc.StatusCode.DEADLINE_EXCEEDED,))):
+        raise CheckFailed("DEADLINE_EXCEEDED, said when no answer came in time, was not counted as a failure")
 
 
 @check("q2", points=1, title="answers about the request do not count")
@@ -179,14 +183,6 @@ def q2_answers(ns: dict[str, Any]) -> None:
         raise CheckFailed(
             f"{wrongly_counted} code(s) that a healthy server answers about the request (or success itself) "
             "were counted as failures"
-        )
-
-
-@check("q2", points=1, title="an overloaded or internally broken server counts")
-def q2_overloaded_or_broken(ns: dict[str, Any]) -> None:
-    if not all(_classify(ns, _OVERLOADED_OR_BROKEN)):
-        raise CheckFailed(
-            "a code that says the server is overloaded, or broke while handling the call, was not counted"
         )
 
 
