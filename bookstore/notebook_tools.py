@@ -43,9 +43,10 @@ def notebooks_under(paths: Iterable[Path]) -> list[Path]:
 
 
 def dirty_cells(path: Path) -> list[int]:
-    """Indices of code cells that carry outputs or an execution count."""
-    cells = json.loads(path.read_text())["cells"]
-    return [
+    """Indices of code cells that carry outputs or an execution count (-1: saved widget state)."""
+    notebook = json.loads(path.read_text())
+    cells = notebook["cells"]
+    return ([-1] if "widgets" in notebook.get("metadata", {}) else []) + [
         i
         for i, cell in enumerate(cells)
         if cell.get("cell_type") == "code"
@@ -62,6 +63,8 @@ def strip(path: Path) -> bool:
             cell["outputs"] = []
             cell["execution_count"] = None
         cell.get("metadata", {}).pop("execution", None)
+    # JupyterLab saves the state of every widget a run displayed: outputs by another name.
+    notebook.get("metadata", {}).pop("widgets", None)
     text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
     if text != original:
         path.write_text(text)

@@ -1,0 +1,113 @@
+"""The workbook pieces a notebook hands the learner: predictions, knobs, verdicts, quick questions."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import pytest
+
+from bookstore.workbook import (
+    answer_feedback,
+    experiment,
+    knob,
+    predict_choice,
+    predict_number,
+    quick_question,
+    show_verdict,
+    verdict,
+)
+
+
+def test_a_numeric_prediction_holds_within_its_tolerance_and_says_by_how_much_it_missed() -> None:
+    assert verdict(100, 104, tolerance=5).held
+    missed = verdict(100, 140, tolerance=5)
+    assert not missed.held and missed.miss == "under by 40"
+    assert verdict(0.5, 0.4, tolerance=0.3, relative=True).held  # 0.1 off, 0.12 allowed
+    assert not verdict(0.5, 0.3, tolerance=0.3, relative=True).held
+
+
+def test_a_choice_prediction_holds_only_when_equal() -> None:
+    assert verdict("OPEN", "OPEN").held
+    assert not verdict("OPEN", "CLOSED").held
+
+
+def test_show_verdict_prints_both_sides_and_the_explanation(capsys: pytest.CaptureFixture[str]) -> None:
+    guess = predict_number("How many?", 10, low=0, high=20)
+    guess.control.value = 12
+    result = show_verdict(guess, 15, "because three more arrived", tolerance=1, unit="calls")
+    printed = capsys.readouterr().out
+    assert "you predicted: 12 calls" in printed and "measured:      15 calls" in printed
+    assert "missed (under by 3)" in printed and "because three more arrived" in printed
+    assert not result.held
+
+
+def test_predictions_reject_a_default_they_cannot_show() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        predict_number("?", 30, low=0, high=20)
+    with pytest.raises(ValueError, match="not one of"):
+        predict_choice("?", ["a", "b"], "c")
+
+
+def test_predictions_read_the_widget_at_the_time_they_are_asked() -> None:
+    guess = predict_choice("Which state?", ["CLOSED", "OPEN"], "CLOSED")
+    assert guess.value == "CLOSED"
+    guess.control.value = "OPEN"
+    assert guess.value == "OPEN"
+    assert isinstance(predict_number("?", 0.5, low=0, high=1).control, widgets.FloatSlider)
+    assert isinstance(predict_number("?", 5, low=0, high=10).control, widgets.IntSlider)
+
+
+def test_knobs_are_sliders_for_ranges_and_dropdowns_for_options() -> None:
+    replicas = knob("replicas", 2, (1, 4, 1))
+    assert isinstance(replicas, widgets.IntSlider) and replicas.value == 2
+    assert not replicas.continuous_update  # a real experiment runs per change: only on release
+    assert isinstance(knob("deadline (s)", 0.3, (0.1, 2.0, 0.1)), widgets.FloatSlider)
+    policy = knob("policy", "round_robin", ["pick_first", "round_robin"])
+    assert isinstance(policy, widgets.Dropdown) and policy.value == "round_robin"
+
+
+def test_an_experiment_outside_a_kernel_runs_once_with_the_defaults() -> None:
+    seen: list[dict[str, object]] = []
+
+    def run(replicas: int, policy: str) -> int:
+        seen.append({"replicas": replicas, "policy": policy})
+        return replicas * 10
+
+    result = experiment(run, replicas=knob("replicas", 3, (1, 4, 1)), policy=knob("p", "a", ["a", "b"]))
+    assert result == 30 and seen == [{"replicas": 3, "policy": "a"}]
+
+
+def test_an_experiment_that_fails_raises_so_an_unattended_run_stops() -> None:
+    def run(n: int) -> None:
+        raise RuntimeError(f"broke with {n}")
+
+    with pytest.raises(RuntimeError, match="broke with 1"):
+        experiment(run, n=knob("n", 1, (1, 3, 1)))
+
+
+def test_quick_question_feedback() -> None:
+    assert answer_feedback("UNAVAILABLE", "UNAVAILABLE", why="the port is closed") == (
+        True,
+        "Correct. the port is closed",
+    )
+    correct, text = answer_feedback("DEADLINE_EXCEEDED", "UNAVAILABLE", why="the port is closed")
+    assert not correct and text.startswith("Not quite.")
+    assert answer_feedback(0.48, 0.5, why="", tolerance=0.05)[0]
+    assert not answer_feedback("many", 0.5, why="")[0]
+
+
+def test_a_quick_question_must_contain_its_answer() -> None:
+    with pytest.raises(ValueError, match="not one of the options"):
+        quick_question("?", "c", "because", options=["a", "b"])
+
+
+def test_a_quick_question_checks_the_chosen_option_when_clicked() -> None:
+    panel = quick_question("Which?", "b", "b is right", options=["a", "b"])
+    _, field, button, feedback = panel.children
+    button.click()
+    assert "Pick an answer first" in feedback.value
+    field.value = "a"
+    button.click()
+    assert "Not quite. b is right" in feedback.value
+    field.value = "b"
+    button.click()
+    assert "Correct. b is right" in feedback.value
