@@ -207,8 +207,12 @@ def show_verdict(
     tolerance: float = 0.0,
     relative: bool = False,
     unit: str = "",
-) -> Verdict:
-    """Print prediction and measurement side by side, whether it held, and the explanation."""
+) -> None:
+    """Print prediction and measurement side by side, whether it held, and the explanation.
+
+    Returns nothing, so a cell that ends with it shows the printed lines only; ``verdict``
+    computes the same comparison as a value.
+    """
     predicted = prediction.value if isinstance(prediction, Prediction) else prediction
     result = verdict(predicted, measured, tolerance=tolerance, relative=relative)
     suffix = f" {unit}" if unit else ""
@@ -217,7 +221,6 @@ def show_verdict(
     print(f"measured:      {_shown(measured)}{suffix}")
     print(f"prediction {mark} ({result.miss})")
     print(f"why: {explain}")
-    return result
 
 
 def _shown(value: Any) -> str:
@@ -243,8 +246,20 @@ def quick_question(
     *,
     options: Sequence[str] | None = None,
     tolerance: float = 0.0,
-) -> widgets.Widget:
-    """A question with feedback at once: multiple choice when ``options`` are given, else numeric."""
+) -> None:
+    """Show a question with feedback at once: multiple choice when ``options`` are given, else numeric."""
+    _display(question_panel(question, answer, why, options=options, tolerance=tolerance))
+
+
+def question_panel(
+    question: str,
+    answer: Any,
+    why: str,
+    *,
+    options: Sequence[str] | None = None,
+    tolerance: float = 0.0,
+) -> widgets.VBox:
+    """The widgets of a quick question: text, choices or a number field, a Check button, feedback."""
     if options is not None and answer not in options:
         raise ValueError(f"the answer {answer!r} is not one of the options")
     field: widgets.ValueWidget = (
@@ -264,6 +279,4 @@ def quick_question(
         feedback.value = f"<span style='color:{colour}'>{text}</span>"
 
     button.on_click(check)
-    panel = widgets.VBox([widgets.HTML(f"<b>Quick question:</b> {question}"), field, button, feedback])
-    _display(panel)
-    return panel
+    return widgets.VBox([widgets.HTML(f"<b>Quick question:</b> {question}"), field, button, feedback])
