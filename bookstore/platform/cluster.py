@@ -300,6 +300,7 @@ class Cluster:
         Callers' channels reconnect on their own backoff schedule (at most 1 s here), so a
         caller may still see UNAVAILABLE for a moment after this returns.
         """
+        self._require_running("restart")
         with self._lock:
             chosen = self._select(service, replica)
             if env is not None:
@@ -321,6 +322,7 @@ class Cluster:
         """Run ``count`` replicas of a service; its callers restart to learn the new addresses."""
         if count < 1:
             raise ValueError("count must be at least 1 (use stop() to stop a service)")
+        self._require_running("scale")
         with self._lock:
             current = self.replicas[self._check(service)]
             if count == len(current):
@@ -530,6 +532,15 @@ class Cluster:
         return cluster
 
     # ---------------------------------------------------------------- internals
+    def _require_running(self, action: str) -> None:
+        # A notebook's knobs stay live after its last cell stopped the cluster; starting
+        # processes for a stopped cluster would leave them without a work directory or an owner.
+        if self.owned and self not in _live_clusters:
+            raise RuntimeError(
+                f"cannot {action}: this cluster is stopped (or was never started); "
+                "re-run the notebook from the top to start a new one"
+            )
+
     def _check(self, service: str | None) -> str:
         if service not in self.replicas:
             raise ValueError(f"unknown service {service!r}; known: {', '.join(self.services)}")

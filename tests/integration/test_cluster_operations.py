@@ -108,6 +108,12 @@ def test_scaling_adds_replicas_that_callers_then_use() -> None:
         cluster.scale("inventory", 1)
         assert len(cluster.stats("inventory")) == 1
         assert all(s.state == "SERVING" for s in cluster.status())
+    # A notebook's knob turned after the last cell stopped the cluster: refused, nothing spawned.
+    with pytest.raises(RuntimeError, match="cluster is stopped"):
+        cluster.scale("inventory", 2)
+    with pytest.raises(RuntimeError, match="cluster is stopped"):
+        cluster.restart("catalog")
+    assert all(s.pid is None for s in cluster.status())
 
 
 def test_two_clusters_run_side_by_side_and_stop_leaves_no_process() -> None:
