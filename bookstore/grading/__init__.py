@@ -3,7 +3,7 @@
 Two commands::
 
     bookstore exercises build [--check]                  solutions/weekNN_*.ipynb -> exercises/
-    bookstore grade SUBMISSIONS... --week N --out DIR    DIR/grades.csv and DIR/feedback/*.md
+    bookstore grade SUBMISSIONS... --week N --out DIR    DIR/grades.csv, grades_wide.csv, feedback/
 
 The modules, in the order a submission meets them: :mod:`~bookstore.grading.regions` turns
 solution regions into TODO stubs; :mod:`~bookstore.grading.checks` is the API instructors

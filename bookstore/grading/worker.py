@@ -19,9 +19,11 @@ with a learner's notebook goes wrong in here, where it can only cost this submis
    the nonce the batch grader sent on stdin. The kernel never sees that nonce, so a learner
    process that found its way to this process's stdout still cannot pose as it.
 
-Outputs are not kept: only error outputs of the learner's cells (for the feedback "cell 3
-raised NameError ...") and the one grading line. That keeps a notebook printing in an endless
-loop from filling this process's memory. Stderr and warnings are never looked at.
+Outputs never count. Error outputs are kept (for the feedback "cell 3 raised NameError ..."),
+other outputs only up to a budget (``MAX_KEPT_OUTPUT_CHARS``, for the learner's HTML feedback,
+which shows the executed notebook), so a notebook printing in an endless loop cannot fill this
+process's memory. The executed notebook travels back in the result line. Stderr and warnings
+are never looked at.
 
 The kernel's own stdout and stderr go to /dev/null (ipykernel forwards what matters over
 ZeroMQ), and its IPython profile and Jupyter runtime files live in this submission's private
@@ -53,6 +55,9 @@ from bookstore.grading.checks import STUB_MESSAGE, parse_report, truncate
 
 MAX_SUBMISSION_BYTES = 50_000_000
 MAX_LINE_CHARS = 1_000_000
+# Outputs kept for the HTML feedback, all cells together (error outputs are always kept): a
+# notebook printing in an endless loop must not fill this process's memory.
+MAX_KEPT_OUTPUT_CHARS = 2_000_000
 KERNEL_NAME = "python3"
 FILE_WEEK = re.compile(r"week(\d{1,2})(?!\d)", re.IGNORECASE)
 # Set by the batch grader to a token unique to one submission; inherited by its kernel and by
@@ -78,6 +83,7 @@ class WorkerReport:
     results: list[dict[str, Any]] | None = None  # one {"passed", "message"} per check, in order
     cell_errors: list[CellError] = field(default_factory=list)
     seconds: float = 0.0
+    notebook: dict[str, Any] | None = None  # the executed notebook, for the HTML feedback
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -91,6 +97,7 @@ class WorkerReport:
             results=data.get("results"),
             cell_errors=[CellError(**e) for e in data.get("cell_errors", [])],
             seconds=float(data.get("seconds", 0.0)),
+            notebook=data["notebook"] if isinstance(data.get("notebook"), dict) else None,
         )
 
 
@@ -174,13 +181,14 @@ def grading_cell_source(checks_source: str, nonce: str, check_timeout_s: float) 
 
 
 def _make_client_class() -> type:
-    """A NotebookClient that keeps only error outputs, and watches for the grading line."""
+    """A NotebookClient that keeps outputs up to a budget, and watches for the grading line."""
     from nbclient import NotebookClient
 
     class GradingClient(NotebookClient):  # type: ignore[misc]
         nonce: str | None = None
         grading_line: str | None = None
         _partial: str = ""
+        _kept_chars: int = 0
 
         def output(
             self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int
@@ -191,7 +199,13 @@ def _make_client_class() -> type:
                 return None
             if msg["msg_type"] == "error":
                 return super().output(outs, msg, display_id, cell_index)
-            return None  # outputs do not count; dropping them bounds memory
+            # Outputs never count towards a score; they are kept only for the learner's HTML
+            # feedback, and only up to a budget, which bounds memory.
+            size = len(json.dumps(msg.get("content", {}), default=str))
+            if self._kept_chars + size > MAX_KEPT_OUTPUT_CHARS:
+                return None
+            self._kept_chars += size
+            return super().output(outs, msg, display_id, cell_index)
 
         def _scan(self, text: str) -> None:
             data = self._partial + text
@@ -286,10 +300,15 @@ def grade_submission(
     if notebook.cells and notebook.cells[-1] is grading:
         notebook.cells.pop()
     cell_errors = _cell_errors(notebook)
+    executed: dict[str, Any] = json.loads(json.dumps(notebook, default=str))
+
+    def ran(status: str, message: str = "", **kw: Any) -> WorkerReport:
+        return finish(status, message, notebook=executed, **kw)
+
     if status != "graded":
-        return finish(status, message, cell_errors=cell_errors)
+        return ran(status, message, cell_errors=cell_errors)
     if client.grading_line is None:
-        return finish(
+        return ran(
             "crashed",
             "the checks could not report (did the notebook exit the kernel or replace sys.stdout?)",
             cell_errors=cell_errors,
@@ -297,14 +316,14 @@ def grade_submission(
     try:
         payload = parse_report(client.grading_line, client.nonce or "")
     except ValueError as error:
-        return finish("error", f"unreadable check results: {error}", cell_errors=cell_errors)
+        return ran("error", f"unreadable check results: {error}", cell_errors=cell_errors)
     if not payload["ok"]:
-        return finish(
+        return ran(
             "error",
             f"the checks could not run in this kernel: {payload.get('error')}",
             cell_errors=cell_errors,
         )
-    return finish("graded", results=payload.get("results"), cell_errors=cell_errors)
+    return ran("graded", results=payload.get("results"), cell_errors=cell_errors)
 
 
 def _cell(notebook: Any, index: int) -> str:
