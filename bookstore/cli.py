@@ -131,6 +131,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
             workers=args.workers,
             timeout_s=args.timeout,
             check_timeout_s=args.check_timeout,
+            cell_timeout_s=args.cell_timeout,
             progress=not args.no_progress,
         )
     except GradingError as error:
@@ -183,8 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--week", type=int, required=True)
     grade.add_argument("--out", required=True, help="where grades.csv and feedback/ go")
     grade.add_argument("--workers", type=int, default=2, help="submissions graded at once (default 2)")
-    grade.add_argument("--timeout", type=float, default=120.0, help="seconds per submission (default 120)")
+    grade.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per submission, the backstop (default 120)"
+    )
     grade.add_argument("--check-timeout", type=float, default=20.0, help="seconds per check (default 20)")
+    grade.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=60.0,
+        help="seconds per notebook cell; a slower cell is interrupted and the notebook goes on (default 60)",
+    )
     grade.add_argument("--solutions-dir", default=None, help="holds checks/weekNN.py (default: solutions/)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.set_defaults(func=cmd_grade)

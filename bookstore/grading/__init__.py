@@ -35,6 +35,9 @@ Why the design is what it is (each point answers a complaint heard about nbgrade
   backing services (the bookstore cluster) started once per batch and shared.
 * **A hung check costs one check.** Each check has its own timeout; a learner function that
   never returns fails that check and the others still run.
+* **A hung cell costs one cell.** Each learner cell has a time limit (``--cell-timeout``):
+  past it the cell is interrupted, as Jupyter's stop button does, and the notebook goes on,
+  so the answers after it still earn their points; the notebook's limit is the backstop.
 
 This is a grader, not a sandbox: learner code runs with the grading user's rights. Grade
 untrusted submissions in a container or a VM.

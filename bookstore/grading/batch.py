@@ -60,7 +60,7 @@ from bookstore.grading.report import (
     summary_table,
     write_outputs,
 )
-from bookstore.grading.worker import TOKEN_VARIABLE, WorkerReport, kill_marked
+from bookstore.grading.worker import DEFAULT_CELL_TIMEOUT_S, TOKEN_VARIABLE, WorkerReport, kill_marked
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_WORKERS = 2
@@ -311,6 +311,7 @@ def grade_batch(
     workers: int = DEFAULT_WORKERS,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     check_timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+    cell_timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
     progress: bool = True,
     shutdown_grace_s: float = SHUTDOWN_GRACE_S,
     worker_command: Sequence[str] | None = None,
@@ -326,7 +327,7 @@ def grade_batch(
 
     if workers < 1:
         raise GradingError("--workers must be at least 1")
-    if timeout_s <= 0 or check_timeout_s <= 0:
+    if timeout_s <= 0 or check_timeout_s <= 0 or cell_timeout_s <= 0:
         raise GradingError("timeouts must be positive")
     began = time.perf_counter()
     checks_path, module = load_week_checks(solutions_dir, week)
@@ -364,6 +365,7 @@ def grade_batch(
                     "--checks", str(checks_path.resolve()),
                     "--timeout", str(timeout_s),
                     "--check-timeout", str(check_timeout_s),
+                    "--cell-timeout", str(cell_timeout_s),
                 ]  # fmt: skip
                 return _to_result(
                     names[index], paths[index], week, specs, pool.run(index, arguments), timeout_s

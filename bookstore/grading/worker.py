@@ -9,8 +9,10 @@ with a learner's notebook goes wrong in here, where it can only cost this submis
 2. copy it, outputs cleared, into a fresh working directory that becomes the kernel's cwd
    (a saved output can never count, and a notebook deleting its folder deletes a copy);
 3. execute it with nbclient in a fresh ``python3`` kernel, ``allow_errors`` so that one broken
-   cell does not hide the answers after it, within the submission's time budget: past it the
-   kernel is killed and the status is ``timeout``; a kernel that dies is ``crashed``;
+   cell does not hide the answers after it; a cell past its own limit is interrupted
+   (KeyboardInterrupt, the kernel lives on) and the next cell runs; past the submission's
+   time budget the kernel is killed and the status is ``timeout``; a kernel that dies is
+   ``crashed``;
 4. make up a nonce, then send the same kernel one more cell that runs the hidden checks
    against the learner's globals (see :mod:`bookstore.grading.checks`) and prints
    ``<nonce> <json>``; only that line is read;
@@ -59,6 +61,7 @@ MAX_LINE_CHARS = 1_000_000
 # notebook printing in an endless loop must not fill this process's memory.
 MAX_KEPT_OUTPUT_CHARS = 2_000_000
 KERNEL_NAME = "python3"
+DEFAULT_CELL_TIMEOUT_S = 60.0
 FILE_WEEK = re.compile(r"week(\d{1,2})(?!\d)", re.IGNORECASE)
 # Set by the batch grader to a token unique to one submission; inherited by its kernel and by
 # whatever the learner's code starts, which is how those processes are found and ended.
@@ -189,6 +192,9 @@ def _make_client_class() -> type:
         grading_line: str | None = None
         _partial: str = ""
         _kept_chars: int = 0
+        deadline: float = math.inf  # time.monotonic() past which the notebook is out of time
+        grading_cell: Any = None
+        interrupted: list[int]
 
         def output(
             self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int
@@ -206,6 +212,24 @@ def _make_client_class() -> type:
                 return None
             self._kept_chars += size
             return super().output(outs, msg, display_id, cell_index)
+
+        async def _async_handle_timeout(self, timeout: int, cell: Any = None) -> None:
+            """A cell past its own limit is interrupted and the notebook goes on; past the
+            notebook's limit (the backstop), or in the grading cell, the run ends here."""
+            from nbclient.exceptions import CellTimeoutError
+            from nbclient.util import ensure_async
+
+            if cell is None or cell is self.grading_cell or time.monotonic() >= self.deadline:
+                raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out", timeout, cell)
+            # SIGINT, as Jupyter's stop button sends: the cell ends with KeyboardInterrupt, the
+            # kernel and every definition made so far live on. nbclient then waits for the
+            # cell's reply again; a cell that ignores the interrupt meets it again at its next
+            # limit, and the notebook's limit at the latest.
+            assert self.km is not None  # set while a kernel runs, which it does here
+            index = next((i for i, c in enumerate(self.nb.cells) if c is cell), None)
+            if index is not None and index not in self.interrupted:
+                self.interrupted.append(index)
+            await ensure_async(self.km.interrupt_kernel())
 
         def _scan(self, text: str) -> None:
             data = self._partial + text
@@ -228,7 +252,14 @@ def grade_submission(
     work_dir: Path,
     timeout_s: float,
     check_timeout_s: float,
+    cell_timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
 ) -> WorkerReport:
+    """Run one submission in a fresh kernel, then its checks; never raises.
+
+    A learner cell gets ``cell_timeout_s``: past it the cell is interrupted (KeyboardInterrupt)
+    and the cells after it still run, so one hung answer costs only what depends on it. The
+    whole notebook, checks included, gets ``timeout_s``: past that it is stopped (``timeout``).
+    """
     began = time.monotonic()
     deadline = began + timeout_s
 
@@ -254,19 +285,25 @@ def grade_submission(
     work_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, work_dir / (submission.stem + ".ipynb"))
 
-    def remaining(_cell: object = None) -> int:
+    def remaining() -> int:
         return max(1, math.ceil(deadline - time.monotonic()))
+
+    def cell_limit(cell: object = None) -> int:
+        if cell is not None and cell is client.grading_cell:
+            return remaining()  # the checks have their own limits; only the backstop applies
+        return min(max(1, math.ceil(cell_timeout_s)), remaining())
 
     client = _make_client_class()(
         notebook,
         timeout=remaining(),
-        timeout_func=remaining,
+        timeout_func=cell_limit,
         kernel_name=KERNEL_NAME,
         allow_errors=True,
         shutdown_kernel="immediate",
         record_timing=False,
         resources={"metadata": {"path": str(work_dir)}},
     )
+    client.deadline, client.interrupted = deadline, []
     running: int | None = None
     grading = None
     status, message = "graded", ""
@@ -281,6 +318,7 @@ def grade_submission(
             grading = nbformat.v4.new_code_cell(
                 grading_cell_source(checks_source, client.nonce, check_timeout_s)
             )
+            client.grading_cell = grading
             # nbclient stores every executed cell back into the notebook by index, so the grading
             # cell joins it for the moment it runs; it is removed below, before anything reads it.
             notebook.cells.append(grading)
@@ -299,7 +337,16 @@ def grade_submission(
 
     if notebook.cells and notebook.cells[-1] is grading:
         notebook.cells.pop()
-    cell_errors = _cell_errors(notebook)
+    why = f"interrupted after {cell_timeout_s:g} s, the time limit per cell"
+    interrupted = dict.fromkeys(client.interrupted, why)
+    cell_errors = _cell_errors(notebook, interrupted)
+    if status == "graded" and client.interrupted:
+        cells = ", ".join(_cell(notebook, i) for i in client.interrupted)
+        message = (
+            f"{cells} ran longer than {cell_timeout_s:g} s and "
+            f"{'was' if len(client.interrupted) == 1 else 'were'} interrupted; "
+            "the rest of the notebook still ran and was graded"
+        )
     executed: dict[str, Any] = json.loads(json.dumps(notebook, default=str))
 
     def ran(status: str, message: str = "", **kw: Any) -> WorkerReport:
@@ -323,17 +370,23 @@ def grade_submission(
             f"the checks could not run in this kernel: {payload.get('error')}",
             cell_errors=cell_errors,
         )
-    return ran("graded", results=payload.get("results"), cell_errors=cell_errors)
+    return ran("graded", message, results=payload.get("results"), cell_errors=cell_errors)
 
 
 def _cell(notebook: Any, index: int) -> str:
     return f"cell {index + 1} (`{first_line(notebook.cells[index].source)}`)"
 
 
-def _cell_errors(notebook: Any, limit: int = 20) -> list[CellError]:
+def _cell_errors(notebook: Any, interrupted: dict[int, str], limit: int = 20) -> list[CellError]:
+    """The learner cells that raised, in order; an interrupted cell says why, not KeyboardInterrupt."""
     found: list[CellError] = []
     for index, cell in enumerate(notebook.cells):
-        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+        if cell.get("cell_type") != "code":
+            continue
+        if index in interrupted:
+            found.append(CellError(index + 1, first_line(cell.source), interrupted[index]))
+            continue
+        for output in cell.get("outputs", []):
             if output.get("output_type") == "error" and len(found) < limit:
                 name, value = str(output.get("ename", "Error")), str(output.get("evalue", ""))
                 if name == "NotImplementedError" and value == STUB_MESSAGE:
@@ -395,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", type=Path, default=None, help="where to write the JSON (default: stdout)")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--check-timeout", type=float, default=20.0)
+    parser.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S)
     parser.add_argument(
         "--nonce-on-stdin",
         action="store_true",
@@ -410,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         work_dir=args.work_dir,
         timeout_s=args.timeout,
         check_timeout_s=args.check_timeout,
+        cell_timeout_s=args.cell_timeout,
     )
     token = os.environ.get(TOKEN_VARIABLE)
     if token:
