@@ -5,6 +5,7 @@ bookstore status [--work-dir DIR]                        show each process and i
 bookstore down [--work-dir DIR]                          stop it
 bookstore course run [--weeks 6-10] [--html]             execute the course notebooks headless
 bookstore exercises build [--check]                      build exercises/ from solutions/
+bookstore exercises release DIR                          the learner's copy of the course, into DIR
 bookstore grade SUBMISSIONS... --week N --out DIR        grade notebooks against hidden checks
 """
 
@@ -114,6 +115,20 @@ def cmd_exercises_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exercises_release(args: argparse.Namespace) -> int:
+    from bookstore.grading.regions import RegionError
+    from bookstore.grading.release import ReleaseError, release
+
+    try:
+        made = release(Path(args.dir))
+    except (ReleaseError, RegionError) as error:
+        print(f"bookstore exercises release: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote the learner's copy of the course to {made.target} ({len(made.files)} files)")
+    print("hand out that folder (or push it to a repository of its own); learners clone it")
+    return 0
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from bookstore.grading.batch import GradingError, expand_submissions, grade_batch
     from bookstore.grading.regions import SOLUTIONS_DIR
@@ -178,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--solutions-dir", default=None, help="default: solutions/ of the repository")
     build.add_argument("--exercises-dir", default=None, help="default: exercises/ of the repository")
     build.set_defaults(func=cmd_exercises_build)
+    release = exercises_sub.add_parser(
+        "release", help="write the learner's copy of the course (no solutions, no checks) into DIR"
+    )
+    release.add_argument("dir", metavar="DIR", help="a new or empty folder outside this repository")
+    release.set_defaults(func=cmd_exercises_release)
 
     grade = sub.add_parser("grade", help="grade submitted notebooks against a week's hidden checks")
     grade.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, or folders of them")

@@ -1,15 +1,17 @@
 """The exercise grader: exercises built from solutions, submissions graded by hidden checks.
 
-Two commands::
+Three commands::
 
     bookstore exercises build [--check]                  solutions/weekNN_*.ipynb -> exercises/
+    bookstore exercises release DIR                      the learner's copy: no solutions, no checks
     bookstore grade SUBMISSIONS... --week N --out DIR    DIR/grades.csv, grades_wide.csv, feedback/
 
 The modules, in the order a submission meets them: :mod:`~bookstore.grading.regions` turns
 solution regions into TODO stubs; :mod:`~bookstore.grading.checks` is the API instructors
 write hidden checks with, and the code that runs them; :mod:`~bookstore.grading.worker`
 grades one submission; :mod:`~bookstore.grading.batch` grades many in parallel;
-:mod:`~bookstore.grading.report` turns results into scores, CSV and feedback.
+:mod:`~bookstore.grading.report` turns results into scores, CSV and feedback;
+:mod:`~bookstore.grading.release` writes what learners get.
 
 Why the design is what it is (each point answers a complaint heard about nbgrader or otter):
 
