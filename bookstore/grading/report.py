@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -269,10 +270,9 @@ def feedback_html(result: SubmissionResult, specs: Sequence[CheckSpec]) -> str:
     (the feedback above it still says everything the grade rests on).
     """
     import nbformat
-    from nbconvert import HTMLExporter
 
     summary = nbformat.v4.new_markdown_cell(feedback_markdown(result, specs))
-    exporter = HTMLExporter(sanitize_html=True)
+    exporter = _html_exporter()
     if result.notebook is not None:
         try:
             notebook = nbformat.from_dict(copy.deepcopy(result.notebook))
@@ -283,6 +283,14 @@ def feedback_html(result: SubmissionResult, specs: Sequence[CheckSpec]) -> str:
     alone = nbformat.v4.new_notebook()
     alone.cells = [summary]
     return str(exporter.from_notebook_node(alone)[0])
+
+
+@functools.cache
+def _html_exporter() -> Any:
+    """One exporter per process: building one loads its templates, a noticeable cost per submission."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(sanitize_html=True)
 
 
 def feedback_path(out_dir: Path, result: SubmissionResult, suffix: str) -> Path:
