@@ -5,6 +5,7 @@ bookstore status [--work-dir DIR]                        show each process and i
 bookstore down [--work-dir DIR]                          stop it
 bookstore course run [--weeks 6-10] [--html]             execute the course notebooks headless
 bookstore exercises build [--check]                      build exercises/ from solutions/
+bookstore exercises release DIR                          the learner's copy of the course, into DIR
 bookstore grade SUBMISSIONS... --week N --out DIR        grade notebooks against hidden checks
 """
 
@@ -114,6 +115,20 @@ def cmd_exercises_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exercises_release(args: argparse.Namespace) -> int:
+    from bookstore.grading.regions import RegionError
+    from bookstore.grading.release import ReleaseError, release
+
+    try:
+        made = release(Path(args.dir))
+    except (ReleaseError, RegionError) as error:
+        print(f"bookstore exercises release: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote the learner's copy of the course to {made.target} ({len(made.files)} files)")
+    print("hand out that folder (or push it to a repository of its own); learners clone it")
+    return 0
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from bookstore.grading.batch import GradingError, expand_submissions, grade_batch
     from bookstore.grading.regions import SOLUTIONS_DIR
@@ -131,6 +146,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
             workers=args.workers,
             timeout_s=args.timeout,
             check_timeout_s=args.check_timeout,
+            cell_timeout_s=args.cell_timeout,
             progress=not args.no_progress,
         )
     except GradingError as error:
@@ -177,14 +193,27 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--solutions-dir", default=None, help="default: solutions/ of the repository")
     build.add_argument("--exercises-dir", default=None, help="default: exercises/ of the repository")
     build.set_defaults(func=cmd_exercises_build)
+    release = exercises_sub.add_parser(
+        "release", help="write the learner's copy of the course (no solutions, no checks) into DIR"
+    )
+    release.add_argument("dir", metavar="DIR", help="a new or empty folder outside this repository")
+    release.set_defaults(func=cmd_exercises_release)
 
     grade = sub.add_parser("grade", help="grade submitted notebooks against a week's hidden checks")
     grade.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, or folders of them")
     grade.add_argument("--week", type=int, required=True)
     grade.add_argument("--out", required=True, help="where grades.csv and feedback/ go")
     grade.add_argument("--workers", type=int, default=2, help="submissions graded at once (default 2)")
-    grade.add_argument("--timeout", type=float, default=120.0, help="seconds per submission (default 120)")
+    grade.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per submission, the backstop (default 120)"
+    )
     grade.add_argument("--check-timeout", type=float, default=20.0, help="seconds per check (default 20)")
+    grade.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=60.0,
+        help="seconds per notebook cell; a slower cell is interrupted and the notebook goes on (default 60)",
+    )
     grade.add_argument("--solutions-dir", default=None, help="holds checks/weekNN.py (default: solutions/)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.set_defaults(func=cmd_grade)

@@ -1,15 +1,17 @@
 """The exercise grader: exercises built from solutions, submissions graded by hidden checks.
 
-Two commands::
+Three commands::
 
     bookstore exercises build [--check]                  solutions/weekNN_*.ipynb -> exercises/
-    bookstore grade SUBMISSIONS... --week N --out DIR    DIR/grades.csv and DIR/feedback/*.md
+    bookstore exercises release DIR                      the learner's copy: no solutions, no checks
+    bookstore grade SUBMISSIONS... --week N --out DIR    DIR/grades.csv, grades_wide.csv, feedback/
 
 The modules, in the order a submission meets them: :mod:`~bookstore.grading.regions` turns
 solution regions into TODO stubs; :mod:`~bookstore.grading.checks` is the API instructors
 write hidden checks with, and the code that runs them; :mod:`~bookstore.grading.worker`
 grades one submission; :mod:`~bookstore.grading.batch` grades many in parallel;
-:mod:`~bookstore.grading.report` turns results into scores, CSV and feedback.
+:mod:`~bookstore.grading.report` turns results into scores, CSV and feedback;
+:mod:`~bookstore.grading.release` writes what learners get.
 
 Why the design is what it is (each point answers a complaint heard about nbgrader or otter):
 
@@ -35,6 +37,9 @@ Why the design is what it is (each point answers a complaint heard about nbgrade
   backing services (the bookstore cluster) started once per batch and shared.
 * **A hung check costs one check.** Each check has its own timeout; a learner function that
   never returns fails that check and the others still run.
+* **A hung cell costs one cell.** Each learner cell has a time limit (``--cell-timeout``):
+  past it the cell is interrupted, as Jupyter's stop button does, and the notebook goes on,
+  so the answers after it still earn their points; the notebook's limit is the backstop.
 
 This is a grader, not a sandbox: learner code runs with the grading user's rights. Grade
 untrusted submissions in a container or a VM.

@@ -52,13 +52,21 @@ from typing import TYPE_CHECKING
 
 from bookstore.grading.checks import DEFAULT_CHECK_TIMEOUT_S, CheckModule, CheckSpec, load_checks
 from bookstore.grading.regions import SOLUTIONS_DIR
-from bookstore.grading.report import GRADED, CheckOutcome, SubmissionResult, summary_table, write_outputs
-from bookstore.grading.worker import TOKEN_VARIABLE, WorkerReport, kill_marked
+from bookstore.grading.report import (
+    GRADED,
+    CheckOutcome,
+    SubmissionResult,
+    read_grades,
+    summary_table,
+    write_outputs,
+)
+from bookstore.grading.worker import DEFAULT_CELL_TIMEOUT_S, TOKEN_VARIABLE, WorkerReport, kill_marked
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_WORKERS = 2
 SHUTDOWN_GRACE_S = 15.0
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^\w.-]+")
+_WEEK_IN_NAME = re.compile(r"week\s*\d{1,2}(?!\d)", re.IGNORECASE)
 
 if TYPE_CHECKING:
     from bookstore.platform.cluster import Cluster
@@ -108,17 +116,36 @@ def expand_submissions(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+def student_name(path: Path) -> str:
+    """Who a submission belongs to, from its path alone (so a re-grade finds the same name).
+
+    * A file that kept the course's notebook name (it starts with ``weekNN``, as
+      ``week07_saga.ipynb`` does) is named by its folder: ``bob/week07_saga.ipynb`` is bob.
+      Folders named after a week are skipped, so nbgrader's
+      ``submitted/bob/week07/week07_saga.ipynb`` is bob too.
+    * Any other file is named by its file name, up to the week: ``bob_week07.ipynb``,
+      ``bob-week07_saga.ipynb`` and ``bob.ipynb`` are all bob (the flat layout an LMS download
+      gives).
+
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``, so the name is
+    safe as a file name.
+    """
+    stem = path.stem
+    week = _WEEK_IN_NAME.search(stem)
+    name = (stem[: week.start()] if week else stem).strip(" ._-")
+    if not name:
+        absolute = Path(os.path.abspath(path))  # no "..", and a bare file name gets its folder
+        folders = [p.name for p in absolute.parents if p.name and not _WEEK_IN_NAME.match(p.name)]
+        name = folders[0] if folders else stem
+    return _UNSAFE.sub("_", name).strip(".") or "submission"
+
+
 def unique_names(paths: Sequence[Path]) -> list[str]:
-    """A file-system-safe name per submission: its stem, prefixed by its folder when stems clash."""
-    stems = [_UNSAFE.sub("_", p.stem) or "submission" for p in paths]
-    clashing = Counter(stems)
-    names = [
-        _UNSAFE.sub("_", f"{p.parent.name}-{stem}") if clashing[stem] > 1 and p.parent.name else stem
-        for p, stem in zip(paths, stems, strict=True)
-    ]
+    """A student name per submission (:func:`student_name`); a second file of one student is name-2."""
     seen: Counter[str] = Counter()
     unique: list[str] = []
-    for name in names:
+    for path in paths:
+        name = student_name(path)
         seen[name] += 1
         unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
     return unique
@@ -262,6 +289,7 @@ def _to_result(
         report.message,
         cell_errors=report.cell_errors,
         seconds=report.seconds,
+        notebook=report.notebook if isinstance(report.notebook, dict) else None,
     )
     if report.status == GRADED:
         checks = report.results or []
@@ -283,6 +311,7 @@ def grade_batch(
     workers: int = DEFAULT_WORKERS,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     check_timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+    cell_timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
     progress: bool = True,
     shutdown_grace_s: float = SHUTDOWN_GRACE_S,
     worker_command: Sequence[str] | None = None,
@@ -298,7 +327,7 @@ def grade_batch(
 
     if workers < 1:
         raise GradingError("--workers must be at least 1")
-    if timeout_s <= 0 or check_timeout_s <= 0:
+    if timeout_s <= 0 or check_timeout_s <= 0 or cell_timeout_s <= 0:
         raise GradingError("timeouts must be positive")
     began = time.perf_counter()
     checks_path, module = load_week_checks(solutions_dir, week)
@@ -306,6 +335,9 @@ def grade_batch(
     paths = list(submissions)
     names = unique_names(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Read once, now: the rows of other students (and other weeks) are kept as they were, and
+    # nothing written into the file while this batch runs is taken over.
+    previous = read_grades(out_dir / "grades.csv")
     results: list[SubmissionResult | None] = [None] * len(paths)
 
     with tempfile.TemporaryDirectory(prefix="bookstore-grade-", ignore_cleanup_errors=True) as tmp:
@@ -333,6 +365,7 @@ def grade_batch(
                     "--checks", str(checks_path.resolve()),
                     "--timeout", str(timeout_s),
                     "--check-timeout", str(check_timeout_s),
+                    "--cell-timeout", str(cell_timeout_s),
                 ]  # fmt: skip
                 return _to_result(
                     names[index], paths[index], week, specs, pool.run(index, arguments), timeout_s
@@ -353,7 +386,7 @@ def grade_batch(
                     results[futures[future]] = result
                     done = [r for r in results if r is not None]
                     # Rewritten after every submission: an interrupted batch keeps what it graded.
-                    write_outputs(out_dir, done, specs, feedback=[result])
+                    write_outputs(out_dir, done, specs, feedback=[result], previous=previous)
                     bar.set_postfix_str(f"{result.name}: {result.status}", refresh=False)
                     bar.update()
         except BaseException:

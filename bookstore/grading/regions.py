@@ -170,6 +170,13 @@ def build_all(
     Without ``check`` the differences are fixed: files written, and orphans (an exercise whose
     solution is gone) removed when the build made them.
     """
+    if not solutions_dir.is_dir():
+        # A learner's release has no solutions/: building there would find no solution for any
+        # exercise, and remove every exercise as an orphan.
+        raise RegionError(
+            f"{solutions_dir} does not exist: exercises are built from the solutions, which only "
+            "the instructor's repository has"
+        )
     differences: list[Difference] = []
     built: dict[str, str] = {}
     for solution in solution_notebooks(solutions_dir):

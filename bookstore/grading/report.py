@@ -3,7 +3,9 @@
 Scores are computed here, in the grader, from the instructor's own check specs: the learner's
 kernel only says which checks passed (and why not), never how many points anything is worth.
 
-``grades.csv`` has one row per submission and question, then a ``TOTAL`` row per submission::
+``grades.csv`` (the long gradebook) has one row per student and question, then a ``TOTAL``
+row per student; the ``submission`` column holds the student's identity (see
+:func:`bookstore.grading.batch.student_name`)::
 
     submission,week,question,points,max,status
     alice,6,q1,2,2,passed
@@ -15,9 +17,23 @@ A question's status is ``passed``, ``partial`` or ``failed`` when the notebook w
 the submission's status (``timeout``, ``crashed``, ``invalid``, ``wrong-week``, ``error``)
 when it was not, with 0 points.
 
-A feedback file (``feedback/<submission>.md``) is for the learner: the status, each question's
-score, each check's title with PASS or FAIL and the failure message, and the cells of their
-notebook that raised. It is built from titles and messages only, never from check source.
+Re-grading merges: the rows of a (student, week) graded now replace that pair's rows, every
+other row of the existing file stays where it was, and a new pair is appended. Grading one
+late submission never costs anyone else their grade. The file is read once when a batch
+starts (so nothing written into it while a batch runs is taken over).
+
+``grades_wide.csv`` is the same gradebook a row per student, the shape a spreadsheet or an
+LMS import wants: a column per week and question, the week's total and its status::
+
+    submission,week99 q1,week99 q2,week99 q3,week99 total,week99 status
+    alice,3,0.5,2,5.5,graded
+
+A feedback file (``feedback/weekNN/<student>.md``) is for the learner: the status, each
+question's score, each check's title with PASS or FAIL and the failure message, and the cells
+of their notebook that raised. It is built from titles and messages only, never from check
+source. ``feedback/weekNN/<student>.html`` is the same feedback on top of the learner's
+executed notebook, rendered by nbconvert with the HTML in it sanitized (the notebook is
+untrusted; the instructor opens this file in a browser).
 
 Files are written whole to a temporary name and renamed, so a reader (or a crash half-way)
 never sees half a grades.csv.
@@ -25,11 +41,14 @@ never sees half a grades.csv.
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bookstore.grading.checks import CheckSpec, question_maxima
 from bookstore.grading.worker import CellError, write_atomic
@@ -75,6 +94,9 @@ class SubmissionResult:
     outcomes: list[CheckOutcome] = field(default_factory=list)
     cell_errors: list[CellError] = field(default_factory=list)
     seconds: float = 0.0
+    # The notebook as the grader ran it (nbformat JSON, outputs kept up to a budget), for the
+    # HTML feedback; None when it never ran (invalid, wrong week, ...).
+    notebook: dict[str, Any] | None = None
 
     def scores(self, specs: Sequence[CheckSpec]) -> list[QuestionScore]:
         maxima = question_maxima(list(specs))
@@ -102,18 +124,83 @@ def fmt(points: float) -> str:
     return str(int(points)) if float(points).is_integer() else f"{points:.2f}".rstrip("0").rstrip(".")
 
 
-def grades_csv(results: Sequence[SubmissionResult], specs: Sequence[CheckSpec]) -> str:
+GradeRow = dict[str, str]  # one line of grades.csv, keyed by CSV_COLUMNS
+
+
+def result_rows(result: SubmissionResult, specs: Sequence[CheckSpec]) -> list[GradeRow]:
+    """A submission's rows of the long gradebook: one per question, then its TOTAL."""
+    def row(question: str, points: float, maximum: float, status: str) -> GradeRow:
+        values = [result.name, str(result.week), question, fmt(points), fmt(maximum), status]
+        return dict(zip(CSV_COLUMNS, values, strict=True))
+
+    rows = [row(s.question, s.points, s.max, s.status) for s in result.scores(specs)]
+    rows.append(row(TOTAL, *result.total(specs), result.status))
+    return rows
+
+
+def read_grades(path: Path) -> list[GradeRow]:
+    """The rows of an existing grades.csv; [] when there is none. Rows missing a column are dropped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [
+        {column: row[column] for column in CSV_COLUMNS}
+        for row in csv.DictReader(io.StringIO(text))
+        if all(isinstance(row.get(column), str) for column in CSV_COLUMNS)
+    ]
+
+
+def merge_grades(
+    previous: Iterable[GradeRow], results: Sequence[SubmissionResult], specs: Sequence[CheckSpec]
+) -> list[GradeRow]:
+    """``previous`` with each (student, week) graded now replaced in place, new ones appended."""
+    blocks: dict[tuple[str, str], list[GradeRow]] = {}
+    for row in previous:
+        blocks.setdefault((row["submission"], row["week"]), []).append(row)
+    for result in results:
+        # Assigning to an existing key keeps its position: a re-graded student stays where they were.
+        blocks[(result.name, str(result.week))] = result_rows(result, specs)
+    return [row for block in blocks.values() for row in block]
+
+
+def _csv_text(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for result in results:
-        for score in result.scores(specs):
-            writer.writerow(
-                [result.name, result.week, score.question, fmt(score.points), fmt(score.max), score.status]
-            )
-        points, maximum = result.total(specs)
-        writer.writerow([result.name, result.week, TOTAL, fmt(points), fmt(maximum), result.status])
+    writer.writerow(header)
+    writer.writerows(rows)
     return buffer.getvalue()
+
+
+def grades_csv(
+    results: Sequence[SubmissionResult], specs: Sequence[CheckSpec], previous: Iterable[GradeRow] = ()
+) -> str:
+    """The long gradebook: ``previous`` rows merged with ``results`` (see :func:`merge_grades`)."""
+    return long_csv(merge_grades(previous, results, specs))
+
+
+def long_csv(rows: Iterable[GradeRow]) -> str:
+    return _csv_text(CSV_COLUMNS, ([row[c] for c in CSV_COLUMNS] for row in rows))
+
+
+def wide_csv(rows: Sequence[GradeRow]) -> str:
+    """A row per student (in gradebook order); per week a column per question, its total and status."""
+    questions: dict[str, dict[str, None]] = {}  # week -> its questions, as first seen (ordered sets)
+    table: dict[str, dict[str, str]] = {}
+    for row in rows:
+        week, question = row["week"], row["question"]
+        line = table.setdefault(row["submission"], {})
+        if question == TOTAL:
+            line[f"week{week} total"], line[f"week{week} status"] = row["points"], row["status"]
+        else:
+            questions.setdefault(week, {}).setdefault(question)
+            line[f"week{week} {question}"] = row["points"]
+    columns: list[str] = []
+    for week in sorted(questions, key=lambda w: (not w.isdigit(), int(w) if w.isdigit() else 0, w)):
+        columns += [f"week{week} {question}" for question in questions[week]]
+        columns += [f"week{week} total", f"week{week} status"]
+    lines = ([name, *(line.get(c, "") for c in columns)] for name, line in table.items())
+    return _csv_text(["submission", *columns], lines)
 
 
 def _one_line(text: str) -> str:
@@ -175,14 +262,57 @@ def summary_table(results: Sequence[SubmissionResult], specs: Sequence[CheckSpec
     )
 
 
+def feedback_html(result: SubmissionResult, specs: Sequence[CheckSpec]) -> str:
+    """The feedback (as in the .md file) on top of the learner's executed notebook, as HTML.
+
+    The notebook's own HTML and Markdown are sanitized: a submission is untrusted, and this
+    page is opened in the instructor's browser. A notebook nbconvert cannot render is left out
+    (the feedback above it still says everything the grade rests on).
+    """
+    import nbformat
+
+    summary = nbformat.v4.new_markdown_cell(feedback_markdown(result, specs))
+    exporter = _html_exporter()
+    if result.notebook is not None:
+        try:
+            notebook = nbformat.from_dict(copy.deepcopy(result.notebook))
+            notebook.cells.insert(0, summary)
+            return str(exporter.from_notebook_node(notebook)[0])
+        except Exception:  # nbformat and nbconvert raise many types for a malformed notebook
+            pass
+    alone = nbformat.v4.new_notebook()
+    alone.cells = [summary]
+    return str(exporter.from_notebook_node(alone)[0])
+
+
+@functools.cache
+def _html_exporter() -> Any:
+    """One exporter per process: building one loads its templates, a noticeable cost per submission."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(sanitize_html=True)
+
+
+def feedback_path(out_dir: Path, result: SubmissionResult, suffix: str) -> Path:
+    """``out_dir/feedback/weekNN/<student><suffix>``: a folder per week, so weeks never collide."""
+    return out_dir / "feedback" / f"week{result.week:02d}" / f"{result.name}{suffix}"
+
+
 def write_outputs(
     out_dir: Path,
     results: Sequence[SubmissionResult],
     specs: Sequence[CheckSpec],
     *,
     feedback: Sequence[SubmissionResult] | None = None,
+    previous: Sequence[GradeRow] = (),
+    html: bool = True,
 ) -> None:
-    """grades.csv for all ``results``; a feedback file for each of ``feedback`` (default: all)."""
+    """grades.csv and grades_wide.csv for ``previous`` merged with ``results``; feedback for
+    each of ``feedback`` (default: all), Markdown and, with ``html``, HTML."""
     for result in results if feedback is None else feedback:
-        write_atomic(out_dir / "feedback" / f"{result.name}.md", feedback_markdown(result, specs))
-    write_atomic(out_dir / "grades.csv", grades_csv(results, specs))
+        write_atomic(feedback_path(out_dir, result, ".md"), feedback_markdown(result, specs))
+        if html:
+            write_atomic(feedback_path(out_dir, result, ".html"), feedback_html(result, specs))
+    rows = merge_grades(previous, results, specs)
+    write_atomic(out_dir / "grades.csv", long_csv(rows))
+    write_atomic(out_dir / "grades_wide.csv", wide_csv(rows))

@@ -9,8 +9,10 @@ with a learner's notebook goes wrong in here, where it can only cost this submis
 2. copy it, outputs cleared, into a fresh working directory that becomes the kernel's cwd
    (a saved output can never count, and a notebook deleting its folder deletes a copy);
 3. execute it with nbclient in a fresh ``python3`` kernel, ``allow_errors`` so that one broken
-   cell does not hide the answers after it, within the submission's time budget: past it the
-   kernel is killed and the status is ``timeout``; a kernel that dies is ``crashed``;
+   cell does not hide the answers after it; a cell past its own limit is interrupted
+   (KeyboardInterrupt, the kernel lives on) and the next cell runs; past the submission's
+   time budget the kernel is killed and the status is ``timeout``; a kernel that dies is
+   ``crashed``;
 4. make up a nonce, then send the same kernel one more cell that runs the hidden checks
    against the learner's globals (see :mod:`bookstore.grading.checks`) and prints
    ``<nonce> <json>``; only that line is read;
@@ -19,9 +21,11 @@ with a learner's notebook goes wrong in here, where it can only cost this submis
    the nonce the batch grader sent on stdin. The kernel never sees that nonce, so a learner
    process that found its way to this process's stdout still cannot pose as it.
 
-Outputs are not kept: only error outputs of the learner's cells (for the feedback "cell 3
-raised NameError ...") and the one grading line. That keeps a notebook printing in an endless
-loop from filling this process's memory. Stderr and warnings are never looked at.
+Outputs never count. Error outputs are kept (for the feedback "cell 3 raised NameError ..."),
+other outputs only up to a budget (``MAX_KEPT_OUTPUT_CHARS``, for the learner's HTML feedback,
+which shows the executed notebook), so a notebook printing in an endless loop cannot fill this
+process's memory. The executed notebook travels back in the result line. Stderr and warnings
+are never looked at.
 
 The kernel's own stdout and stderr go to /dev/null (ipykernel forwards what matters over
 ZeroMQ), and its IPython profile and Jupyter runtime files live in this submission's private
@@ -53,7 +57,11 @@ from bookstore.grading.checks import STUB_MESSAGE, parse_report, truncate
 
 MAX_SUBMISSION_BYTES = 50_000_000
 MAX_LINE_CHARS = 1_000_000
+# Outputs kept for the HTML feedback, all cells together (error outputs are always kept): a
+# notebook printing in an endless loop must not fill this process's memory.
+MAX_KEPT_OUTPUT_CHARS = 2_000_000
 KERNEL_NAME = "python3"
+DEFAULT_CELL_TIMEOUT_S = 60.0
 FILE_WEEK = re.compile(r"week(\d{1,2})(?!\d)", re.IGNORECASE)
 # Set by the batch grader to a token unique to one submission; inherited by its kernel and by
 # whatever the learner's code starts, which is how those processes are found and ended.
@@ -78,6 +86,7 @@ class WorkerReport:
     results: list[dict[str, Any]] | None = None  # one {"passed", "message"} per check, in order
     cell_errors: list[CellError] = field(default_factory=list)
     seconds: float = 0.0
+    notebook: dict[str, Any] | None = None  # the executed notebook, for the HTML feedback
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -91,6 +100,7 @@ class WorkerReport:
             results=data.get("results"),
             cell_errors=[CellError(**e) for e in data.get("cell_errors", [])],
             seconds=float(data.get("seconds", 0.0)),
+            notebook=data["notebook"] if isinstance(data.get("notebook"), dict) else None,
         )
 
 
@@ -174,13 +184,17 @@ def grading_cell_source(checks_source: str, nonce: str, check_timeout_s: float) 
 
 
 def _make_client_class() -> type:
-    """A NotebookClient that keeps only error outputs, and watches for the grading line."""
+    """A NotebookClient that keeps outputs up to a budget, and watches for the grading line."""
     from nbclient import NotebookClient
 
     class GradingClient(NotebookClient):  # type: ignore[misc]
         nonce: str | None = None
         grading_line: str | None = None
         _partial: str = ""
+        _kept_chars: int = 0
+        deadline: float = math.inf  # time.monotonic() past which the notebook is out of time
+        grading_cell: Any = None
+        interrupted: list[int]
 
         def output(
             self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int
@@ -191,7 +205,31 @@ def _make_client_class() -> type:
                 return None
             if msg["msg_type"] == "error":
                 return super().output(outs, msg, display_id, cell_index)
-            return None  # outputs do not count; dropping them bounds memory
+            # Outputs never count towards a score; they are kept only for the learner's HTML
+            # feedback, and only up to a budget, which bounds memory.
+            size = len(json.dumps(msg.get("content", {}), default=str))
+            if self._kept_chars + size > MAX_KEPT_OUTPUT_CHARS:
+                return None
+            self._kept_chars += size
+            return super().output(outs, msg, display_id, cell_index)
+
+        async def _async_handle_timeout(self, timeout: int, cell: Any = None) -> None:
+            """A cell past its own limit is interrupted and the notebook goes on; past the
+            notebook's limit (the backstop), or in the grading cell, the run ends here."""
+            from nbclient.exceptions import CellTimeoutError
+            from nbclient.util import ensure_async
+
+            if cell is None or cell is self.grading_cell or time.monotonic() >= self.deadline:
+                raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out", timeout, cell)
+            # SIGINT, as Jupyter's stop button sends: the cell ends with KeyboardInterrupt, the
+            # kernel and every definition made so far live on. nbclient then waits for the
+            # cell's reply again; a cell that ignores the interrupt meets it again at its next
+            # limit, and the notebook's limit at the latest.
+            assert self.km is not None  # set while a kernel runs, which it does here
+            index = next((i for i, c in enumerate(self.nb.cells) if c is cell), None)
+            if index is not None and index not in self.interrupted:
+                self.interrupted.append(index)
+            await ensure_async(self.km.interrupt_kernel())
 
         def _scan(self, text: str) -> None:
             data = self._partial + text
@@ -214,7 +252,14 @@ def grade_submission(
     work_dir: Path,
     timeout_s: float,
     check_timeout_s: float,
+    cell_timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
 ) -> WorkerReport:
+    """Run one submission in a fresh kernel, then its checks; never raises.
+
+    A learner cell gets ``cell_timeout_s``: past it the cell is interrupted (KeyboardInterrupt)
+    and the cells after it still run, so one hung answer costs only what depends on it. The
+    whole notebook, checks included, gets ``timeout_s``: past that it is stopped (``timeout``).
+    """
     began = time.monotonic()
     deadline = began + timeout_s
 
@@ -240,19 +285,25 @@ def grade_submission(
     work_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, work_dir / (submission.stem + ".ipynb"))
 
-    def remaining(_cell: object = None) -> int:
+    def remaining() -> int:
         return max(1, math.ceil(deadline - time.monotonic()))
+
+    def cell_limit(cell: object = None) -> int:
+        if cell is not None and cell is client.grading_cell:
+            return remaining()  # the checks have their own limits; only the backstop applies
+        return min(max(1, math.ceil(cell_timeout_s)), remaining())
 
     client = _make_client_class()(
         notebook,
         timeout=remaining(),
-        timeout_func=remaining,
+        timeout_func=cell_limit,
         kernel_name=KERNEL_NAME,
         allow_errors=True,
         shutdown_kernel="immediate",
         record_timing=False,
         resources={"metadata": {"path": str(work_dir)}},
     )
+    client.deadline, client.interrupted = deadline, []
     running: int | None = None
     grading = None
     status, message = "graded", ""
@@ -267,6 +318,7 @@ def grade_submission(
             grading = nbformat.v4.new_code_cell(
                 grading_cell_source(checks_source, client.nonce, check_timeout_s)
             )
+            client.grading_cell = grading
             # nbclient stores every executed cell back into the notebook by index, so the grading
             # cell joins it for the moment it runs; it is removed below, before anything reads it.
             notebook.cells.append(grading)
@@ -285,11 +337,25 @@ def grade_submission(
 
     if notebook.cells and notebook.cells[-1] is grading:
         notebook.cells.pop()
-    cell_errors = _cell_errors(notebook)
+    why = f"interrupted after {cell_timeout_s:g} s, the time limit per cell"
+    interrupted = dict.fromkeys(client.interrupted, why)
+    cell_errors = _cell_errors(notebook, interrupted)
+    if status == "graded" and client.interrupted:
+        cells = ", ".join(_cell(notebook, i) for i in client.interrupted)
+        message = (
+            f"{cells} ran longer than {cell_timeout_s:g} s and "
+            f"{'was' if len(client.interrupted) == 1 else 'were'} interrupted; "
+            "the rest of the notebook still ran and was graded"
+        )
+    executed: dict[str, Any] = json.loads(json.dumps(notebook, default=str))
+
+    def ran(status: str, message: str = "", **kw: Any) -> WorkerReport:
+        return finish(status, message, notebook=executed, **kw)
+
     if status != "graded":
-        return finish(status, message, cell_errors=cell_errors)
+        return ran(status, message, cell_errors=cell_errors)
     if client.grading_line is None:
-        return finish(
+        return ran(
             "crashed",
             "the checks could not report (did the notebook exit the kernel or replace sys.stdout?)",
             cell_errors=cell_errors,
@@ -297,24 +363,30 @@ def grade_submission(
     try:
         payload = parse_report(client.grading_line, client.nonce or "")
     except ValueError as error:
-        return finish("error", f"unreadable check results: {error}", cell_errors=cell_errors)
+        return ran("error", f"unreadable check results: {error}", cell_errors=cell_errors)
     if not payload["ok"]:
-        return finish(
+        return ran(
             "error",
             f"the checks could not run in this kernel: {payload.get('error')}",
             cell_errors=cell_errors,
         )
-    return finish("graded", results=payload.get("results"), cell_errors=cell_errors)
+    return ran("graded", message, results=payload.get("results"), cell_errors=cell_errors)
 
 
 def _cell(notebook: Any, index: int) -> str:
     return f"cell {index + 1} (`{first_line(notebook.cells[index].source)}`)"
 
 
-def _cell_errors(notebook: Any, limit: int = 20) -> list[CellError]:
+def _cell_errors(notebook: Any, interrupted: dict[int, str], limit: int = 20) -> list[CellError]:
+    """The learner cells that raised, in order; an interrupted cell says why, not KeyboardInterrupt."""
     found: list[CellError] = []
     for index, cell in enumerate(notebook.cells):
-        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+        if cell.get("cell_type") != "code":
+            continue
+        if index in interrupted:
+            found.append(CellError(index + 1, first_line(cell.source), interrupted[index]))
+            continue
+        for output in cell.get("outputs", []):
             if output.get("output_type") == "error" and len(found) < limit:
                 name, value = str(output.get("ename", "Error")), str(output.get("evalue", ""))
                 if name == "NotImplementedError" and value == STUB_MESSAGE:
@@ -376,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", type=Path, default=None, help="where to write the JSON (default: stdout)")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--check-timeout", type=float, default=20.0)
+    parser.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S)
     parser.add_argument(
         "--nonce-on-stdin",
         action="store_true",
@@ -391,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         work_dir=args.work_dir,
         timeout_s=args.timeout,
         check_timeout_s=args.check_timeout,
+        cell_timeout_s=args.cell_timeout,
     )
     token = os.environ.get(TOKEN_VARIABLE)
     if token:

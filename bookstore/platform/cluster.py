@@ -37,6 +37,7 @@ are stopped and the error shows that service's log.
 from __future__ import annotations
 
 import atexit
+import http.client
 import json
 import logging
 import os
@@ -634,7 +635,9 @@ class Cluster:
             try:
                 with urllib.request.urlopen(f"http://{replica.address}/healthz", timeout=0.5) as response:
                     return result("SERVING" if response.status == 200 else "NOT_SERVING")
-            except (urllib.error.URLError, OSError):
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+                # Whatever holds the port may not be ours (another cluster, any program): an
+                # answer that is not HTTP, a reset, a half-written reply all mean "not ready yet".
                 return result("STARTING")
         try:
             stub = health_pb2_grpc.HealthStub(self._direct_channel(replica.address))

@@ -92,7 +92,7 @@ class Graded:
         }
 
     def feedback(self, name: str) -> str:
-        return (self.out / "feedback" / f"{name}.md").read_text()
+        return (self.out / "feedback" / "week99" / f"{name}.md").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +232,7 @@ def test_grades_csv_is_whole_one_block_per_submission_in_input_order(graded: Gra
 
 
 def test_every_submission_gets_feedback_that_never_shows_hidden_source(graded: Graded) -> None:
-    files = sorted(p.stem for p in (graded.out / "feedback").glob("*.md"))
+    files = sorted(p.stem for p in (graded.out / "feedback" / "week99").glob("*.md"))
     assert files == sorted(graded.submissions)
     for name in graded.submissions:
         text = graded.feedback(name)

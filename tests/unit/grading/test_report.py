@@ -9,16 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from bookstore.grading.batch import WorkerExit, _to_result, unique_names
+from bookstore.grading.batch import WorkerExit, _to_result, student_name, unique_names
 from bookstore.grading.checks import CheckSpec, load_checks
 from bookstore.grading.report import (
     CSV_COLUMNS,
     CheckOutcome,
     SubmissionResult,
+    feedback_html,
     feedback_markdown,
     fmt,
     grades_csv,
     summary_table,
+    wide_csv,
     write_outputs,
 )
 from bookstore.grading.worker import (
@@ -114,7 +116,12 @@ def test_feedback_never_shows_check_source() -> None:
 def test_write_outputs_leaves_whole_files_and_no_temporaries(tmp_path: Path) -> None:
     results = [graded("alice", [True] * 5), graded("bob", [False] * 5)]
     write_outputs(tmp_path, results, SPECS)
-    assert sorted(p.name for p in (tmp_path / "feedback").iterdir()) == ["alice.md", "bob.md"]
+    assert sorted(p.name for p in (tmp_path / "feedback" / "week99").iterdir()) == [
+        "alice.html",
+        "alice.md",
+        "bob.html",
+        "bob.md",
+    ]
     assert len(rows((tmp_path / "grades.csv").read_text())) == 8
     write_outputs(tmp_path, results[:1], SPECS, feedback=[])
     assert len(rows((tmp_path / "grades.csv").read_text())) == 4
@@ -129,14 +136,67 @@ def test_the_summary_table_has_a_row_per_submission() -> None:
     assert lines[2].split()[-1] == "0/6"
 
 
+def test_a_student_is_named_by_the_folder_when_the_file_kept_the_course_name() -> None:
+    assert student_name(Path("submissions/bob/week07_saga.ipynb")) == "bob"
+    assert student_name(Path("submitted/bob/week07/week07_saga.ipynb")) == "bob"  # nbgrader's layout
+    assert student_name(Path("submissions/bob/Week7.ipynb")) == "bob"
+
+
+def test_a_student_is_named_by_the_file_name_up_to_the_week_in_a_flat_folder() -> None:
+    assert student_name(Path("submissions/bob_week07.ipynb")) == "bob"
+    assert student_name(Path("submissions/bob-week07_saga.ipynb")) == "bob"
+    assert student_name(Path("submissions/alice smith.ipynb")) == "alice_smith"
+    assert student_name(Path("submissions/José_week07.ipynb")) == "José"
+
+
 def test_submission_names_are_unique_and_safe_for_file_names() -> None:
     paths = [
         Path("a/week06.ipynb"),
         Path("b/week06.ipynb"),
         Path("c/alice smith.ipynb"),
-        Path("b/week06.ipynb"),
+        Path("b/week06_late.ipynb"),
+        Path("x/..week06.ipynb"),
     ]
-    assert unique_names(paths) == ["a-week06", "b-week06", "alice_smith", "b-week06-2"]
+    assert unique_names(paths) == ["a", "b", "alice_smith", "b-2", "x"]
+
+
+def test_regrading_replaces_that_students_rows_in_place_and_keeps_everyone_elses() -> None:
+    first = rows(grades_csv([graded("alice", [True] * 5), graded("bob", [False] * 5)], SPECS))
+    week98 = [{**r, "week": "98"} for r in first]
+    merged = rows(grades_csv([graded("bob", [True] * 5), graded("carol", [True] * 5)], SPECS, week98 + first))
+    blocks = list(dict.fromkeys((r["submission"], r["week"]) for r in merged))
+    assert blocks == [("alice", "98"), ("bob", "98"), ("alice", "99"), ("bob", "99"), ("carol", "99")]
+    assert [r for r in merged if r["week"] == "98"] == week98
+    totals = {(r["submission"], r["week"]): r["points"] for r in merged if r["question"] == "TOTAL"}
+    assert totals[("bob", "99")] == "6" and totals[("bob", "98")] == "0" and totals[("alice", "99")] == "6"
+
+
+def test_the_wide_csv_has_a_row_per_student_and_a_column_per_question_and_week() -> None:
+    alice, bob = graded("alice", [True, False, True, True, False]), graded("bob", [False] * 5)
+    long = rows(grades_csv([alice, bob], SPECS))
+    long += [{**r, "week": "7"} for r in long if r["submission"] == "bob"]
+    wide = rows(wide_csv(long))
+    assert list(wide[0]) == [
+        "submission",
+        "week7 q1", "week7 q2", "week7 q3", "week7 total", "week7 status",
+        "week99 q1", "week99 q2", "week99 q3", "week99 total", "week99 status",
+    ]  # fmt: skip
+    assert [r["submission"] for r in wide] == ["alice", "bob"]
+    assert (wide[0]["week99 q1"], wide[0]["week99 total"], wide[0]["week7 total"]) == ("2", "4", "")
+    assert (wide[1]["week7 total"], wide[1]["week7 status"]) == ("0", "graded")
+
+
+def test_html_feedback_shows_the_executed_notebook_under_the_results_and_sanitizes_it() -> None:
+    nb = notebook("def add(a, b):\n    return a + b", week=99)
+    untrusted = {"text/html": "<b>hi</b><script>steal()</script>"}
+    nb.cells[0].outputs = [{"output_type": "display_data", "metadata": {}, "data": untrusted}]
+    result = graded("alice", [True, False, True, True, True])
+    result.notebook = json.loads(json.dumps(nb))
+    html = feedback_html(result, SPECS)
+    assert "PASS: adds two small numbers" in html and "FAIL: adds negative numbers" in html
+    assert "return" in html and "<b>hi</b>" in html
+    assert "<script>steal()" not in html
+    assert PLANTED not in html
 
 
 NONCE = "f00d"
