@@ -12,6 +12,8 @@ import logging
 import os
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -220,3 +222,23 @@ def test_a_telemetry_cluster_starts_on_fallbacks_and_says_each_once(
     named = lines_naming(CAUSE)
     assert [line.split(" (")[0] for line in named] == ["Jaeger was not found", "Prometheus was not found"]
     assert os.environ["DOCKER_HOST"] == engine.docker_host
+
+
+def test_the_live_container_tests_skip_with_the_engines_reason_where_it_can_run_nothing(
+    engine: StubEngine,
+) -> None:
+    """They errored with docker's ImageNotFound on such an engine (issue 14) instead of skipping."""
+    live = Path(__file__).with_name("test_containers_live.py")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(live)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DOCKER_HOST": engine.docker_host},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    skips = [line for line in run.stdout.splitlines() if line.startswith("SKIPPED")]
+    images = (containers.RABBITMQ_IMAGE, containers.JAEGER_IMAGE, containers.MYSQL_IMAGE, "python:")
+    assert len(skips) == len(images), run.stdout
+    for skip, image in zip(skips, images, strict=True):
+        assert image in skip and CAUSE in skip
