@@ -28,16 +28,15 @@ from bookstore.platform.cluster import Cluster
 from .docker_stub import PULL_DENIED, StubEngine, stub_engine
 
 CAUSE = "no such host"  # the end of the engine's answer to every pull: the registry cannot be reached
-# Set, any of these would take resolution elsewhere before it reaches the engine.
+# Set, any of these would find the service elsewhere before the engine is asked.
 CONFIGURED_ELSEWHERE = (
-    "DOCKER_TLS_VERIFY",
-    "DOCKER_CERT_PATH",
-    "DOCKER_CONTEXT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "BOOKSTORE_PROMETHEUS_URL",
     "BOOKSTORE_RABBITMQ_URL",
 )
+# The environment's own engine, if one answers (probed once, like every module here does).
+REAL_ENGINE = containers.docker_unavailable_reason()
 
 
 @pytest.fixture
@@ -45,12 +44,10 @@ def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """As in a new kernel: Docker not yet probed, no failed start remembered, nothing said yet."""
     for variable in CONFIGURED_ELSEWHERE:
         monkeypatch.delenv(variable, raising=False)
-    # testcontainers reads ~/.testcontainers.properties (whose tc.host beats DOCKER_HOST) and
-    # caches the reaper setting at first use: start each test from the environment alone.
-    monkeypatch.setattr(testcontainers_config, "tc_properties", {})
-    monkeypatch.setattr(testcontainers_config, "_ryuk_disabled", None)
     # Our own cleanup removes what an attempt created; the reaper image cannot be pulled offline.
+    # testcontainers caches this setting at first use: read it again from the environment.
     monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+    monkeypatch.setattr(testcontainers_config, "_ryuk_disabled", None)
     containers._reset_docker_probe()
     notices._forget()
     yield
@@ -59,10 +56,19 @@ def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     notices._forget()
 
 
+def point_at(stub: StubEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``stub`` the only engine anyone finds: TLS settings, a Docker context and
+    ~/.testcontainers.properties (whose tc.host beats DOCKER_HOST) would lead elsewhere."""
+    for variable in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(testcontainers_config, "tc_properties", {})
+    monkeypatch.setenv("DOCKER_HOST", stub.docker_host)
+
+
 @pytest.fixture
 def engine(fresh_process: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[StubEngine]:
     with stub_engine() as stub:
-        monkeypatch.setenv("DOCKER_HOST", stub.docker_host)
+        point_at(stub, monkeypatch)
         yield stub
 
 
@@ -183,7 +189,7 @@ def test_a_pull_refused_inside_its_progress_stream_is_reported_too(
     fresh_process: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with stub_engine(pull_error_in_stream=True) as stub:
-        monkeypatch.setenv("DOCKER_HOST", stub.docker_host)
+        point_at(stub, monkeypatch)
         with pytest.raises(containers.ContainerUnavailable) as raised:
             containers.otlp_endpoint()
     assert raised.value.cause == (
@@ -196,7 +202,7 @@ def test_a_container_created_but_refused_a_start_is_removed_and_the_engines_reas
 ) -> None:
     refusal = "driver failed programming external connectivity on endpoint: port is already allocated"
     with stub_engine(images={containers.JAEGER_IMAGE}, start_error=refusal) as stub:
-        monkeypatch.setenv("DOCKER_HOST", stub.docker_host)
+        point_at(stub, monkeypatch)
         with pytest.raises(containers.ContainerUnavailable) as raised:
             containers.otlp_endpoint()
         assert raised.value.cause == refusal
@@ -242,3 +248,28 @@ def test_the_live_container_tests_skip_with_the_engines_reason_where_it_can_run_
     assert len(skips) == len(images), run.stdout
     for skip, image in zip(skips, images, strict=True):
         assert image in skip and CAUSE in skip
+
+
+@pytest.mark.skipif(REAL_ENGINE is not None, reason=f"needs a Docker engine: {REAL_ENGINE}")
+def test_a_real_engine_without_the_image_or_a_registry_leaves_traces_with_the_embedded_collector(
+    fresh_process: None, tmp_path: Path, lines_naming: Callable[[str], list[str]]
+) -> None:
+    """The stub's answers, checked against dockerd itself (DESIGN.md: "A Docker engine here")."""
+    import docker
+    import docker.errors
+
+    client = docker.from_env()
+    try:
+        client.images.get(containers.JAEGER_IMAGE)
+        pytest.skip(f"{containers.JAEGER_IMAGE} is present on this engine: nothing to fall back from")
+    except docker.errors.ImageNotFound:
+        pass
+    finally:
+        client.close()
+    backend = start_trace_backend(tmp_path)
+    backend.stop()
+    if backend.kind == "jaeger container":
+        pytest.skip("this engine pulled the image from a registry: nothing to fall back from")
+    assert backend.kind == "embedded collector"
+    [line] = lines_naming(f"image {containers.JAEGER_IMAGE} is not present and pulling it failed: ")
+    assert line.startswith("Jaeger was not found")

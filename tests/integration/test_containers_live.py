@@ -22,6 +22,16 @@ NO_DOCKER = containers.docker_unavailable_reason()
 needs_docker = pytest.mark.skipif(NO_DOCKER is not None, reason=f"needs a Docker engine: {NO_DOCKER}")
 
 
+@pytest.fixture(autouse=True)
+def no_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without testcontainers' reaper (DESIGN.md): its image is one more pull that fails offline,
+    and ``clean_pool`` removes what a test started. testcontainers caches the setting: re-read it."""
+    from testcontainers.core.config import testcontainers_config
+
+    monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+    monkeypatch.setattr(testcontainers_config, "_ryuk_disabled", None)
+
+
 @pytest.fixture
 def clean_pool() -> Iterator[None]:
     yield
