@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import stat
 import subprocess
@@ -273,3 +274,38 @@ def test_a_real_engine_without_the_image_or_a_registry_leaves_traces_with_the_em
     assert backend.kind == "embedded collector"
     [line] = lines_naming(f"image {containers.JAEGER_IMAGE} is not present and pulling it failed: ")
     assert line.startswith("Jaeger was not found")
+
+
+@pytest.mark.skipif(REAL_ENGINE is not None, reason=f"needs a Docker engine: {REAL_ENGINE}")
+def test_a_real_container_created_but_unable_to_start_is_removed(fresh_process: None) -> None:
+    """An image that holds nothing to run: the engine creates the container, then cannot start it."""
+    import io
+    import tarfile
+
+    import docker
+
+    client = docker.from_env()
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        folder = tarfile.TarInfo("etc")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+    image = f"bookstore-test-empty:{secrets.token_hex(4)}"
+    repository, tag = image.split(":")
+    client.api.import_image_from_data(layer.getvalue(), repository=repository, tag=tag)
+    spec = containers.ContainerSpec(
+        name="empty",
+        image=image,
+        ports=(),
+        command=("/nothing-here",),
+        urls=lambda h, p: {},
+        ready=lambda u: False,
+    )
+    try:
+        with pytest.raises(containers.ContainerUnavailable) as raised:
+            containers.launch(spec)
+        assert "/nothing-here" in raised.value.cause and "\n" not in raised.value.cause
+        assert client.containers.list(all=True, filters={"label": containers.ATTEMPT_LABEL}) == []
+    finally:
+        client.images.remove(image, force=True)
+        client.close()
