@@ -8,8 +8,10 @@ notebooks, services), in this order:
 2. ``amqp://guest:guest@127.0.0.1:5672/%2F`` when a broker there accepts an AMQP connection
    within a second or two (a refused port fails at once; a silent one costs the short timeout);
 3. a RabbitMQ container through testcontainers (``bookstore.platform.containers``) when a
-   Docker engine answers;
-4. otherwise ``BrokerUnavailable``, whose message names those three ways to provide one.
+   Docker engine answers and can run it;
+4. otherwise ``BrokerUnavailable``, whose message names those three ways to provide one and,
+   when an engine answered but the container could not be had (image absent and no registry,
+   say), why, in one clause: no traceback from deep inside docker.
 
 Why the probe opens a real AMQP connection rather than a TCP socket: a port that accepts TCP
 may belong to something else, or to a broker that refuses ``guest``; only a finished AMQP
@@ -110,29 +112,32 @@ def broker_answers(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
     return True
 
 
-def resolve_rabbitmq_url(settings: Settings | None = None) -> str:
-    """The broker's AMQP URL: the setting, else a local broker, else a container; see the module doc."""
+def resolve_rabbitmq_url(settings: Settings | None = None, *, local_url: str = LOCAL_URL) -> str:
+    """The broker's AMQP URL: the setting, else a local broker, else a container; see the module doc.
+
+    ``local_url`` is where step 2 looks (tests point it at a closed port to reach step 3).
+    """
     settings = Settings.from_env() if settings is None else settings
     if settings.rabbitmq_url:
         return settings.rabbitmq_url
-    if broker_answers(LOCAL_URL):
-        logger.info("using the RabbitMQ broker on 127.0.0.1:5672")
-        return LOCAL_URL
+    if broker_answers(local_url):
+        logger.info("using the RabbitMQ broker at %s", _redacted(local_url))
+        return local_url
     container_problem = ""
     containers = _containers_module()
     if containers is not None and _docker_answers(containers):
         try:
             url: str = containers.rabbitmq_url()
-        except Exception as error:  # the third way was there but failed: say so, and keep the other two
-            container_problem = f" (a Docker engine answers, but starting RabbitMQ in it failed: {error})"
+        except containers.ContainerUnavailable as error:  # the third way is there but failed: say why
+            container_problem = f" (an engine answers here, but: {error.cause})"
         else:
             logger.info("using RabbitMQ in a container at %s", _redacted(url))
             return url
     raise BrokerUnavailable(
         "no RabbitMQ broker found. Provide one in any of three ways: set BOOKSTORE_RABBITMQ_URL "
         "(e.g. amqp://guest:guest@host:5672/%2F); or run RabbitMQ on 127.0.0.1:5672 with user guest "
-        "(`rabbitmq-server -detached` then `rabbitmqctl await_startup`); or start a Docker engine so a "
-        f"RabbitMQ container can be started with testcontainers{container_problem}."
+        "(`rabbitmq-server -detached` then `rabbitmqctl await_startup`); or start a Docker engine that "
+        f"can run the RabbitMQ image, so testcontainers starts one{container_problem}."
     )
 
 

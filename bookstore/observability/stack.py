@@ -15,6 +15,11 @@ Metrics are always served by each process on its own ``/metrics``; who scrapes t
 3. a Docker engine answers: a Prometheus container with the same configuration;
 4. otherwise none: notebooks scrape each ``/metrics`` themselves (``ScrapeHistory``).
 
+A way that is there but fails (an engine that cannot pull the image, a binary that exits)
+counts as absent: resolution moves on to the next way. Ending on the last way, the embedded
+collector or the direct scrape, is said in one line naming why, once per process
+(``bookstore.platform.notices``), because the notebook's pictures then come from it.
+
 Whatever this module starts, ``stop()`` stops.
 """
 
@@ -22,9 +27,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 from bookstore.observability.collector import CollectorProcess, TraceQueryClient
@@ -42,10 +48,13 @@ from bookstore.observability.prometheus import (
     write_prometheus_config,
 )
 from bookstore.platform import containers
+from bookstore.platform.notices import say_once
 
 log = logging.getLogger(__name__)
 
 JAEGER_QUERY_PORT = 16686
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -70,10 +79,14 @@ def start_trace_backend(log_dir: Path, environ: Mapping[str, str] | None = None)
         host = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}").hostname or "127.0.0.1"
         query_url = env.get("BOOKSTORE_JAEGER_QUERY_URL") or f"http://{host}:{JAEGER_QUERY_PORT}"
         return TraceBackend(endpoint, JaegerClient(query_url), "configured")
-    if containers.docker_available():
-        return TraceBackend(
-            containers.otlp_endpoint(), JaegerClient(containers.jaeger_query_url()), "jaeger container"
-        )
+    jaeger, why = _from_a_container(lambda: (containers.otlp_endpoint(), containers.jaeger_query_url()))
+    if jaeger is not None:
+        otlp_endpoint, query_url = jaeger
+        return TraceBackend(otlp_endpoint, JaegerClient(query_url), "jaeger container")
+    say_once(
+        f"Jaeger was not found (no OTEL_EXPORTER_OTLP_ENDPOINT; {why}): "
+        "traces go to the embedded collector, read back with cluster.traces"
+    )
     collector = CollectorProcess(log_dir / "collector.log").start()
     return TraceBackend(collector.otlp_endpoint, collector.client(), "embedded collector", collector)
 
@@ -119,11 +132,36 @@ def start_metrics_backend(
     configured = env.get("BOOKSTORE_PROMETHEUS_URL")
     if configured:
         return MetricsBackend(configured.rstrip("/"), "configured")
-    if prometheus_binary() is not None:
-        server = start_prometheus(targets, work_dir)
-        return MetricsBackend(server.url, "binary", server)
-    if containers.docker_available():
-        config = write_prometheus_config(targets, work_dir / "prometheus" / "prometheus.yml")
-        return MetricsBackend(containers.prometheus_url(config), "container")
-    log.info("no Prometheus: notebooks scrape each /metrics directly")
+    missing = []
+    if prometheus_binary() is None:
+        missing.append("no `prometheus` on PATH")
+    else:
+        try:
+            server = start_prometheus(targets, work_dir)
+        except (RuntimeError, OSError) as error:  # it exited, or never answered: as if absent
+            missing.append(f"the `prometheus` binary did not start: {containers.describe_failure(error)}")
+        else:
+            return MetricsBackend(server.url, "binary", server)
+    url, why = _from_a_container(
+        lambda: containers.prometheus_url(
+            write_prometheus_config(targets, work_dir / "prometheus" / "prometheus.yml")
+        )
+    )
+    if url is not None:
+        return MetricsBackend(url, "container")
+    missing.append(why)
+    say_once(
+        f"Prometheus was not found ({'; '.join(missing)}): "
+        "metrics and their plots come from a direct scrape of each /metrics"
+    )
     return MetricsBackend(None, "none")
+
+
+def _from_a_container(start: Callable[[], _T]) -> tuple[_T | None, str]:
+    """``start()``'s result, or None and one line saying why no container could be had."""
+    if not containers.docker_available():
+        return None, "no Docker engine answers"
+    try:
+        return start(), ""
+    except containers.ContainerUnavailable as error:
+        return None, error.cause

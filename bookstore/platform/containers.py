@@ -26,6 +26,15 @@ machines without a Docker engine, like the course's development machines: there
 ``docker_available()`` says so within about two seconds, once per process, and callers
 take step 4. A container also costs seconds to start; a server already running is faster.
 
+An engine that answers may still be unable to run a container: the image is absent and no
+registry can be reached (offline, behind a proxy, during an outage), testcontainers' reaper
+image is absent, the engine refuses, or the container never gets ready. Every such failure
+raises one typed error, ``ContainerUnavailable``, whose ``cause`` says what went wrong in
+one line ("image jaegertracing/all-in-one:1.62.0 is not present and pulling it failed: ...
+no such host"), after whatever the attempt created has been removed. Callers catch it and
+take step 4. A failed attempt is remembered for the life of the process: the next cluster
+in the same kernel moves on at once instead of failing the same way again.
+
 Clean-up is layered like the cluster launcher's: ``stop_all()`` removes every container
 started here (call it when the cluster that needed them stops; it also runs ``atexit``), and
 testcontainers' reaper ("Ryuk", a small sidecar container) removes them if this process
@@ -86,7 +95,21 @@ STARTUP_TIMEOUT_S = 120.0
 READY_POLL_S = 0.5
 
 
-class DockerUnavailable(RuntimeError):
+# Set on every container an attempt creates, so a failed attempt can find and remove its own.
+ATTEMPT_LABEL = "org.bookstore.attempt"
+CAUSE_MAX_CHARS = 300
+
+
+class ContainerUnavailable(RuntimeError):
+    """A container was asked for and could not be had; ``cause`` says why, in one line."""
+
+    def __init__(self, service: str, cause: str) -> None:
+        super().__init__(f"cannot start a {service} container: {cause}")
+        self.service = service
+        self.cause = cause
+
+
+class DockerUnavailable(ContainerUnavailable):
     """A container was asked for, but no Docker engine answers."""
 
 
@@ -139,9 +162,10 @@ def _probe_docker(timeout_s: float) -> str | None:
 
 
 def _reset_docker_probe() -> None:
-    """Forget the cached answer (tests, or after starting Docker in a running kernel)."""
+    """Forget the cached answer and the failed starts (tests, or after fixing Docker in a running kernel)."""
     with _probe_lock:
         _probe_result.clear()
+    _pool.forget_failures()
 
 
 # ---------------------------------------------------------------------------- what to start
@@ -270,9 +294,13 @@ Launcher = Callable[[ContainerSpec], Running]
 class ContainerPool:
     """Starts each backing service once, on first use, and removes all of them on ``stop_all``.
 
-    Keys name what was started ("rabbitmq", "prometheus:/path/to/config.yml"): asking
-    again returns the running one. A start holds the pool's lock, so two threads asking
-    at once get one container, not two.
+    Keys name what was started: the service, optionally followed by ``:`` and what tells two
+    of its kind apart ("rabbitmq", "prometheus:/path/to/config.yml"). Asking again returns
+    the running one. A start holds the pool's lock, so two threads asking at once get one
+    container, not two. Whatever goes wrong while starting raises ``ContainerUnavailable``;
+    a service that failed once (for any key: each cluster has its own Prometheus
+    configuration, the image is the same) fails again at once, with the same cause, until
+    ``forget_failures()``: the attempt is neither repeated nor reported again.
     """
 
     def __init__(
@@ -284,22 +312,46 @@ class ContainerPool:
         self._unavailable_reason = unavailable_reason
         self._lock = threading.Lock()
         self._running: dict[str, Running] = {}
+        self._failed: dict[str, str] = {}
 
     def get(self, key: str, spec: Callable[[], ContainerSpec]) -> Running:
+        service = key.partition(":")[0]
         with self._lock:
             if key in self._running:
                 return self._running[key]
+            if service in self._failed:
+                raise ContainerUnavailable(service, self._failed[service])
             reason = self._unavailable_reason()
             if reason is not None:
-                raise DockerUnavailable(f"cannot start a {key} container: {reason}")
-            started = self._launch(spec())
-            self._running[key] = started
-            log.info("started a %s container: %s", key, dict(started.urls))
-            return started
+                raise DockerUnavailable(service, reason)
+            wanted = spec()
+            try:
+                started = self._launch(wanted)
+            except ContainerUnavailable as error:
+                cause = error.cause
+            except Exception as error:  # a launcher's own failure counts as "not available" too
+                log.debug("starting a %s container failed", key, exc_info=True)
+                cause = describe_failure(error)
+            else:
+                self._running[key] = started
+                log.info("started a %s container: %s", key, dict(started.urls))
+                return started
+            self._failed[service] = cause
+        raise ContainerUnavailable(service, cause)
 
     def running(self) -> list[str]:
         with self._lock:
             return list(self._running)
+
+    def failed(self) -> dict[str, str]:
+        """Services whose start failed in this process, and why (one line each)."""
+        with self._lock:
+            return dict(self._failed)
+
+    def forget_failures(self) -> None:
+        """Let failed services be tried again (say, once their image has been loaded)."""
+        with self._lock:
+            self._failed.clear()
 
     def stop_all(self) -> None:
         """Remove every container this pool started; one that fails to go does not keep the rest."""
@@ -313,28 +365,138 @@ class ContainerPool:
 
 
 def launch(spec: ContainerSpec) -> Running:
-    """Start ``spec`` with testcontainers, wait until it is ready, and return its addresses."""
+    """Start ``spec`` with testcontainers, wait until it is ready, and return its addresses.
+
+    Raises ``ContainerUnavailable`` with a one-line cause on any failure, after removing
+    whatever this attempt created: a container created but never started, or started but
+    never ready, and a reaper that did not come up. Images are pulled here, before
+    testcontainers would, because docker-py's own pull ignores an error the engine reports
+    inside its progress stream ("pull access denied" becomes a bare "No such image").
+    """
     from testcontainers.core.container import DockerContainer
 
-    container = DockerContainer(spec.image, env=dict(spec.env))
-    if spec.command:
-        container.with_command(list(spec.command))
-    container.with_exposed_ports(*spec.ports)
-    for host_path, (container_path, mode) in spec.volumes.items():
-        container.with_volume_mapping(host_path, container_path, mode)
-    if spec.network_mode:
-        container.with_kwargs(network_mode=spec.network_mode)
-    container.start()
+    attempt = secrets.token_hex(8)
+    container: Any = None
     try:
+        container = DockerContainer(spec.image, env=dict(spec.env))
+        if spec.command:
+            container.with_command(list(spec.command))
+        container.with_exposed_ports(*spec.ports)
+        for host_path, (container_path, mode) in spec.volumes.items():
+            container.with_volume_mapping(host_path, container_path, mode)
+        options: dict[str, Any] = {"labels": {ATTEMPT_LABEL: attempt}}
+        if spec.network_mode:
+            options["network_mode"] = spec.network_mode
+        container.with_kwargs(**options)
+        client = container.get_docker_client().client
+        _ensure_reaper_image(client)
+        _ensure_image(client, container.image)
+        container.start()
         if spec.network_mode == "host":
             urls = spec.urls("127.0.0.1", lambda port: port)
         else:
             urls = spec.urls(container.get_container_host_ip(), container.get_exposed_port)
         wait_until_ready(spec, urls, describe=lambda: _container_logs(container))
-    except BaseException:
-        container.stop()
-        raise
-    return Running(spec.name, urls, container.stop)
+    except BaseException as error:
+        _remove_attempt(container, attempt)
+        if not isinstance(error, Exception):  # KeyboardInterrupt and the like: not a verdict on Docker
+            raise
+        if isinstance(error, ContainerUnavailable):
+            raise
+        log.debug("starting the %s container failed", spec.name, exc_info=True)
+        cause = str(error) if isinstance(error, _PullFailed) else describe_failure(error)
+    else:
+        return Running(spec.name, urls, container.stop)
+    # Raised outside the handler on purpose: the one line is the whole story, not a chained traceback.
+    raise ContainerUnavailable(spec.name, cause)
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line saying why a start failed: the engine's own explanation where there is one."""
+    explanation = getattr(error, "explanation", None)  # docker.errors.APIError: the engine's message
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode(errors="replace")
+    first = _one_line(str(explanation or error))
+    if not first:
+        return type(error).__name__
+    if isinstance(error, TimeoutError) or explanation or type(error) is RuntimeError:
+        return first.rstrip(":")  # the kind adds nothing; the message says it all
+    return _one_line(f"{type(error).__name__}: {first}")
+
+
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    return line if len(line) <= CAUSE_MAX_CHARS else line[: CAUSE_MAX_CHARS - 3] + "..."
+
+
+class _PullFailed(Exception):
+    def __init__(self, image: str, why: str) -> None:
+        super().__init__(f"image {image} is not present and pulling it failed: {why}")
+
+
+def _ensure_image(client: Any, image: str) -> None:
+    """Pull ``image`` unless the engine has it; ``_PullFailed`` says why a pull failed."""
+    import docker.errors
+    from docker.utils import parse_repository_tag
+
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    repository, tag = parse_repository_tag(image)
+    try:
+        # The engine reports a failure either as an error status (nothing pulled yet) or as an
+        # "error" entry in the progress stream; both are read here.
+        for event in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+            if isinstance(event, dict) and event.get("error"):
+                raise _PullFailed(image, _one_line(str(event["error"])))
+    except docker.errors.APIError as error:
+        raise _PullFailed(image, describe_failure(error)) from None
+    client.images.get(image)  # a pull that "succeeded" without the image is still a failure
+
+
+def _ensure_reaper_image(client: Any) -> None:
+    """testcontainers starts its reaper (Ryuk) before any container, unless told not to."""
+    from testcontainers.core.config import testcontainers_config
+
+    if testcontainers_config.ryuk_disabled:
+        return
+    try:
+        _ensure_image(client, testcontainers_config.ryuk_image)
+    except _PullFailed as failed:
+        raise ContainerUnavailable(
+            "reaper",
+            f"testcontainers' reaper {failed}; "
+            "TESTCONTAINERS_RYUK_DISABLED=true starts containers without it",
+        ) from None
+
+
+def _remove_attempt(container: Any, attempt: str) -> None:
+    """Remove every container this attempt created, and a reaper that did not finish starting."""
+    if container is None:
+        return
+    with contextlib.suppress(Exception):
+        client = container.get_docker_client().client
+        for leftover in client.containers.list(all=True, filters={"label": f"{ATTEMPT_LABEL}={attempt}"}):
+            with contextlib.suppress(Exception):
+                leftover.remove(force=True, v=True)
+        _remove_unfinished_reaper(client)
+        client.close()
+
+
+def _remove_unfinished_reaper(client: Any) -> None:
+    from testcontainers.core.container import Reaper
+    from testcontainers.core.labels import SESSION_ID
+
+    if Reaper._instance is not None:  # a reaper that came up serves the next attempt too
+        return
+    with contextlib.suppress(Exception):
+        Reaper.delete_instance()
+    for leftover in client.containers.list(all=True, filters={"name": f"testcontainers-ryuk-{SESSION_ID}"}):
+        with contextlib.suppress(Exception):
+            leftover.remove(force=True)
 
 
 def wait_until_ready(

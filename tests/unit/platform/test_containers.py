@@ -18,7 +18,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from bookstore.platform import containers
-from bookstore.platform.containers import ContainerPool, ContainerSpec, DockerUnavailable, Running
+from bookstore.platform.containers import (
+    ContainerPool,
+    ContainerSpec,
+    ContainerUnavailable,
+    DockerUnavailable,
+    Running,
+)
 from bookstore.platform.settings import Settings
 
 NO_DOCKER = containers.docker_unavailable_reason()
@@ -168,20 +174,54 @@ def test_without_an_engine_nothing_is_launched_and_the_error_says_why() -> None:
     assert launcher.started == [] and pool.running() == []
 
 
-def test_a_launch_that_fails_registers_nothing_and_the_next_use_tries_again() -> None:
+def test_a_launch_that_fails_is_one_typed_error_and_is_not_tried_again_until_forgotten() -> None:
     attempts: list[str] = []
 
     def flaky(spec: ContainerSpec) -> Running:
         attempts.append(spec.name)
         if len(attempts) == 1:
-            raise TimeoutError("not ready")
+            raise TimeoutError("the mysql container (mariadb:11.4) was not ready after 120 s\nlog line 1\n2")
         return Running(spec.name, {"url": "ok"}, lambda: None)
 
     pool = ContainerPool(flaky, unavailable_reason=lambda: None)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(ContainerUnavailable) as first:
         pool.get("mysql", spec_named("mysql"))
-    assert pool.running() == []
+    assert first.value.cause == "the mysql container (mariadb:11.4) was not ready after 120 s"
+    assert pool.running() == [] and pool.failed() == {"mysql": first.value.cause}
+    with pytest.raises(ContainerUnavailable) as again:  # the next cluster moves on at once
+        pool.get("mysql", spec_named("mysql"))
+    assert again.value.cause == first.value.cause and attempts == ["mysql"]
+    pool.forget_failures()
     assert pool.get("mysql", spec_named("mysql")).urls == {"url": "ok"}
+
+
+def test_a_launchers_own_typed_error_keeps_its_cause_and_the_key_names_the_service() -> None:
+    def refused(spec: ContainerSpec) -> Running:
+        raise ContainerUnavailable(spec.name, "image prom/prometheus:v2.55.1 is not present")
+
+    pool = ContainerPool(refused, unavailable_reason=lambda: None)
+    with pytest.raises(ContainerUnavailable) as raised:
+        pool.get("prometheus:/some/config.yml", spec_named("prometheus"))
+    assert str(raised.value) == (
+        "cannot start a prometheus container: image prom/prometheus:v2.55.1 is not present"
+    )
+
+
+def test_no_engine_is_a_kind_of_container_unavailable() -> None:
+    assert issubclass(DockerUnavailable, ContainerUnavailable)
+
+
+def test_a_failure_is_described_in_one_line_with_the_engines_own_explanation() -> None:
+    import docker.errors
+
+    refused = docker.errors.APIError(
+        "500 Server Error", explanation='Get "https://registry-1.docker.io/v2/": no such host\nmore'
+    )
+    assert containers.describe_failure(refused) == 'Get "https://registry-1.docker.io/v2/": no such host'
+    assert containers.describe_failure(OSError("first\nsecond")) == "OSError: first"
+    assert containers.describe_failure(RuntimeError("exited with status 2:\nusage")) == "exited with status 2"
+    assert len(containers.describe_failure(RuntimeError("x" * 1000))) == containers.CAUSE_MAX_CHARS
+    assert containers.describe_failure(RuntimeError()) == "RuntimeError"
 
 
 def test_threads_asking_at_once_share_one_container() -> None:
