@@ -88,9 +88,10 @@ def _print_status(cluster: object) -> None:
 
 
 def cmd_course_run(args: argparse.Namespace) -> int:
-    from bookstore.course import parse_weeks, run_course
+    from bookstore.course import NOTEBOOKS, parse_weeks, run_course
 
-    return run_course(parse_weeks(args.weeks), html=args.html, out_dir=Path(args.out))
+    notebooks = Path(args.notebooks) if args.notebooks else NOTEBOOKS
+    return run_course(parse_weeks(args.weeks), html=args.html, out_dir=Path(args.out), notebooks=notebooks)
 
 
 def cmd_exercises_build(args: argparse.Namespace) -> int:
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weeks", default="6-10", help="e.g. 6, 6-8 or 6,9")
     run.add_argument("--html", action="store_true", help="also write HTML with the inline plots")
     run.add_argument("--out", default="build/course")
+    run.add_argument("--notebooks", help="the folder of weekNN_*.ipynb to run (default: the course's)")
     run.set_defaults(func=cmd_course_run)
 
     exercises = sub.add_parser("exercises", help="exercise notebooks, built from the solutions")

@@ -3,17 +3,38 @@
 Each notebook runs in a fresh kernel (nbclient), from the notebooks folder so relative paths
 work; the executed copy lands in ``build/course/`` (and HTML beside it with ``--html``). On
 the first failure the runner prints the failing cell and its error and exits non-zero.
+
+Each week's line gives its wall time and the 1-minute load average when it ended: on a
+shared or busy machine a week takes longer, and the load says how busy the machine was, so
+two runs' times can be compared honestly.
+
+The output is meant to be read in a terminal and in a CI log alike, so it stays quiet:
+
+* kernels talk to the runner over IPC (Unix sockets in a private temporary folder) instead
+  of loopback TCP. ipykernel warns, once per kernel, that TCP is unencrypted; with IPC there
+  is nothing to warn about, and no other user of the machine can connect to the kernel.
+* IPython colours tracebacks with ANSI escape codes. They are kept in the executed notebooks
+  (Jupyter and the HTML show them as colour) but stripped from a failure printed to a file
+  or a pipe, where they would show as ``\\x1b[31m`` noise.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from traitlets.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def parse_weeks(spec: str) -> list[int]:
@@ -27,46 +48,81 @@ def parse_weeks(spec: str) -> list[int]:
     return weeks
 
 
-def notebook_for(week: int) -> Path | None:
-    matches = sorted(NOTEBOOKS.glob(f"week{week:02d}_*.ipynb"))
+def notebook_for(week: int, folder: Path = NOTEBOOKS) -> Path | None:
+    matches = sorted(folder.glob(f"week{week:02d}_*.ipynb"))
     return matches[0] if matches else None
 
 
-def run_course(weeks: list[int], *, html: bool, out_dir: Path) -> int:
+def load_average() -> str:
+    """The 1-minute load average, as printed beside each time ("n/a" where the OS has none)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # getloadavg exists on Linux and macOS; elsewhere it may be unobtainable
+        return "n/a"
+
+
+def for_stream(text: str, stream: TextIO) -> str:
+    """``text`` as it should be written to ``stream``: colour codes only for a terminal."""
+    return text if stream.isatty() else ANSI_ESCAPE.sub("", text)
+
+
+def ipc_kernel(socket_prefix: Path) -> Config:
+    """Configuration for nbclient's kernel manager: IPC sockets named ``socket_prefix-1`` to ``-5``.
+
+    The path is absolute because the kernel runs in the notebook's folder, and the runner not.
+    Given as configuration, not as a ready-made manager, so nbclient still owns the kernel and
+    shuts it down after the notebook (a manager handed in is left running).
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(socket_prefix.absolute())}})
+
+
+def run_course(weeks: list[int], *, html: bool, out_dir: Path, notebooks: Path = NOTEBOOKS) -> int:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    present = [(week, path) for week in weeks if (path := notebook_for(week)) is not None]
+    present = [(week, path) for week in weeks if (path := notebook_for(week, notebooks)) is not None]
     for week in sorted(set(weeks) - {w for w, _ in present}):
         print(f"week {week}: no notebook yet, skipped")
     failed = False
-    for week, path in tqdm(present, desc="course", unit="notebook", file=sys.stderr):
-        notebook = nbformat.read(path, as_version=4)
-        client = NotebookClient(
-            notebook,
-            timeout=CELL_TIMEOUT_S,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-        )
-        began = time.perf_counter()
-        try:
-            client.execute()
-        except CellExecutionError as error:
-            failed = True
-            print(f"week {week}: {path.name} FAILED after {time.perf_counter() - began:.1f} s\n{error}")
-        else:
-            print(f"week {week}: {path.name} ran in {time.perf_counter() - began:.1f} s")
-        target = out_dir / path.name
-        nbformat.write(notebook, target)
-        if html:
-            from nbconvert import HTMLExporter
+    course_began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bookstore-kernels-") as sockets:
+        for week, path in tqdm(present, desc="course", unit="notebook", file=sys.stderr):
+            notebook = nbformat.read(path, as_version=4)
+            client = NotebookClient(
+                notebook,
+                config=ipc_kernel(Path(sockets) / f"week{week}"),
+                timeout=CELL_TIMEOUT_S,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+            )
+            began = time.perf_counter()
+            try:
+                client.execute()
+            except CellExecutionError as error:
+                failed = True
+                elapsed = time.perf_counter() - began
+                print(
+                    f"week {week}: {path.name} FAILED after {elapsed:.1f} s (load {load_average()})\n"
+                    + for_stream(str(error), sys.stdout)
+                )
+            else:
+                elapsed = time.perf_counter() - began
+                print(f"week {week}: {path.name} ran in {elapsed:.1f} s (load {load_average()})")
+            target = out_dir / path.name
+            nbformat.write(notebook, target)
+            if html:
+                from nbconvert import HTMLExporter
 
-            body, _ = HTMLExporter().from_notebook_node(notebook)
-            target.with_suffix(".html").write_text(body)
-        if failed:
-            return 1
+                body, _ = HTMLExporter().from_notebook_node(notebook)
+                target.with_suffix(".html").write_text(body)
+            if failed:
+                return 1
+    total = time.perf_counter() - course_began
+    print(f"{len(present)} notebooks ran in {total:.1f} s (load {load_average()})")
     print(f"executed notebooks are in {out_dir}")
     return 0

@@ -9,8 +9,9 @@ The helpers start real gRPC servers inside the notebook's own process (on free l
 ports), so a learner's servicer or channel is exercised over a real connection.
 
 What a learner sees when a cell fails matters as much as the check itself. Importing this
-module inside IPython (every exercise notebook does, in its first cell) registers a handler
-with IPython's own ``set_custom_exc``, so that:
+module inside IPython (every exercise notebook does, in its first cell) installs a presenter
+with ``bookstore.platform.learner_errors`` (which owns IPython's one ``set_custom_exc``
+handler, and first asks the renderers other packages registered), so that:
 
 * an untouched exercise stub (``NotImplementedError("exercise")``) shows one line,
   "not attempted yet: <what to do>", and no traceback;
@@ -26,7 +27,6 @@ Outside IPython (pytest, the grader's check modules) nothing is registered.
 from __future__ import annotations
 
 import os
-import sys
 import sysconfig
 import threading
 import types
@@ -39,6 +39,7 @@ from typing import Any
 import grpc
 
 from bookstore.grading.checks import STUB_MESSAGE
+from bookstore.platform import learner_errors
 from bookstore.rpc.v1 import inventory_pb2, inventory_pb2_grpc
 
 
@@ -91,13 +92,9 @@ def learner_frames(traceback: types.TracebackType | None) -> types.TracebackType
 
 
 def _show_to_learner(
-    shell: Any,
-    etype: type[BaseException],
-    value: BaseException,
-    traceback: types.TracebackType | None,
-    tb_offset: int | None = None,
+    shell: Any, etype: type[BaseException], value: BaseException, traceback: types.TracebackType | None
 ) -> None:
-    """IPython's custom exception handler: shows the error, briefly; the cell still fails."""
+    """How an exercise notebook shows an error no renderer explains: briefly; the cell still fails."""
     if is_exercise_stub(value):
         shell._showtraceback(etype, value, [not_attempted_message(traceback)])
     else:
@@ -106,13 +103,13 @@ def _show_to_learner(
 
 
 def install_learner_tracebacks() -> bool:
-    """Register the handler with the running IPython shell; False when there is none."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is None:
-        return False
-    shell.set_custom_exc((Exception,), _show_to_learner)
-    return True
+    """Show errors this way in the running IPython shell; False when there is none.
+
+    IPython keeps one custom exception handler, so it is ``learner_errors``' own: errors that
+    another package explains (a lost broker connection, say) keep their explanation, and
+    ``_show_to_learner`` shows all the others.
+    """
+    return learner_errors.install(presenter=_show_to_learner)
 
 
 def check(description: str, condition: bool, hint: str = "") -> None:

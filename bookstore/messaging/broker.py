@@ -27,6 +27,12 @@ attempts, so a missing broker is reported in seconds. Values given in the URL's 
 
 When not to use this: a production deployment names its broker explicitly (step 1) and
 never probes or starts containers; steps 2 and 3 exist so a learner's laptop and CI just work.
+
+When the broker goes away under a notebook (it stopped, or restarted), pika raises
+``StreamLostError`` or ``ConnectionClosedByBroker`` from deep inside itself, and every later
+use of that connection's channels raises ``ChannelWrongStateError``. Importing this module
+registers ``explain_connection_error`` with ``bookstore.platform.learner_errors``, so in a
+notebook these errors read as what happened and what to run; outside IPython nothing changes.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 import pika
 import pika.exceptions
 
+from bookstore.platform import learner_errors
 from bookstore.platform.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,6 +58,14 @@ BLOCKED_CONNECTION_TIMEOUT_S = 30.0
 CONNECTION_ATTEMPTS = 2
 RETRY_DELAY_S = 0.5
 SOCKET_TIMEOUT_S = 2.0
+
+CONNECTION_FORCED = 320  # AMQP reply code of a broker that closes connections as it shuts down
+_LOST = (pika.exceptions.StreamLostError, pika.exceptions.AMQPHeartbeatTimeout)
+_CLOSED_BEFORE = (pika.exceptions.ConnectionWrongStateError, pika.exceptions.ChannelWrongStateError)
+
+# The broker this process last made connection parameters for: pika's errors do not say which
+# broker they are about, and the learner's message should.
+_last_address: str | None = None
 
 
 class BrokerUnavailable(RuntimeError):
@@ -86,6 +101,8 @@ def connection_parameters(
             setattr(parameters, setting, value)
     # pika merges these into its own client properties (product, capabilities, ...).
     parameters.client_properties = {**(parameters.client_properties or {}), "connection_name": name}
+    global _last_address
+    _last_address = f"{parameters.host}:{parameters.port}"
     return parameters
 
 
@@ -141,6 +158,51 @@ def resolve_rabbitmq_url(settings: Settings | None = None, *, local_url: str = L
     )
 
 
+def explain_connection_error(error: BaseException) -> str | None:
+    """What a learner should know and do when the connection to the broker is gone; None for
+    errors that are not about the connection (a channel closed by a protocol error, say)."""
+    where = f"RabbitMQ at {_last_address}" if _last_address else "RabbitMQ"
+    if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
+        if error.reply_code != CONNECTION_FORCED:
+            return None
+        what = f"The connection to {where} was closed by the broker: it is stopping or restarting."
+    elif isinstance(error, _LOST):
+        what = f"The connection to {where} was lost: the broker stopped or restarted, or the network dropped."
+    elif isinstance(error, _CLOSED_BEFORE):
+        what = (
+            f"This connection or channel to {where} is already closed: the connection was lost in an "
+            "earlier cell (the broker stopped or restarted), or a channel error in an earlier cell "
+            "closed the channel."
+        )
+    elif type(error) is pika.exceptions.AMQPConnectionError:  # subclasses (auth, protocol) say more
+        what = f"No connection to {where} could be opened: nothing answered there."
+    else:
+        return None
+    return "\n".join(
+        [
+            what,
+            f"  (pika said: {type(error).__name__}: {error})",
+            *_broker_commands(),
+            "Then re-run this notebook from the top (Kernel > Restart Kernel and Run All Cells): "
+            "connections and channels opened before are closed for good.",
+        ]
+    )
+
+
+def _broker_commands() -> list[str]:
+    """How to check and start the broker this process uses."""
+    local = urlsplit(LOCAL_URL)
+    if _last_address in (None, f"{local.hostname}:{local.port}", f"localhost:{local.port}"):
+        return [
+            "Check the broker:  rabbitmqctl status",
+            "Start it:          rabbitmq-server -detached   then   rabbitmqctl await_startup",
+        ]
+    return [
+        f"Check that the broker at {_last_address} runs (a container: `docker ps`; "
+        "BOOKSTORE_RABBITMQ_URL names the broker when it is set)."
+    ]
+
+
 def _containers_module() -> ModuleType | None:
     """``bookstore.platform.containers`` if it (and what it imports) is installed; imported late
     because it pulls in the Docker client, which most runs never need."""
@@ -166,3 +228,7 @@ def _redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+learner_errors.register(pika.exceptions.AMQPError, explain_connection_error)
+learner_errors.install()
