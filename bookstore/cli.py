@@ -3,7 +3,8 @@
 bookstore up [--replicas inventory=2] [--work-dir DIR]   start a detached cluster
 bookstore status [--work-dir DIR]                        show each process and its health
 bookstore down [--work-dir DIR]                          stop it
-bookstore course run [--weeks 6-10] [--html]             execute the course notebooks headless
+bookstore env [--json]                                   what this machine offers each week, what to install
+bookstore course run [--weeks 0-10] [--html]             execute the course notebooks headless
 bookstore exercises build [--check]                      build exercises/ from solutions/
 bookstore grade SUBMISSIONS... --week N --out DIR        grade notebooks against hidden checks
 """
@@ -86,6 +87,20 @@ def _print_status(cluster: object) -> None:
         print(f"{s.service:<14} {s.replica:>7} {s.pid or '-':>8}  {s.address:<16} {s.state}")
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print one finding per backing piece; exit 1 when a piece some week needs is missing."""
+    import json
+
+    from bookstore.platform.environment import Level, format_text, probe
+
+    findings = probe()
+    if args.json:
+        print(json.dumps([finding.as_dict() for finding in findings], indent=2))
+    else:
+        print(format_text(findings))
+    return 1 if any(finding.level is Level.MISSING for finding in findings) else 0
+
+
 def cmd_course_run(args: argparse.Namespace) -> int:
     from bookstore.course import parse_weeks, run_course
 
@@ -161,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
         p.set_defaults(func=func)
+
+    env = sub.add_parser("env", help="what this machine offers each week (RabbitMQ, Prometheus, Docker, ...)")
+    env.add_argument("--json", action="store_true", help="the findings as JSON")
+    env.set_defaults(func=cmd_env)
 
     course = sub.add_parser("course", help="the course notebooks")
     course_sub = course.add_subparsers(dest="course_command", required=True)
