@@ -11,7 +11,7 @@ machine has. ``probe()`` looks at each backing piece once, quickly, and returns 
 | MariaDB | none by default | nothing: SQLite is the default (``BOOKSTORE_DB_URL`` opts in) |
 | trace store | 10 | spans go to the course's embedded collector: same traces, no Jaeger UI |
 | Prometheus | 10 | the notebook scrapes each ``/metrics`` itself: same numbers, no PromQL server |
-| Docker engine | 9, 10 | only a third way to get the pieces above, so often nothing changes |
+| Docker engine | 9, 10 | nothing by itself: it is only a third way to get the pieces above |
 | loopback ports | 6-10 | no cluster can start |
 | CPU | 6-10 | slower runs and noisier latency figures than the course map states |
 
@@ -108,6 +108,7 @@ class DockerFacts:
     images_error: str = ""  # listing the images failed: why
     reaper_image: str = REAPER_IMAGE_DEFAULT
     reaper_disabled: bool = False  # TESTCONTAINERS_RYUK_DISABLED=true
+    address: str = "unix:///var/run/docker.sock"  # where the client looked: DOCKER_HOST or the default
 
     @property
     def answers(self) -> bool:
@@ -372,13 +373,14 @@ def docker_finding(docker: DockerFacts) -> Finding:
     piece = "Docker engine"
     course_images = (RABBITMQ_IMAGE, JAEGER_IMAGE, PROMETHEUS_IMAGE)
     if docker.unavailable_reason is not None:
+        # the course is written for machines without one: by itself, its absence changes nothing
         return Finding(
             piece,
-            Level.DIFFERS,
-            "absent: " + docker.unavailable_reason.removeprefix("no Docker engine answers: "),
+            Level.OK,
+            f"absent: nothing answers at {docker.address} ({_short_cause(docker.unavailable_reason)})",
             MESSAGING_WEEKS,
-            "it is only the third way to get RabbitMQ, Jaeger and Prometheus: the rows above say "
-            "what each week uses instead",
+            "nothing by itself: it is only the third way to get RabbitMQ, Jaeger and Prometheus, "
+            "and the rows above say what each week uses instead",
             f"optional: {INSTALL_DOCKER}; `docker compose up -d` then runs the whole stack",
         )
     if docker.images_error:
@@ -465,6 +467,20 @@ def cpu_finding(cpu: CpuFacts) -> Finding:
     return Finding(piece, Level.OK, state, ALL_WEEKS, "the course map's times apply")
 
 
+def _short_cause(reason: str) -> str:
+    """The Docker client's error in a few words: its messages nest the cause several levels deep."""
+    for marker, cause in (
+        ("No such file or directory", "no socket there"),
+        ("Connection refused", "connection refused"),
+        ("Permission denied", "permission denied: join the docker group, or run as root"),
+        ("timed out", "timed out"),
+        ("within", "timed out"),
+    ):
+        if marker in reason:
+            return cause
+    return reason.removeprefix("no Docker engine answers: ")
+
+
 def _missing_images(docker: DockerFacts, *images: str) -> str:
     wanted = [*images] + ([] if docker.reaper_disabled else [docker.reaper_image])
     absent = [image for image in wanted if not docker.holds(image)]
@@ -535,11 +551,14 @@ def gather_docker(environ: Mapping[str, str]) -> DockerFacts:
 
     reaper_image = environ.get("RYUK_CONTAINER_IMAGE", REAPER_IMAGE_DEFAULT)
     reaper_disabled = environ.get("TESTCONTAINERS_RYUK_DISABLED", "").strip().lower() in {"1", "true", "yes"}
+    address = environ.get("DOCKER_HOST") or DockerFacts.address
     reason = docker_unavailable_reason()
     if reason is not None:
-        return DockerFacts(reason, reaper_image=reaper_image, reaper_disabled=reaper_disabled)
+        return DockerFacts(
+            reason, reaper_image=reaper_image, reaper_disabled=reaper_disabled, address=address
+        )
     images, error = _local_images(DOCKER_LIST_TIMEOUT_S)
-    return DockerFacts(None, images, error, reaper_image, reaper_disabled)
+    return DockerFacts(None, images, error, reaper_image, reaper_disabled, address)
 
 
 def _local_images(timeout_s: float) -> tuple[frozenset[str], str]:

@@ -166,8 +166,8 @@ def test_a_database_url_at_a_closed_port_stops_every_week(tmp_path: Path) -> Non
 def test_no_docker_engine_is_reported_absent(tmp_path: Path) -> None:
     port = closed_port()
     docker = findings_of(run_env(tmp_path, {"DOCKER_HOST": f"tcp://127.0.0.1:{port}"}))["Docker engine"]
-    assert docker["level"] == "differs"
-    assert docker["state"].startswith("absent")
+    assert docker["level"] == "ok", "the course is written for machines without Docker"
+    assert docker["state"] == f"absent: nothing answers at tcp://127.0.0.1:{port} (connection refused)"
     assert "docker.io" in docker["remedy"]
 
 

@@ -146,11 +146,23 @@ def test_traces_fall_back_to_the_embedded_collector_without_jaeger() -> None:
 
 
 # ---------------------------------------------------------------------------- Docker
-def test_docker_absent_is_a_difference_not_a_blocker() -> None:
+def test_docker_absent_changes_nothing_by_itself_and_says_where_it_looked() -> None:
     finding = docker_finding(NO_DOCKER)
-    assert finding.level is Level.DIFFERS
-    assert finding.state == "absent: connection refused"
+    assert finding.level is Level.OK
+    assert finding.state == "absent: nothing answers at unix:///var/run/docker.sock (connection refused)"
     assert "docker.io" in finding.remedy
+
+
+def test_a_missing_socket_reads_as_such_and_an_unknown_cause_is_kept_whole() -> None:
+    missing_socket = DockerFacts(
+        "no Docker engine answers: ('Connection aborted.', "
+        "FileNotFoundError(2, 'No such file or directory'))",
+        address="unix:///run/user/docker.sock",
+    )
+    assert docker_finding(missing_socket).state.endswith("/run/user/docker.sock (no socket there)")
+    assert docker_finding(DockerFacts("no Docker engine answers: 404 Not Found")).state.endswith(
+        "(404 Not Found)"
+    )
 
 
 def test_an_engine_without_local_images_answers_but_cannot_start_the_course_containers() -> None:
