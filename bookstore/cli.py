@@ -4,7 +4,7 @@ bookstore up [--replicas inventory=2] [--work-dir DIR]   start a detached cluste
 bookstore status [--work-dir DIR]                        show each process and its health
 bookstore down [--work-dir DIR]                          stop it
 bookstore env [--json]                                   what this machine offers each week, what to install
-bookstore course run [--weeks 0-10] [--html]             execute the course notebooks headless
+bookstore course run [--weeks 0,6-10] [--html]           execute the course notebooks headless
 bookstore exercises build [--check]                      build exercises/ from solutions/
 bookstore grade SUBMISSIONS... --week N --out DIR        grade notebooks against hidden checks
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from bookstore.course import DEFAULT_WEEKS  # light: the runner imports nbclient only when it runs
 
 DEFAULT_WORK_DIR = Path(".bookstore") / "cluster"
 
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     course = sub.add_parser("course", help="the course notebooks")
     course_sub = course.add_subparsers(dest="course_command", required=True)
     run = course_sub.add_parser("run", help="execute the notebooks headless, in order")
-    run.add_argument("--weeks", default="6-10", help="e.g. 6, 6-8 or 6,9")
+    run.add_argument("--weeks", default=DEFAULT_WEEKS, help=f"e.g. 0, 6-8 or 6,9 (default {DEFAULT_WEEKS})")
     run.add_argument("--html", action="store_true", help="also write HTML with the inline plots")
     run.add_argument("--out", default="build/course")
     run.set_defaults(func=cmd_course_run)

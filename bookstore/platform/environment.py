@@ -7,7 +7,7 @@ machine has. ``probe()`` looks at each backing piece once, quickly, and returns 
 
 | piece | weeks | when it is missing |
 |---|---|---|
-| RabbitMQ | 9, 10 | they stop at their first cell, naming the ways to get a broker |
+| RabbitMQ | 9, 10 | they stop at the first cell that needs it, naming the ways to get a broker |
 | MariaDB | none by default | nothing: SQLite is the default (``BOOKSTORE_DB_URL`` opts in) |
 | trace store | 10 | spans go to the course's embedded collector: same traces, no Jaeger UI |
 | Prometheus | 10 | the notebook scrapes each ``/metrics`` itself: same numbers, no PromQL server |
@@ -166,7 +166,8 @@ def rabbitmq_finding(
     piece = "RabbitMQ"
     runs = "they publish and consume through it, as written"
     stops = (
-        "they stop at their first cell with a message naming the ways to get a broker (weeks 6-8 need none)"
+        "they stop at the first cell that needs a broker, with a message naming the ways to get one "
+        "(weeks 6-8 need none)"
     )
     every_way = (
         f"start one on this machine ({START_RABBITMQ}; install it with {INSTALL_RABBITMQ}), "
