@@ -596,17 +596,19 @@ def gather_ports(wanted: int = PORTS_WANTED) -> PortFacts:
     error = ""
     try:
         for _ in range(wanted):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # may fail too: out of descriptors
+            try:
+                sock.bind(("127.0.0.1", 0))
+            except OSError:
+                sock.close()
+                raise
             held.append(sock)
-            sock.bind(("127.0.0.1", 0))
     except OSError as failure:
-        held.pop().close()
         error = str(failure)
     finally:
-        bound = len(held)
         for sock in held:
             sock.close()
-    return PortFacts(bound, error, _ephemeral_range())
+    return PortFacts(len(held), error, _ephemeral_range())
 
 
 def _ephemeral_range() -> tuple[int, int] | None:
@@ -666,7 +668,11 @@ T = TypeVar("T")
 
 
 def probe(environ: Mapping[str, str] | None = None) -> list[Finding]:
-    """Look at every backing piece, all at once with short timeouts, and judge each one."""
+    """Look at every backing piece, all at once with short timeouts, and judge each one.
+
+    ``environ`` holds the settings to judge (default: this process's environment); the Docker
+    client always reads ``DOCKER_HOST`` from the process's own environment, once per process.
+    """
     env = os.environ if environ is None else environ
     rabbitmq_url = env.get("BOOKSTORE_RABBITMQ_URL", "").strip()
     db_url = env.get("BOOKSTORE_DB_URL", "").strip()

@@ -26,7 +26,7 @@ import pytest
 
 from bookstore.messaging.broker import LOCAL_URL, broker_answers
 from bookstore.platform.containers import RABBITMQ_IMAGE, free_port
-from bookstore.platform.environment import REAPER_IMAGE_DEFAULT
+from bookstore.platform.environment import PORTS_WANTED, REAPER_IMAGE_DEFAULT, gather_ports
 
 API_VERSION = "1.41"
 SETTINGS = (
@@ -194,3 +194,24 @@ def test_an_engine_holding_the_images_can_start_them(
         "ok",
         f"answers and can start {RABBITMQ_IMAGE} without a pull",
     )
+
+
+def test_a_full_cluster_worth_of_loopback_ports_can_be_held_here() -> None:
+    ports = gather_ports()
+    assert (ports.bound, ports.error) == (PORTS_WANTED, "")
+
+
+def test_a_process_out_of_file_descriptors_is_told_its_cluster_may_not_start() -> None:
+    script = (
+        "import os, resource\n"
+        "from bookstore.platform.environment import gather_ports, ports_finding\n"
+        "in_use, hard = len(os.listdir('/proc/self/fd')), resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 4, hard))  # room for a few sockets only\n"
+        "finding = ports_finding(gather_ports())\n"
+        "print(finding.level, finding.state)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.startswith("missing only ")
+    assert "Too many open files" in result.stdout
