@@ -185,7 +185,7 @@ def rabbitmq_finding(
             Level.MISSING,
             f"unreachable: BOOKSTORE_RABBITMQ_URL is set to {where}, and no broker answers there",
             MESSAGING_WEEKS,
-            stops + " (a set BOOKSTORE_RABBITMQ_URL wins: no other broker is tried)",
+            stops + "; a set BOOKSTORE_RABBITMQ_URL wins, so no other broker is tried",
             "start the broker at that address, or `unset BOOKSTORE_RABBITMQ_URL` to use one on "
             f"{LOCAL_RABBITMQ} ({START_RABBITMQ})",
         )
@@ -254,7 +254,7 @@ def database_finding(configured_url: str, configured_reason: str | None, local_r
             Level.OK,
             "answers at 127.0.0.1:3306 (optional: the course uses SQLite by default)",
             (),
-            "nothing: each service keeps a SQLite file; the tests' MariaDB half uses this server",
+            "each service keeps a SQLite file; the tests' MariaDB half uses this server",
             f"optional, to run the weeks on it: export BOOKSTORE_DB_URL='{template}'",
         )
     return Finding(
@@ -262,7 +262,7 @@ def database_finding(configured_url: str, configured_reason: str | None, local_r
         Level.OK,
         "not running at 127.0.0.1:3306 (optional: the course uses SQLite by default)",
         (),
-        "nothing: each service keeps a SQLite file; only the tests' MariaDB half skips, saying so",
+        "each service keeps a SQLite file; only the tests' MariaDB half skips, saying so",
         f"optional: {START_MARIADB}",
     )
 
@@ -508,7 +508,7 @@ def format_text(findings: Iterable[Finding]) -> str:
     lines: list[str] = []
     for f in findings:
         lines.append(f"[{f.level.value:^7}] {f.piece}: {f.state}")
-        lines.append(f"{'':10}{weeks_text(f.weeks)}: {f.effect}")
+        lines.append(f"{'':10}{weeks_text(f.weeks) if f.weeks else 'no week needs it'}: {f.effect}")
         if f.remedy:
             lines.append(f"{'':10}what to do: {f.remedy}")
     lines.append(summary(findings))
