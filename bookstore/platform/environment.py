@@ -255,7 +255,7 @@ def database_finding(configured_url: str, configured_reason: str | None, local_r
             "answers at 127.0.0.1:3306 (optional: the course uses SQLite by default)",
             (),
             "each service keeps a SQLite file; the tests' MariaDB half uses this server",
-            f"optional, to run the weeks on it: export BOOKSTORE_DB_URL='{template}'",
+            f"optional, to run the weeks on it: `export BOOKSTORE_DB_URL='{template}'`",
         )
     return Finding(
         piece,
@@ -307,8 +307,8 @@ def trace_store_finding(endpoint: str, endpoint_answers: bool, docker: DockerFac
         OBSERVABILITY_WEEKS,
         "spans go to a small collector process; the notebook draws the same waterfalls, but there "
         "is no Jaeger UI to click through",
-        "optional: run Jaeger (`docker compose up -d` starts it) and export "
-        "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317",
+        "optional: run Jaeger (`docker compose up -d` starts it), then "
+        "`export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317`",
     )
 
 
@@ -412,7 +412,7 @@ def docker_finding(docker: DockerFacts) -> Finding:
         "(the rows above)",
         "where a registry is reachable: `docker pull IMAGE` for each; offline: build them from "
         "Debian packages (docs/containers.md)"
-        + ("" if docker.reaper_disabled else "; and export TESTCONTAINERS_RYUK_DISABLED=true"),
+        + ("" if docker.reaper_disabled else "; and `export TESTCONTAINERS_RYUK_DISABLED=true`"),
     )
 
 
@@ -521,9 +521,9 @@ _LEVEL_COLOURS = {Level.OK: "#d8f0d8", Level.DIFFERS: "#fff1c2", Level.MISSING: 
 def html_table(findings: Iterable[Finding]) -> str:
     """The findings as an HTML table for a notebook (``IPython.display.HTML``), then the summary."""
     findings = list(findings)
-    head = "".join(
-        f"<th>{name}</th>" for name in ("piece", "state", "weeks", "what it means there", "what to do")
-    )
+    columns = (("piece", 10), ("state", 24), ("weeks", 8), ("what it means there", 30), ("what to do", 28))
+    widths = "".join(f'<col style="width:{percent}%">' for _, percent in columns)
+    head = "".join(f'<th style="text-align:left">{name}</th>' for name, _ in columns)
     rows = []
     for f in findings:
         cells = (
@@ -536,14 +536,17 @@ def html_table(findings: Iterable[Finding]) -> str:
         )
         rows.append("<tr>" + "".join(f'<td style="text-align:left">{cell}</td>' for cell in cells) + "</tr>")
     return (
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f'<table style="table-layout:fixed;width:100%"><colgroup>{widths}</colgroup>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"<p>{html.escape(summary(findings))}</p>"
     )
 
 
 def _inline_code(text: str) -> str:
     """Escape ``text`` for HTML, turning `backticked` spans into <code>."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    # long commands and URLs wrap inside their cell instead of widening the table
+    code = '<code style="white-space:pre-wrap;overflow-wrap:anywhere">\\1</code>'
+    return re.sub(r"`([^`]+)`", code, html.escape(text))
 
 
 # ---------------------------------------------------------------------------- gathering facts (I/O)
