@@ -56,8 +56,12 @@ down: $(STAMP)
 status: $(STAMP)
 	$(BIN)/bookstore status
 
+# The whole course (notebooks/ and exercises/), opened on the start-here notebook.
+# Extra options go in LAB_ARGS, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.
+START_HERE := notebooks/week00_start_here.ipynb
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/$(START_HERE) \
+		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_week06

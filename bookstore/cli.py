@@ -3,7 +3,8 @@
 bookstore up [--replicas inventory=2] [--work-dir DIR]   start a detached cluster
 bookstore status [--work-dir DIR]                        show each process and its health
 bookstore down [--work-dir DIR]                          stop it
-bookstore course run [--weeks 6-10] [--html]             execute the course notebooks headless
+bookstore env [--json]                                   what this machine offers each week, what to install
+bookstore course run [--weeks 0,6-10] [--html]           execute the course notebooks headless
 bookstore exercises build [--check]                      build exercises/ from solutions/
 bookstore exercises release DIR                          the learner's copy of the course, into DIR
 bookstore grade SUBMISSIONS... --week N --out DIR        grade notebooks against hidden checks
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from bookstore.course import DEFAULT_WEEKS  # light: the runner imports nbclient only when it runs
 
 DEFAULT_WORK_DIR = Path(".bookstore") / "cluster"
 
@@ -85,6 +88,20 @@ def _print_status(cluster: object) -> None:
     print(f"{'service':<14} {'replica':>7} {'pid':>8}  {'address':<16} state")
     for s in cluster.status():
         print(f"{s.service:<14} {s.replica:>7} {s.pid or '-':>8}  {s.address:<16} {s.state}")
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print one finding per backing piece; exit 1 when a piece some week needs is missing."""
+    import json
+
+    from bookstore.platform.environment import Level, format_text, probe
+
+    findings = probe()
+    if args.json:
+        print(json.dumps([finding.as_dict() for finding in findings], indent=2))
+    else:
+        print(format_text(findings))
+    return 1 if any(finding.level is Level.MISSING for finding in findings) else 0
 
 
 def cmd_course_run(args: argparse.Namespace) -> int:
@@ -179,10 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
         p.set_defaults(func=func)
 
+    env = sub.add_parser("env", help="what this machine offers each week (RabbitMQ, Prometheus, Docker, ...)")
+    env.add_argument("--json", action="store_true", help="the findings as JSON")
+    env.set_defaults(func=cmd_env)
+
     course = sub.add_parser("course", help="the course notebooks")
     course_sub = course.add_subparsers(dest="course_command", required=True)
     run = course_sub.add_parser("run", help="execute the notebooks headless, in order")
-    run.add_argument("--weeks", default="6-10", help="e.g. 6, 6-8 or 6,9")
+    run.add_argument("--weeks", default=DEFAULT_WEEKS, help=f"e.g. 0, 6-8 or 6,9 (default {DEFAULT_WEEKS})")
     run.add_argument("--html", action="store_true", help="also write HTML with the inline plots")
     run.add_argument("--out", default="build/course")
     run.add_argument("--notebooks", help="the folder of weekNN_*.ipynb to run (default: the course's)")

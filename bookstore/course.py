@@ -1,5 +1,9 @@
 """The headless course runner: execute every week's notebook in order, as CI and learners do.
 
+The course is week 0 (start here: the map, the terms, this machine's environment check) and
+weeks 6 to 10; ``DEFAULT_WEEKS`` names them, so weeks 1-5 (another course's) are not
+reported missing.
+
 Each notebook runs in a fresh kernel (nbclient), from the notebooks folder so relative paths
 work; the executed copy lands in ``build/course/`` (and HTML beside it with ``--html``). On
 the first failure the runner prints the failing cell and its error and exits non-zero.
@@ -35,15 +39,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+DEFAULT_WEEKS = "0,6-10"
 
 
 def parse_weeks(spec: str) -> list[int]:
-    """``"6-10"`` -> [6..10]; ``"6,9"`` -> [6, 9]."""
+    """``"6-10"`` -> [6..10]; ``"0,6,9"`` -> [0, 6, 9]."""
     weeks: list[int] = []
     for part in spec.split(","):
         low, _, high = part.strip().partition("-")
         if not low.isdigit() or (high and not high.isdigit()):
-            raise SystemExit(f"--weeks takes numbers like 6, 6-8 or 6,9; got {spec!r}")
+            raise SystemExit(f"--weeks takes numbers like 0, 6, 6-8 or 0,6-10; got {spec!r}")
         weeks.extend(range(int(low), int(high or low) + 1))
     return weeks
 

@@ -152,7 +152,10 @@ def mysql_unavailable_reason(server_url: str, timeout_s: float = 2) -> str | Non
     where = make_url(server_url).render_as_string(hide_password=True)
     server = None
     try:
-        server = create_engine(server_url, connect_args={"connect_timeout": timeout_s})
+        # connect_timeout bounds only the TCP connect: something that accepts the connection but
+        # never greets (a proxy, a hung server) would hold the probe until the OS gives up
+        bounded = {"connect_timeout": timeout_s, "read_timeout": timeout_s, "write_timeout": timeout_s}
+        server = create_engine(server_url, connect_args=bounded)
         with server.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as error:
