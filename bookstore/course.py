@@ -5,8 +5,11 @@ weeks 6 to 10; ``DEFAULT_WEEKS`` names them, so weeks 1-5 (another course's) are
 reported missing.
 
 Each notebook runs in a fresh kernel (nbclient), from the notebooks folder so relative paths
-work; the executed copy lands in ``build/course/`` (and HTML beside it with ``--html``). On
-the first failure the runner prints the failing cell and its error and exits non-zero.
+work; the executed copy lands in ``build/course/`` (and HTML beside it with ``--html``). A
+week that fails prints its failing cell and error, and the next week still runs: every
+notebook starts its own services, so one week's failure (often a missing backing service,
+say no RabbitMQ for weeks 9 and 10) tells nothing about the others. The last line names the
+weeks that failed, and the exit status is non-zero if any did.
 
 Each week's line gives its wall time and the 1-minute load average when it ended: on a
 shared or busy machine a week takes longer, and the load says how busy the machine was, so
@@ -93,7 +96,7 @@ def run_course(weeks: list[int], *, html: bool, out_dir: Path, notebooks: Path =
     present = [(week, path) for week in weeks if (path := notebook_for(week, notebooks)) is not None]
     for week in sorted(set(weeks) - {w for w, _ in present}):
         print(f"week {week}: no notebook yet, skipped")
-    failed = False
+    failed: list[str] = []
     course_began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bookstore-kernels-") as sockets:
         for week, path in tqdm(present, desc="course", unit="notebook", file=sys.stderr):
@@ -109,7 +112,7 @@ def run_course(weeks: list[int], *, html: bool, out_dir: Path, notebooks: Path =
             try:
                 client.execute()
             except CellExecutionError as error:
-                failed = True
+                failed.append(f"week {week} ({error.ename})")
                 elapsed = time.perf_counter() - began
                 print(
                     f"week {week}: {path.name} FAILED after {elapsed:.1f} s (load {load_average()})\n"
@@ -125,9 +128,10 @@ def run_course(weeks: list[int], *, html: bool, out_dir: Path, notebooks: Path =
 
                 body, _ = HTMLExporter().from_notebook_node(notebook)
                 target.with_suffix(".html").write_text(body)
-            if failed:
-                return 1
     total = time.perf_counter() - course_began
     print(f"{len(present)} notebooks ran in {total:.1f} s (load {load_average()})")
     print(f"executed notebooks are in {out_dir}")
+    if failed:
+        print(f"{len(failed)} of {len(present)} failed: {', '.join(failed)}; see each one's error above")
+        return 1
     return 0

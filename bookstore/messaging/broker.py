@@ -71,6 +71,11 @@ _last_address: str | None = None
 class BrokerUnavailable(RuntimeError):
     """No RabbitMQ could be found; the message says how to provide one."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback: the message is the whole story
+        # (what is missing and the three ways to get it); frames would only bury it.
+        return [f"{type(self).__name__}: {self}"]
+
 
 def connection_parameters(
     url: str,

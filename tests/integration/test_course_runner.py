@@ -7,7 +7,9 @@ warning, and no terminal colour codes when the output is not a terminal.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,11 +29,13 @@ def tiny_notebook(folder: Path, name: str, *cells: str) -> None:
     nbformat.write(nb, folder / name)
 
 
-def course_run(tmp_path: Path, weeks: str) -> subprocess.CompletedProcess[str]:
+def course_run(
+    tmp_path: Path, weeks: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The CLI in a child process with stdout and stderr captured (pipes: not a terminal)."""
     folders = ["--notebooks", str(tmp_path / "notebooks"), "--out", str(tmp_path / "out")]
     command = [sys.executable, "-m", "bookstore.cli", "course", "run", "--weeks", weeks, *folders]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
 
 
 @pytest.fixture
@@ -68,3 +72,32 @@ def test_a_failing_week_shows_its_traceback_without_colour_codes_in_a_log(
     executed = nbformat.read(tmp_path / "out" / "week99_broken.ipynb", as_version=4)
     error = next(o for o in executed.cells[1].outputs if o.output_type == "error")
     assert any("\x1b[" in line for line in error.traceback)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again when the block ends
+
+
+def test_without_a_broker_the_week_says_how_to_get_one_and_the_next_week_still_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    # What weeks 9 and 10 do first: find a broker. Here none answers and no Docker engine does.
+    tiny_notebook(
+        folder,
+        "week96_needs_a_broker.ipynb",
+        "from bookstore.messaging.broker import resolve_rabbitmq_url",
+        f"resolve_rabbitmq_url(local_url='amqp://guest:guest@127.0.0.1:{closed_port()}/%2F')",
+    )
+    tiny_notebook(folder, "week97_fine.ipynb", "print('still here')")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path / 'no-docker.sock'}"}
+    env.pop("BOOKSTORE_RABBITMQ_URL", None)
+    run = course_run(tmp_path, "96-97", env=env)
+    assert run.returncode == 1
+    assert "week 96: week96_needs_a_broker.ipynb FAILED after" in run.stdout
+    assert "BrokerUnavailable: no RabbitMQ broker found" in run.stdout, run.stdout
+    assert "BOOKSTORE_RABBITMQ_URL" in run.stdout and "rabbitmq-server -detached" in run.stdout
+    assert "Traceback" not in run.stdout and 'File "' not in run.stdout, run.stdout  # the message alone
+    assert re.search(r"week 97: week97_fine\.ipynb ran in", run.stdout), run.stdout
+    assert "1 of 2 failed: week 96 (BrokerUnavailable)" in run.stdout, run.stdout
