@@ -41,6 +41,7 @@ from bookstore.gateway.auth import CurrentUser
 from bookstore.gateway.clients import GatewayClients
 from bookstore.gateway.errors import install_error_handlers
 from bookstore.gateway.fallback import FALLBACK_HEADER, Resp, Served
+from bookstore.gateway.openapi import install_exact_openapi
 from bookstore.gateway.schemas import (
     MAX_INT64,
     MAX_PAGE_SIZE,
@@ -321,6 +322,7 @@ def create_app(settings: Settings, clients: GatewayClients | None = None) -> Fas
     # Set now rather than in the lifespan, so a TestClient used without `with` works as well.
     app.state.clients = clients
     install_error_handlers(app)
+    install_exact_openapi(app)
     app.add_middleware(TelemetryMiddleware)
     for router in (auth_router, books_router, orders_router, health_router, internal_router, metrics_router):
         app.include_router(router)
