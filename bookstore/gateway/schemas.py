@@ -50,7 +50,15 @@ def require_utf8(value: str) -> str:
     return value
 
 
-Utf8Str = Annotated[str, AfterValidator(require_utf8)]
+UTF8 = AfterValidator(require_utf8)
+"""Metadata for ``Annotated[str, Field(...), UTF8]``: refuse text that protobuf cannot send.
+
+Constraints on a string (lengths, pattern) go *before* it. Pydantic checks and documents
+constraints written before a validator on the plain ``str`` itself; written after it, they
+become generic checks around the validator's result, which leave the pattern out of
+``/openapi.json`` and word their errors for lists ("at most 32 items").
+"""
+Utf8Str = Annotated[str, UTF8]
 BookId = Annotated[int, Field(ge=1, le=MAX_INT64, description="A book's id: a positive int64.")]
 
 
@@ -65,7 +73,7 @@ class RequestBody(BaseModel):
 
 class RegisterBody(RequestBody):
     username: Annotated[
-        Utf8Str,
+        str,
         Field(
             min_length=3,
             max_length=32,
@@ -74,6 +82,7 @@ class RegisterBody(RequestBody):
             "case-insensitive (stored in lowercase).",
             examples=["alice"],
         ),
+        UTF8,
     ]
     password: Annotated[Utf8Str, Field(min_length=8, max_length=128, examples=["correct horse"])]
 

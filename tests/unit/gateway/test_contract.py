@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from bookstore.gateway.schemas import MAX_INT64
+from bookstore.gateway.schemas import MAX_INT64, USERNAME_PATTERN
 
 NUMERIC_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 
@@ -55,3 +55,13 @@ def test_the_documented_largest_book_id_is_accepted(client: TestClient, alice: d
 
     # Past validation: the (fake) order service says no such book, rather than the gateway a 422.
     assert response.status_code == 404, response.text
+
+
+def test_the_username_pattern_the_server_enforces_is_published(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    username = document["components"]["schemas"]["RegisterBody"]["properties"]["username"]
+
+    assert username["pattern"] == USERNAME_PATTERN
+    refused = client.post("/auth/register", json={"username": "_alice", "password": "correct horse"})
+    assert refused.status_code == 422
+    assert [problem["loc"] for problem in refused.json()["detail"]] == [["body", "username"]]
