@@ -36,6 +36,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.telemetry import TelemetryConfig
+from pydantic import StringConstraints
 
 from bookstore.gateway.auth import CurrentUser
 from bookstore.gateway.clients import GatewayClients
@@ -47,6 +48,7 @@ from bookstore.gateway.schemas import (
     MAX_PAGE_SIZE,
     MAX_PAGE_TOKEN_LENGTH,
     MAX_QUERY_LENGTH,
+    UTF8,
     Book,
     BookPage,
     BookSearchResult,
@@ -59,7 +61,6 @@ from bookstore.gateway.schemas import (
     OrderPage,
     RegisterBody,
     User,
-    Utf8Str,
 )
 from bookstore.observability import annotate_user, render_metrics, watch_breakers
 from bookstore.observability.http import TelemetryMiddleware
@@ -149,8 +150,10 @@ PageSize = Annotated[
     int, Query(ge=0, le=MAX_PAGE_SIZE, description="1-100 results per page; 0 means the default (20).")
 ]
 PageToken = Annotated[
-    Utf8Str,
-    Query(max_length=MAX_PAGE_TOKEN_LENGTH, description="next_page_token of the previous page; empty first."),
+    str,
+    StringConstraints(max_length=MAX_PAGE_TOKEN_LENGTH),
+    UTF8,
+    Query(description="next_page_token of the previous page; empty first."),
 ]
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
@@ -190,8 +193,10 @@ def search_books(
     clients: Clients,
     response: Response,
     q: Annotated[
-        Utf8Str,
-        Query(min_length=1, max_length=MAX_QUERY_LENGTH, description="Text to find in title or author."),
+        str,
+        StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH),
+        UTF8,
+        Query(description="Text to find in title or author."),
     ],
     page_size: PageSize = 0,
 ) -> BookSearchResult:

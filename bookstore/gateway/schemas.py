@@ -58,7 +58,6 @@ constraints written before a validator on the plain ``str`` itself; written afte
 become generic checks around the validator's result, which leave the pattern out of
 ``/openapi.json`` and word their errors for lists ("at most 32 items").
 """
-Utf8Str = Annotated[str, UTF8]
 BookId = Annotated[int, Field(ge=1, le=MAX_INT64, description="A book's id: a positive int64.")]
 
 
@@ -84,15 +83,15 @@ class RegisterBody(RequestBody):
         ),
         UTF8,
     ]
-    password: Annotated[Utf8Str, Field(min_length=8, max_length=128, examples=["correct horse"])]
+    password: Annotated[str, Field(min_length=8, max_length=128, examples=["correct horse"]), UTF8]
 
     def to_pb(self) -> user_pb2.RegisterRequest:
         return user_pb2.RegisterRequest(username=self.username, password=self.password)
 
 
 class LoginBody(RequestBody):
-    username: Annotated[Utf8Str, Field(min_length=1, max_length=32, examples=["alice"])]
-    password: Annotated[Utf8Str, Field(min_length=1, max_length=128, examples=["correct horse"])]
+    username: Annotated[str, Field(min_length=1, max_length=32, examples=["alice"]), UTF8]
+    password: Annotated[str, Field(min_length=1, max_length=128, examples=["correct horse"]), UTF8]
 
     def to_pb(self) -> user_pb2.LoginRequest:
         return user_pb2.LoginRequest(username=self.username, password=self.password)
@@ -183,12 +182,8 @@ class CreateOrderBody(RequestBody):
         Field(min_length=1, max_length=MAX_ITEMS, description="1-50 items with distinct book ids."),
     ]
     request_id: Annotated[
-        Utf8Str | None,
-        Field(
-            min_length=1,
-            max_length=MAX_REQUEST_ID_LENGTH,
-            description="Optional idempotency key: repeating a request with it returns the same order.",
-        ),
+        Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_ID_LENGTH), UTF8] | None,
+        Field(description="Optional idempotency key: repeating a request with it returns the same order."),
     ] = None
 
     def to_pb(self, user_id: str) -> order_pb2.CreateOrderRequest:

@@ -65,3 +65,19 @@ def test_the_username_pattern_the_server_enforces_is_published(client: TestClien
     refused = client.post("/auth/register", json={"username": "_alice", "password": "correct horse"})
     assert refused.status_code == 422
     assert [problem["loc"] for problem in refused.json()["detail"]] == [["body", "username"]]
+
+
+def test_a_string_too_long_is_counted_in_characters(client: TestClient, alice: dict[str, str]) -> None:
+    order = {"items": [{"book_id": 1, "quantity": 1}], "request_id": "r" * 101}
+    responses = {
+        "username": client.post("/auth/login", json={"username": "a" * 33, "password": "correct horse"}),
+        "password": client.post("/auth/register", json={"username": "alice", "password": "p" * 129}),
+        "request_id": client.post("/orders", json=order, headers=alice),
+        "q": client.get("/books/search", params={"q": "q" * 101}),
+        "page_token": client.get("/books", params={"page_token": "1" * 65}),
+    }
+
+    messages = {field: [p["msg"] for p in response.json()["detail"]] for field, response in responses.items()}
+    assert all(response.status_code == 422 for response in responses.values()), messages
+    counted_in = {field: all("characters" in msg for msg in msgs) for field, msgs in messages.items()}
+    assert counted_in == dict.fromkeys(responses, True), messages
