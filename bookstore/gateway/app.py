@@ -48,6 +48,7 @@ from bookstore.gateway.schemas import (
     MAX_PAGE_SIZE,
     MAX_PAGE_TOKEN_LENGTH,
     MAX_QUERY_LENGTH,
+    PAGE_TOKEN_PATTERN,
     UTF8,
     Book,
     BookPage,
@@ -151,9 +152,9 @@ PageSize = Annotated[
 ]
 PageToken = Annotated[
     str,
-    StringConstraints(max_length=MAX_PAGE_TOKEN_LENGTH),
+    StringConstraints(max_length=MAX_PAGE_TOKEN_LENGTH, pattern=PAGE_TOKEN_PATTERN),
     UTF8,
-    Query(description="next_page_token of the previous page; empty first."),
+    Query(description="next_page_token of the previous page (digits); empty for the first page."),
 ]
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])

@@ -27,6 +27,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bookstore.domain.models import OrderStatus
+from bookstore.domain.validation import PAGE_TOKEN_MAX_DIGITS
 from bookstore.gateway.errors import UpstreamContractError
 from bookstore.rpc.v1 import catalog_pb2, order_pb2, user_pb2
 
@@ -34,7 +35,10 @@ MAX_INT64 = 2**63 - 1
 MAX_QUANTITY = 1000
 MAX_ITEMS = 50
 MAX_PAGE_SIZE = 100
-MAX_PAGE_TOKEN_LENGTH = 64
+MAX_PAGE_TOKEN_LENGTH = PAGE_TOKEN_MAX_DIGITS
+# What the services issue and take: up to 9 ASCII digits. Documenting it lets a client (or a
+# fuzzer) know that anything else is refused, instead of promising "any string".
+PAGE_TOKEN_PATTERN = r"^[0-9]*$"
 MAX_QUERY_LENGTH = 100
 MAX_REQUEST_ID_LENGTH = 100
 # Letters are accepted in either case: the user service lowercases, so "Ada" is "ada".

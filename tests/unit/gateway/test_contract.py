@@ -81,3 +81,17 @@ def test_a_string_too_long_is_counted_in_characters(client: TestClient, alice: d
     assert all(response.status_code == 422 for response in responses.values()), messages
     counted_in = {field: all("characters" in msg for msg in msgs) for field, msgs in messages.items()}
     assert counted_in == dict.fromkeys(responses, True), messages
+
+
+def test_the_page_token_is_documented_as_the_digits_the_services_take(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    for path in ("/books", "/orders"):
+        parameters = document["paths"][path]["get"]["parameters"]
+        (token,) = [p["schema"] for p in parameters if p["name"] == "page_token"]
+        assert (token["maxLength"], token["pattern"]) == (9, "^[0-9]*$"), path
+
+    assert client.get("/books", params={"page_token": "9" * 9}).status_code == 200
+    for outside in ("9" * 10, "not-mine", "١٢"):  # the last: Arabic-Indic digits, which str.isdigit() takes
+        refused = client.get("/books", params={"page_token": outside})
+        assert refused.status_code == 422, outside
+        assert refused.json()["detail"][0]["loc"] == ["query", "page_token"]
