@@ -8,6 +8,7 @@ document promises will work and the server refuses (or the other way round).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,3 +96,16 @@ def test_the_page_token_is_documented_as_the_digits_the_services_take(client: Te
         refused = client.get("/books", params={"page_token": outside})
         assert refused.status_code == 422, outside
         assert refused.json()["detail"][0]["loc"] == ["query", "page_token"]
+
+
+def test_a_405_lists_every_method_served_on_the_path(client: TestClient, alice: dict[str, str]) -> None:
+    for method, path, served in (
+        ("PUT", "/orders", {"GET", "POST"}),
+        ("DELETE", "/orders", {"GET", "POST"}),
+        ("PATCH", f"/orders/{uuid.uuid4()}", {"GET"}),
+        ("POST", "/books", {"GET"}),
+    ):
+        response = client.request(method, path, headers=alice)
+        assert response.status_code == 405, (method, path)
+        allowed = {name.strip() for name in response.headers["allow"].split(",")}
+        assert allowed == served, (method, path, response.headers["allow"])
