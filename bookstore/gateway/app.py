@@ -39,6 +39,7 @@ from fastapi.telemetry import TelemetryConfig
 from pydantic import StringConstraints
 
 from bookstore.gateway.auth import CurrentUser
+from bookstore.gateway.body import BodyGuard
 from bookstore.gateway.clients import GatewayClients
 from bookstore.gateway.errors import install_error_handlers
 from bookstore.gateway.fallback import FALLBACK_HEADER, Resp, Served
@@ -329,6 +330,7 @@ def create_app(settings: Settings, clients: GatewayClients | None = None) -> Fas
     app.state.clients = clients
     install_error_handlers(app)
     install_exact_openapi(app)
+    app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(TelemetryMiddleware)
     for router in (auth_router, books_router, orders_router, health_router, internal_router, metrics_router):
         app.include_router(router)

@@ -109,3 +109,21 @@ def test_a_405_lists_every_method_served_on_the_path(client: TestClient, alice: 
         assert response.status_code == 405, (method, path)
         allowed = {name.strip() for name in response.headers["allow"].split(",")}
         assert allowed == served, (method, path, response.headers["allow"])
+
+
+def test_a_json_body_that_is_not_utf8_is_refused_naming_the_encoding(
+    client: TestClient, alice: dict[str, str]
+) -> None:
+    # RFC 8259 section 8.1: JSON exchanged between systems is UTF-8. Python's json.loads would
+    # guess UTF-16 or UTF-32 from the first bytes, and the order would be placed.
+    text = '{"items": [{"book_id": 1, "quantity": 1}]}'
+    headers = {**alice, "Content-Type": "application/json"}
+    for encoding in ("utf-16", "utf-16-le", "utf-32"):
+        response = client.post("/orders", content=text.encode(encoding), headers=headers)
+        assert response.status_code == 400, (encoding, response.text)
+        assert "UTF-8" in response.json()["detail"], encoding
+
+    assert client.post("/orders", content=text.encode("utf-8"), headers=headers).status_code == 201
+
+    too_large = b'{"items": [], "request_id": "' + b"x" * 70_000 + b'"}'
+    assert client.post("/orders", content=too_large, headers=headers).status_code == 413
