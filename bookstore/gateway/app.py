@@ -330,7 +330,7 @@ def create_app(settings: Settings, clients: GatewayClients | None = None) -> Fas
     app.state.clients = clients
     install_error_handlers(app)
     install_exact_openapi(app)
-    app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES, read_timeout_s=settings.http_body_timeout_s)
     app.add_middleware(TelemetryMiddleware)
     for router in (auth_router, books_router, orders_router, health_router, internal_router, metrics_router):
         app.include_router(router)

@@ -1,4 +1,11 @@
-"""Request bodies, checked before any route sees them: JSON on the wire is UTF-8.
+"""Request bodies, read before any route sees them: within a deadline, and JSON in UTF-8.
+
+A body that stops arriving would otherwise hold a connection, and the task serving it, for
+as long as the client cares to wait: a stalled upload, or a slow-client attack that sends a
+complete head and then the body a byte a minute. ``BodyGuard`` gives the whole body
+``read_timeout_s`` from the moment the app is called (the head has arrived by then; its own
+deadline is ``bookstore.gateway.protocol``'s). Past it the answer is ``408 Request Timeout``
+with ``Connection: close``: the rest of the body, if it ever comes, is not read.
 
 RFC 8259 (section 8.1) says JSON exchanged between systems that are not part of a closed
 ecosystem MUST be encoded as UTF-8. Python's ``json.loads`` is more forgiving than that: given
@@ -17,13 +24,20 @@ body is never buffered here.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger(__name__)
+
 UTF8_ENCODINGS = ("utf-8", "utf-8-sig")
+BODY_TIMEOUT_RESPONSE = JSONResponse(
+    {"detail": "the request body did not arrive in time"}, status_code=408, headers={"Connection": "close"}
+)
 NOT_UTF8_DETAIL = "the request body is not UTF-8: JSON must be sent as UTF-8 (RFC 8259, section 8.1)"
 
 
@@ -49,11 +63,13 @@ def is_utf8_json(data: bytes) -> bool:
 
 
 class BodyGuard:
-    """ASGI middleware: read a request's body first, and refuse a JSON body that is not UTF-8."""
+    """ASGI middleware: read a request's body first, within ``read_timeout_s``, and refuse a
+    JSON body that is not UTF-8."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, read_timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,8 +78,15 @@ class BodyGuard:
         chunks: list[bytes] = []
         size = 0
         more_body = True
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s
         while more_body and size <= self.max_bytes:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                log.info("%s %s: the body did not arrive in time", scope["method"], scope["path"])
+                await BODY_TIMEOUT_RESPONSE(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return  # the client is gone: nobody to answer
             chunk: bytes = message.get("body", b"")
