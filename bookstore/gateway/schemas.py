@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from bookstore.domain.models import OrderStatus
 from bookstore.domain.validation import PAGE_TOKEN_MAX_DIGITS
@@ -62,7 +62,24 @@ constraints written before a validator on the plain ``str`` itself; written afte
 become generic checks around the validator's result, which leave the pattern out of
 ``/openapi.json`` and word their errors for lists ("at most 32 items").
 """
-BookId = Annotated[int, Field(ge=1, le=MAX_INT64, description="A book's id: a positive int64.")]
+
+
+def whole_float_as_int(value: object) -> object:
+    """``2.0`` as ``2``: JSON Schema counts a number with a zero fraction as an integer.
+
+    Strict validation refuses floats, so without this ``{"quantity": 2.0}``, valid by the
+    published ``"type": "integer"``, would be a 422. Anything else passes through unchanged,
+    for the strict check to judge (text and booleans stay refused). Past 2**53 a float cannot
+    hold every integer, so a client wanting an exact large id writes it without a fraction.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WHOLE_NUMBER = BeforeValidator(whole_float_as_int)
+"""Metadata for ``Annotated[int, Field(...), WHOLE_NUMBER]``: bounds before it, as with ``UTF8``."""
+BookId = Annotated[int, Field(ge=1, le=MAX_INT64, description="A book's id: a positive int64."), WHOLE_NUMBER]
 
 
 class RequestBody(BaseModel):
@@ -177,7 +194,7 @@ class BookSearchResult(BaseModel):
 
 class OrderItemBody(RequestBody):
     book_id: BookId
-    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY), WHOLE_NUMBER]
 
 
 class CreateOrderBody(RequestBody):

@@ -127,3 +127,18 @@ def test_a_json_body_that_is_not_utf8_is_refused_naming_the_encoding(
 
     too_large = b'{"items": [], "request_id": "' + b"x" * 70_000 + b'"}'
     assert client.post("/orders", content=too_large, headers=headers).status_code == 413
+
+
+def test_a_whole_number_written_with_a_fraction_is_an_integer(
+    client: TestClient, alice: dict[str, str]
+) -> None:
+    # JSON Schema (2020-12, section 6.1.1 of the validation spec) counts 2.0 as an integer, and
+    # the document says "type": "integer"; text such as "2" or a fraction such as 2.5 is not one.
+    placed = client.post("/orders", json={"items": [{"book_id": 1.0, "quantity": 2.0}]}, headers=alice)
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["items"][0]["quantity"] == 2
+
+    for quantity in ("2", 2.5, True):
+        body = {"items": [{"book_id": 1, "quantity": quantity}]}
+        refused = client.post("/orders", json=body, headers=alice)
+        assert refused.status_code == 422, quantity
