@@ -14,6 +14,8 @@ from bookstore.domain.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# A page token is the offset of the next page in ASCII digits; the gateway documents this rule.
+PAGE_TOKEN_MAX_DIGITS = 9
 
 
 def require_text(field: str, value: str, *, min_len: int = 1, max_len: int = 200) -> str:
@@ -62,7 +64,7 @@ def decode_page_token(token: str, *, field: str = "page_token") -> int:
     """Page tokens are opaque to clients; here they carry the offset of the next page."""
     if not token:
         return 0
-    if not (token.isascii() and token.isdigit()) or len(token) > 9:
+    if not (token.isascii() and token.isdigit()) or len(token) > PAGE_TOKEN_MAX_DIGITS:
         raise InvalidArgument("is not a token this service issued", field=field)
     return int(token)
 

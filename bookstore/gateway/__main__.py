@@ -2,7 +2,8 @@
 
 Settings come from the environment (``BOOKSTORE_HOST``, ``BOOKSTORE_PORT``, the
 ``BOOKSTORE_<NAME>_TARGET`` of user, catalog and order, ``BOOKSTORE_JWT_SECRET``,
-``BOOKSTORE_DEADLINE_S``). Log lines carry the same ``gateway[replica]`` prefix as the
+``BOOKSTORE_DEADLINE_S``, and the slow-client deadlines ``BOOKSTORE_HTTP_HEADER_TIMEOUT_S`` and
+``BOOKSTORE_HTTP_BODY_TIMEOUT_S``). Log lines carry the same ``gateway[replica]`` prefix as the
 services' lines, uvicorn's own included, so one merged log reads as one story.
 
 Shutdown is uvicorn's: on SIGTERM or SIGINT it stops accepting connections, lets requests
@@ -24,6 +25,7 @@ from types import FrameType
 import uvicorn
 
 from bookstore.gateway.app import create_app
+from bookstore.gateway.protocol import HeadDeadlineProtocol
 from bookstore.observability import setup_process_telemetry
 from bookstore.platform.server import configure_logging
 from bookstore.platform.settings import Settings
@@ -43,6 +45,8 @@ def build_server(settings: Settings) -> uvicorn.Server:
         log_config=None,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        # h11 with a deadline for each request head; the body's deadline is the app's (BodyGuard).
+        http=HeadDeadlineProtocol.with_timeout(settings.http_header_timeout_s),
     )
     return uvicorn.Server(config)
 

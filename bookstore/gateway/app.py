@@ -36,16 +36,21 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.telemetry import TelemetryConfig
+from pydantic import StringConstraints
 
 from bookstore.gateway.auth import CurrentUser
+from bookstore.gateway.body import BodyGuard
 from bookstore.gateway.clients import GatewayClients
 from bookstore.gateway.errors import install_error_handlers
 from bookstore.gateway.fallback import FALLBACK_HEADER, Resp, Served
+from bookstore.gateway.openapi import install_exact_openapi
 from bookstore.gateway.schemas import (
     MAX_INT64,
     MAX_PAGE_SIZE,
     MAX_PAGE_TOKEN_LENGTH,
     MAX_QUERY_LENGTH,
+    PAGE_TOKEN_PATTERN,
+    UTF8,
     Book,
     BookPage,
     BookSearchResult,
@@ -58,7 +63,6 @@ from bookstore.gateway.schemas import (
     OrderPage,
     RegisterBody,
     User,
-    Utf8Str,
 )
 from bookstore.observability import annotate_user, render_metrics, watch_breakers
 from bookstore.observability.http import TelemetryMiddleware
@@ -148,8 +152,10 @@ PageSize = Annotated[
     int, Query(ge=0, le=MAX_PAGE_SIZE, description="1-100 results per page; 0 means the default (20).")
 ]
 PageToken = Annotated[
-    Utf8Str,
-    Query(max_length=MAX_PAGE_TOKEN_LENGTH, description="next_page_token of the previous page; empty first."),
+    str,
+    StringConstraints(max_length=MAX_PAGE_TOKEN_LENGTH, pattern=PAGE_TOKEN_PATTERN),
+    UTF8,
+    Query(description="next_page_token of the previous page (digits); empty for the first page."),
 ]
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
@@ -189,8 +195,10 @@ def search_books(
     clients: Clients,
     response: Response,
     q: Annotated[
-        Utf8Str,
-        Query(min_length=1, max_length=MAX_QUERY_LENGTH, description="Text to find in title or author."),
+        str,
+        StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH),
+        UTF8,
+        Query(description="Text to find in title or author."),
     ],
     page_size: PageSize = 0,
 ) -> BookSearchResult:
@@ -321,6 +329,8 @@ def create_app(settings: Settings, clients: GatewayClients | None = None) -> Fas
     # Set now rather than in the lifespan, so a TestClient used without `with` works as well.
     app.state.clients = clients
     install_error_handlers(app)
+    install_exact_openapi(app)
+    app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES, read_timeout_s=settings.http_body_timeout_s)
     app.add_middleware(TelemetryMiddleware)
     for router in (auth_router, books_router, orders_router, health_router, internal_router, metrics_router):
         app.include_router(router)

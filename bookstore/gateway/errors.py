@@ -31,6 +31,10 @@ server errors (5xx) it is a fixed sentence: the raw details of a failed connecti
 internal addresses and library internals, which are none of a client's business. The
 gateway log keeps them, next to the request that failed.
 
+A method a path does not serve is 405 with ``Allow`` listing every method that path does
+serve (RFC 9110 section 15.5.6). The router alone names only the methods of the first route
+whose path matched: ``PUT /orders`` would say ``Allow: POST`` though ``GET /orders`` works.
+
 Requests that do not fit the schemas never reach a service: FastAPI answers 422 with the
 list of problems. The handler here renders that list without echoing the offending input,
 for two reasons: the input may be a password, and it may hold text that has no UTF-8
@@ -45,16 +49,22 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+from starlette.routing import Match
 
 from bookstore.resilience import RETRY_AFTER_METADATA_KEY, CircuitOpenError, names_a_circuit
 
 log = logging.getLogger(__name__)
 
 BAD_GATEWAY = 502
+METHOD_NOT_ALLOWED = 405
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 REPLACEMENT_CHARACTER = "\ufffd"
 RETRY_AFTER_S = 1
 
@@ -227,11 +237,32 @@ async def _on_validation_error(request: Request, error: Exception) -> JSONRespon
     return JSONResponse(status_code=422, content={"detail": validation_problems(error)})
 
 
+def allowed_methods(connection: HTTPConnection) -> list[str]:
+    """Every method that some route of the app serves at ``connection``'s path."""
+    routes = connection.app.routes
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**connection.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
+async def _on_http_exception(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    response = await http_exception_handler(request, error)
+    if error.status_code == METHOD_NOT_ALLOWED:
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make ``app`` answer every ``grpc.RpcError`` with the mapped HTTP status and body, every
-    ``CircuitOpenError`` with 503, and render validation errors (422) without echoing the request."""
+    ``CircuitOpenError`` with 503, render validation errors (422) without echoing the request,
+    and give a 405 the complete ``Allow`` header."""
     app.add_exception_handler(grpc.RpcError, _on_rpc_error)
     # A refusal made through the gRPC interceptor is both kinds of error; either handler gives 503.
     app.add_exception_handler(CircuitOpenError, _on_circuit_open)
     app.add_exception_handler(UpstreamContractError, _on_upstream_contract_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    # Every other HTTP error is FastAPI's own answer; a 405 also gets the complete Allow header.
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)

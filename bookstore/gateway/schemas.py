@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from bookstore.domain.models import OrderStatus
+from bookstore.domain.validation import PAGE_TOKEN_MAX_DIGITS
 from bookstore.gateway.errors import UpstreamContractError
 from bookstore.rpc.v1 import catalog_pb2, order_pb2, user_pb2
 
@@ -34,7 +35,10 @@ MAX_INT64 = 2**63 - 1
 MAX_QUANTITY = 1000
 MAX_ITEMS = 50
 MAX_PAGE_SIZE = 100
-MAX_PAGE_TOKEN_LENGTH = 64
+MAX_PAGE_TOKEN_LENGTH = PAGE_TOKEN_MAX_DIGITS
+# What the services issue and take: up to 9 ASCII digits. Documenting it lets a client (or a
+# fuzzer) know that anything else is refused, instead of promising "any string".
+PAGE_TOKEN_PATTERN = r"^[0-9]*$"
 MAX_QUERY_LENGTH = 100
 MAX_REQUEST_ID_LENGTH = 100
 # Letters are accepted in either case: the user service lowercases, so "Ada" is "ada".
@@ -50,8 +54,32 @@ def require_utf8(value: str) -> str:
     return value
 
 
-Utf8Str = Annotated[str, AfterValidator(require_utf8)]
-BookId = Annotated[int, Field(ge=1, le=MAX_INT64, description="A book's id: a positive int64.")]
+UTF8 = AfterValidator(require_utf8)
+"""Metadata for ``Annotated[str, Field(...), UTF8]``: refuse text that protobuf cannot send.
+
+Constraints on a string (lengths, pattern) go *before* it. Pydantic checks and documents
+constraints written before a validator on the plain ``str`` itself; written after it, they
+become generic checks around the validator's result, which leave the pattern out of
+``/openapi.json`` and word their errors for lists ("at most 32 items").
+"""
+
+
+def whole_float_as_int(value: object) -> object:
+    """``2.0`` as ``2``: JSON Schema counts a number with a zero fraction as an integer.
+
+    Strict validation refuses floats, so without this ``{"quantity": 2.0}``, valid by the
+    published ``"type": "integer"``, would be a 422. Anything else passes through unchanged,
+    for the strict check to judge (text and booleans stay refused). Past 2**53 a float cannot
+    hold every integer, so a client wanting an exact large id writes it without a fraction.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WHOLE_NUMBER = BeforeValidator(whole_float_as_int)
+"""Metadata for ``Annotated[int, Field(...), WHOLE_NUMBER]``: bounds before it, as with ``UTF8``."""
+BookId = Annotated[int, Field(ge=1, le=MAX_INT64, description="A book's id: a positive int64."), WHOLE_NUMBER]
 
 
 class RequestBody(BaseModel):
@@ -65,7 +93,7 @@ class RequestBody(BaseModel):
 
 class RegisterBody(RequestBody):
     username: Annotated[
-        Utf8Str,
+        str,
         Field(
             min_length=3,
             max_length=32,
@@ -74,16 +102,17 @@ class RegisterBody(RequestBody):
             "case-insensitive (stored in lowercase).",
             examples=["alice"],
         ),
+        UTF8,
     ]
-    password: Annotated[Utf8Str, Field(min_length=8, max_length=128, examples=["correct horse"])]
+    password: Annotated[str, Field(min_length=8, max_length=128, examples=["correct horse"]), UTF8]
 
     def to_pb(self) -> user_pb2.RegisterRequest:
         return user_pb2.RegisterRequest(username=self.username, password=self.password)
 
 
 class LoginBody(RequestBody):
-    username: Annotated[Utf8Str, Field(min_length=1, max_length=32, examples=["alice"])]
-    password: Annotated[Utf8Str, Field(min_length=1, max_length=128, examples=["correct horse"])]
+    username: Annotated[str, Field(min_length=1, max_length=32, examples=["alice"]), UTF8]
+    password: Annotated[str, Field(min_length=1, max_length=128, examples=["correct horse"]), UTF8]
 
     def to_pb(self) -> user_pb2.LoginRequest:
         return user_pb2.LoginRequest(username=self.username, password=self.password)
@@ -165,7 +194,7 @@ class BookSearchResult(BaseModel):
 
 class OrderItemBody(RequestBody):
     book_id: BookId
-    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY), WHOLE_NUMBER]
 
 
 class CreateOrderBody(RequestBody):
@@ -174,12 +203,8 @@ class CreateOrderBody(RequestBody):
         Field(min_length=1, max_length=MAX_ITEMS, description="1-50 items with distinct book ids."),
     ]
     request_id: Annotated[
-        Utf8Str | None,
-        Field(
-            min_length=1,
-            max_length=MAX_REQUEST_ID_LENGTH,
-            description="Optional idempotency key: repeating a request with it returns the same order.",
-        ),
+        Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_ID_LENGTH), UTF8] | None,
+        Field(description="Optional idempotency key: repeating a request with it returns the same order."),
     ] = None
 
     def to_pb(self, user_id: str) -> order_pb2.CreateOrderRequest:

@@ -33,6 +33,8 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_RABBITMQ_URL | (found) | AMQP URL of the broker; unset: see ``bookstore.messaging.broker`` |
 | BOOKSTORE_MESSAGING_PREFIX | (none) | prefix of every exchange and queue name, so runs never collide |
 | BOOKSTORE_OUTBOX_POLL_S | 0.05 | how often the order service's outbox relay looks for new events |
+| BOOKSTORE_HTTP_HEADER_TIMEOUT_S | 10.0 | gateway: seconds to send a request's head; then 408, close |
+| BOOKSTORE_HTTP_BODY_TIMEOUT_S | 10.0 | gateway: seconds to send a request's body; then 408, close |
 | BOOKSTORE_TRACING | 1 | ``0``: no spans (``bookstore.observability.config`` has the telemetry settings) |
 | BOOKSTORE_TRACE_SAMPLE_RATIO | 1.0 | share of new traces recorded, when OTEL_TRACES_SAMPLER_ARG is unset |
 | BOOKSTORE_TRACING_INTERCEPTORS | lean | gRPC spans by the course's ``lean`` interceptors or ``stock`` ones |
@@ -88,6 +90,8 @@ class Settings:
     rabbitmq_url: str = ""
     messaging_prefix: str = ""
     outbox_poll_s: float = 0.05
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +134,8 @@ class Settings:
             rabbitmq_url=get("RABBITMQ_URL", "").strip(),
             messaging_prefix=get("MESSAGING_PREFIX", "").strip(),
             outbox_poll_s=float(get("OUTBOX_POLL_S", "0.05")),
+            http_header_timeout_s=float(get("HTTP_HEADER_TIMEOUT_S", "10.0")),
+            http_body_timeout_s=float(get("HTTP_BODY_TIMEOUT_S", "10.0")),
         )
 
     def target(self, service: str) -> str:

@@ -6,11 +6,14 @@ signature and expiry on every request, locally, with no network hop. The price o
 speed: a token cannot be revoked before it expires, so keep lifetimes short.
 
 Verification pins the algorithm: a token that says ``alg: none`` or that was signed with
-another algorithm is refused, the classic JWT pitfall.
+another algorithm is refused, the classic JWT pitfall. The dates (``exp``, ``iat``, ``nbf``)
+must be JSON numbers, as RFC 7519 defines a NumericDate: PyJWT reads them with ``int()``,
+which would also take the string ``"1700000000"`` or ``true``.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -20,6 +23,7 @@ from jwt.types import Options
 from bookstore.domain.errors import Unauthenticated
 
 ALGORITHM = "HS256"
+NUMERIC_DATE_CLAIMS = ("exp", "iat", "nbf")
 ISSUER = "bookstore-user-service"
 
 
@@ -50,6 +54,11 @@ def verify_token(token: str, *, secret: str, now: float | None = None) -> TokenC
         raise Unauthenticated("the token has expired", field="authorization") from None
     except jwt.InvalidTokenError as error:
         raise Unauthenticated(f"the token is invalid: {error}", field="authorization") from None
+    for claim in NUMERIC_DATE_CLAIMS:
+        if claim in claims and not is_numeric_date(claims[claim]):
+            raise Unauthenticated(
+                f"the token is invalid: its {claim} claim is not a number", field="authorization"
+            )
     if now is not None and claims["exp"] <= now:
         raise Unauthenticated("the token has expired", field="authorization")
     if not isinstance(claims["sub"], str) or not claims["sub"]:
@@ -57,3 +66,8 @@ def verify_token(token: str, *, secret: str, now: float | None = None) -> TokenC
     return TokenClaims(
         user_id=claims["sub"], username=str(claims.get("name", "")), expires_at_unix=int(claims["exp"])
     )
+
+
+def is_numeric_date(value: object) -> bool:
+    """A JSON number (seconds since the epoch); not a string, not a boolean (``True`` is an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import jwt
+import pytest
 
 from bookstore.platform.cluster import Cluster
+from bookstore.platform.processes import free_port, spawn, terminate
 from bookstore.platform.tokens import ISSUER, issue_token
 from bookstore.rpc.v1 import inventory_pb2
 
@@ -174,3 +180,94 @@ def test_the_openapi_document_describes_every_route(http: httpx.Client) -> None:
         "/orders/{order_id}",
     ):
         assert path in paths
+
+
+# ------------------------------------------------------------------------------ slow clients
+# A gateway of its own, with read deadlines of 1 s, so these tests need no cluster: the requests
+# below never get as far as a backend. Its targets name a port nothing listens on.
+READ_TIMEOUT_S = 1
+# How long a test waits for the server to hang up: far past the deadline, so a busy machine
+# cannot fail it, yet a server that never hangs up fails it instead of hanging the suite.
+HANG_UP_WAIT_S = 20
+
+
+def unused_target() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="module")
+def strict_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BOOKSTORE_")}
+    env.update(
+        {
+            "BOOKSTORE_SERVICE": "gateway",
+            "BOOKSTORE_PORT": str(port),
+            "BOOKSTORE_JWT_SECRET": secrets.token_hex(32),
+            "BOOKSTORE_TRACING": "0",
+            "BOOKSTORE_HTTP_HEADER_TIMEOUT_S": str(READ_TIMEOUT_S),
+            "BOOKSTORE_HTTP_BODY_TIMEOUT_S": str(READ_TIMEOUT_S),
+            **{f"BOOKSTORE_{name}_TARGET": unused_target() for name in ("USER", "CATALOG", "ORDER")},
+        }
+    )
+    log = Path(tmp_path_factory.mktemp("strict_gateway")) / "gateway.log"
+    process = spawn("bookstore.gateway", env, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield "127.0.0.1", port
+    finally:
+        terminate([process.pid], reap={process.pid: process})
+
+
+def answer_until_hang_up(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection; fails if it never does."""
+    sock.settimeout(HANG_UP_WAIT_S)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        pytest.fail(f"the server kept the connection open for {HANG_UP_WAIT_S} s; it had sent {received!r}")
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_a_request_head_that_never_ends_is_cut_off(strict_gateway: tuple[str, int]) -> None:
+    # Slowloris: many connections, each with half a request head, hold the server's sockets.
+    connections = [socket.create_connection(strict_gateway) for _ in range(20)]
+    try:
+        for sock in connections:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bookstore\r\nX-Slow: ")
+        answers = [answer_until_hang_up(sock) for sock in connections]
+    finally:
+        for sock in connections:
+            sock.close()
+    assert all(answer == b"" or answer.startswith(b"HTTP/1.1 408") for answer in answers), answers
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_is_closed(
+    strict_gateway: tuple[str, int],
+) -> None:
+    with socket.create_connection(strict_gateway) as sock:
+        sock.sendall(
+            b"POST /auth/login HTTP/1.1\r\nHost: bookstore\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"username": '
+        )
+        answer = answer_until_hang_up(sock)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+
+
+def test_a_client_that_sends_in_time_is_served(strict_gateway: tuple[str, int]) -> None:
+    with socket.create_connection(strict_gateway) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bookstore\r\nConnection: close\r\n\r\n")
+        answer = answer_until_hang_up(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer

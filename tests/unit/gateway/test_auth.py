@@ -118,6 +118,21 @@ def test_a_token_without_a_subject_is_refused(client: TestClient, settings: Sett
     assert_refused(client, {"Authorization": f"Bearer {token}"})
 
 
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("odd", ["as_text", True, [1]])
+def test_a_token_whose_dates_are_not_json_numbers_is_refused(
+    client: TestClient, settings: Settings, claim: str, odd: object
+) -> None:
+    # RFC 7519 section 2: a NumericDate is a JSON number. PyJWT reads these claims with int(),
+    # which takes the string "1700000000" (and True) as readily as the number.
+    claims = claims_for(str(uuid.uuid4()))
+    value = claims.get(claim, int(time.time()) - 60)
+    claims[claim] = str(value) if odd == "as_text" else odd
+    token = jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
+
+    assert claim in assert_refused(client, {"Authorization": f"Bearer {token}"})
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [("GET", "/orders"), ("POST", "/orders"), ("GET", f"/orders/{uuid.UUID(int=1)}")],
