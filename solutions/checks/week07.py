@@ -26,6 +26,7 @@ from bookstore.saga import (
     SagaOrchestrator,
     SagaOutcome,
     SagaState,
+    Step,
 )
 
 WEEK = 7
@@ -255,20 +256,25 @@ def _definition(ns: dict[str, Any], warehouse: _Warehouse, bank: _Bank, courier:
     return definition
 
 
-def _checkout(ns: dict[str, Any], *, copies: int, quantity: int, amount_cents: int, courier: str) -> _World:
-    journal: list[str] = []
-    world = (_Warehouse(copies, journal), _Bank(journal), _Courier(journal, courier))
-    definition = _definition(ns, *world)
-    payload = {"order_id": _order_id(), "quantity": quantity, "amount_cents": amount_cents}
+def _run_saga(definition: SagaDefinition, payload: dict[str, Any]) -> SagaOutcome:
+    """One saga on the real orchestrator, its log in a throwaway SQLite file."""
     with tempfile.TemporaryDirectory() as folder:
         engine = make_engine(f"sqlite:///{folder}/saga.db")
         try:
             orchestrator = SagaOrchestrator(
                 SagaLog(engine), [definition], backoff=Backoff(initial_s=0.001, max_attempts=3)
             )
-            outcome = orchestrator.run(definition.name, payload["order_id"], payload)
+            return orchestrator.run(definition.name, payload["order_id"], payload)
         finally:
             engine.dispose()
+
+
+def _checkout(ns: dict[str, Any], *, copies: int, quantity: int, amount_cents: int, courier: str) -> _World:
+    journal: list[str] = []
+    world = (_Warehouse(copies, journal), _Bank(journal), _Courier(journal, courier))
+    definition = _definition(ns, *world)
+    payload = {"order_id": _order_id(), "quantity": quantity, "amount_cents": amount_cents}
+    outcome = _run_saga(definition, payload)
     return _World(journal, *world, outcome)
 
 
@@ -331,3 +337,142 @@ def q3_lost_answer(ns: dict[str, Any]) -> None:
         )
     if world.courier.booked or world.bank.charged or world.warehouse.copies != 2:
         raise CheckFailed("after the compensations, no pickup, no charge and every copy back were expected")
+
+
+# ----------------------------------------------------------------------------- question 4
+
+_PLAN_STEPS = ("reserve", "charge", "dispatch", "notify")
+_FORWARD_ATTEMPTS = 5
+
+
+class _Shop:
+    """Question 4's services: dispatch and notify cannot be undone; notify fails ``mail_down`` times."""
+
+    def __init__(self, *, copies: int = 5, card: str = "ok", served: bool = True, mail_down: int = 0) -> None:
+        self.copies, self.card, self.served, self.mail_down = copies, card, served, mail_down
+        self.held: dict[str, int] = {}
+        self.charged: dict[str, int] = {}
+        self.parcels: list[str] = []
+        self.emails: list[str] = []
+
+    def reserve(self, p: dict[str, Any]) -> None:
+        if p["order_id"] not in self.held:
+            if p["quantity"] > self.copies:
+                raise FailedPrecondition(f"only {self.copies} copies left", field="quantity")
+            self.copies -= p["quantity"]
+            self.held[p["order_id"]] = p["quantity"]
+
+    def release(self, p: dict[str, Any]) -> None:
+        self.copies += self.held.pop(p["order_id"], 0)
+
+    def charge(self, p: dict[str, Any]) -> None:
+        if self.card == "declined":
+            raise FailedPrecondition("card declined", field="card")
+        self.charged.setdefault(p["order_id"], p["amount_cents"])
+
+    def refund(self, p: dict[str, Any]) -> None:
+        self.charged.pop(p["order_id"], None)
+
+    def dispatch(self, p: dict[str, Any]) -> None:
+        if not self.served:
+            raise FailedPrecondition("no carrier serves this address", field="address")
+        if p["order_id"] not in self.parcels:
+            self.parcels.append(p["order_id"])
+
+    def notify(self, p: dict[str, Any]) -> None:
+        if self.mail_down > 0:
+            self.mail_down -= 1
+            raise ConnectionError("the mail server is down")
+        self.emails.append(p["order_id"])
+
+    def step(self, name: str) -> Step:
+        action = getattr(self, name)
+        undo = {"reserve": self.release, "charge": self.refund}.get(name)
+        return Step(
+            name,
+            lambda ctx: action(dict(ctx.payload)),
+            (lambda ctx: undo(dict(ctx.payload))) if undo is not None else None,
+        )
+
+    def left_behind(self, order_id: str) -> list[str]:
+        found = [f"a charge of {self.charged[order_id]} cents"] if order_id in self.charged else []
+        found += [f"{self.held[order_id]} copies held"] if order_id in self.held else []
+        found += ["a parcel sent"] * self.parcels.count(order_id)
+        return found + ["an e-mail sent"] * self.emails.count(order_id)
+
+
+def _decision(ns: dict[str, Any]) -> tuple[list[str], str]:
+    plan, pivot = _learner(ns, "CHECKOUT_PLAN"), _learner(ns, "PIVOT")
+    if not isinstance(plan, list | tuple) or sorted(map(str, plan)) != sorted(_PLAN_STEPS):
+        raise CheckFailed(f"CHECKOUT_PLAN should list each of {list(_PLAN_STEPS)} once, got {plan!r}")
+    if pivot not in plan:
+        raise CheckFailed(f"PIVOT should name one of the plan's steps, got {pivot!r}")
+    return [str(name) for name in plan], str(pivot)
+
+
+def _run_plan(ns: dict[str, Any], shop: _Shop, payload: dict[str, Any]) -> str:
+    """The notebook's run_with_pivot: a saga up to the pivot, then forward retries, never undone."""
+    plan, pivot = _decision(ns)
+    cut = plan.index(pivot) + 1
+    definition = SagaDefinition("checkout", [shop.step(name) for name in plan[:cut]])
+    outcome = _run_saga(definition, payload)
+    if outcome.state is not SagaState.SUCCEEDED:
+        return "rejected"
+    for name in plan[cut:]:
+        for _ in range(_FORWARD_ATTEMPTS):
+            try:
+                getattr(shop, name)(payload)
+                break
+            except Exception:
+                continue
+        else:
+            return "stuck"
+    return "delivered"
+
+
+def _order(quantity: int, amount_cents: int) -> dict[str, Any]:
+    return {"order_id": _order_id(), "quantity": quantity, "amount_cents": amount_cents}
+
+
+def _delivery_problem(ns: dict[str, Any], shop: _Shop, quantity: int, amount_cents: int) -> str:
+    """Run an order that can be delivered: '' when it was charged, sent and e-mailed exactly once."""
+    order = _order(quantity, amount_cents)
+    ended, oid = _run_plan(ns, shop, order), order["order_id"]
+    once = shop.charged == {oid: amount_cents} and shop.parcels == [oid] and shop.emails == [oid]
+    return "" if ended == "delivered" and once else f"it ended {ended!r} holding {shop.left_behind(oid)}"
+
+
+@check("q4", points=1, title="the plan runs each step once and delivers an order nothing stops")
+def q4_delivers(ns: dict[str, Any]) -> None:
+    problem = _delivery_problem(ns, _Shop(copies=3), 3, 4321)
+    if problem:
+        raise CheckFailed(
+            "with every service working the order should be delivered, charged, sent and e-mailed once; "
+            + problem
+        )
+
+
+@check("q4", points=1, title="a refusal at any step leaves no charge, no held copy, no parcel and no e-mail")
+def q4_nothing_survives(ns: dict[str, Any]) -> None:
+    survivors: list[str] = []
+    for trouble in ({"copies": 2}, {"card": "declined"}, {"served": False}):
+        shop, order = _Shop(**trouble), _order(3, 2750)
+        ended = _run_plan(ns, shop, order)
+        left = shop.left_behind(order["order_id"])
+        if ended != "rejected" or left:
+            survivors.append(f"{trouble}: ended {ended!r}, leaving {left or 'nothing'}")
+    if survivors:
+        raise CheckFailed(
+            "an order that fails at one of its steps should be rejected with nothing left behind; "
+            + "; ".join(survivors)
+        )
+
+
+@check("q4", points=1, title="a step that fails only for a while does not undo a good order")
+def q4_retried_forward(ns: dict[str, Any]) -> None:
+    problem = _delivery_problem(ns, _Shop(mail_down=3), 1, 999)
+    if problem:
+        raise CheckFailed(
+            "with the mail server down for three attempts the order should still be delivered, charged, sent "
+            "and e-mailed once; " + problem
+        )

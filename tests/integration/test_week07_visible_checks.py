@@ -1,0 +1,145 @@
+"""Week 7's visible self-checks cover what the hidden checks grade.
+
+The promise to a learner: a submission that passes every visible check earns at least 90 % of
+the week's points. Each planted submission below is the solution with one plausible mistake,
+graded by the real batch grader (a fresh kernel per notebook, the hidden checks of
+``solutions/checks/week07.py``). A visible check that fails shows up as an error in its check
+cell, so "passes every visible check" means: no cell raised.
+
+The mistakes are the ones learners make, and one that the visible checks used to miss: ``ship``
+without its compensation, which passed them all while the hidden checks took 2 points off. A
+timeout at ``ship`` is possibly done, so it must be cancelled; a visible check now says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from bookstore.grading.batch import grade_batch
+from bookstore.grading.checks import CheckSpec
+from bookstore.grading.report import SubmissionResult
+
+REPO = Path(__file__).resolve().parents[2]
+SOLUTION = REPO / "solutions" / "week07_saga.ipynb"
+SHARE_THAT_VISIBLE_PASS_EARNS = 0.9
+
+
+@dataclass(frozen=True)
+class Planted:
+    """The solution with ``old`` replaced by ``new`` (``old`` occurs exactly once in it)."""
+
+    name: str
+    old: str
+    new: str
+    passes_visible: bool  # what we expect; the test checks it, so a drifted check is noticed
+
+
+PLANTED = [
+    Planted(
+        "ship_without_compensation",
+        'Step("ship", lambda ctx: courier.book(order_id(ctx)), lambda ctx: courier.cancel(order_id(ctx))),',
+        'Step("ship", lambda ctx: courier.book(order_id(ctx))),',
+        passes_visible=False,
+    ),
+    Planted(
+        "plan_reverses_in_place",
+        "return possibly_done + list(reversed(completed))",
+        "completed.reverse()\n    return possibly_done + completed",
+        passes_visible=False,
+    ),
+    Planted(
+        "plan_forgets_possibly_done",
+        "return possibly_done + list(reversed(completed))",
+        "return list(reversed(completed))",
+        passes_visible=False,
+    ),
+    Planted(
+        "plan_undoes_a_refused_first_step",
+        "return possibly_done + list(reversed(completed))",
+        "return possibly_done + list(reversed(completed)) if completed else [failed]",
+        passes_visible=True,  # one hidden point lost: 13 of 14 is still above 90 %
+    ),
+    Planted(
+        "refund_remembers_in_memory",
+        '    if any(entry.kind in ("refund", "void") for entry in entries):\n'
+        "        return  # undone already: a retry changes nothing\n",
+        '    refunded = globals().setdefault("REFUNDED_IDS", set())  # remembered by this kernel only\n'
+        "    if order_id in refunded:\n"
+        "        return\n"
+        "    refunded.add(order_id)\n",
+        passes_visible=False,
+    ),
+    Planted(
+        "refund_never_voids",
+        'ledger.add(order_id, "void", 0)',
+        "pass",
+        passes_visible=False,
+    ),
+    Planted(
+        "steps_misnamed",
+        'Step("reserve", lambda ctx',
+        'Step("hold", lambda ctx',
+        passes_visible=False,
+    ),
+    Planted("pivot_too_early", 'PIVOT = "dispatch"', 'PIVOT = "charge"', passes_visible=False),
+    Planted("no_pivot_at_all", 'PIVOT = "dispatch"', 'PIVOT = "notify"', passes_visible=False),
+    Planted(
+        "e_mail_before_dispatch",
+        'CHECKOUT_PLAN = ["reserve", "charge", "dispatch", "notify"]',
+        'CHECKOUT_PLAN = ["reserve", "charge", "notify", "dispatch"]',
+        passes_visible=False,
+    ),
+]
+
+
+Graded = tuple[dict[str, SubmissionResult], list[CheckSpec]]
+
+
+def plant(mistake: Planted, target: Path) -> Path:
+    notebook = nbformat.read(SOLUTION, as_version=4)
+    found = sum(cell.source.count(mistake.old) for cell in notebook.cells)
+    assert found == 1, f"{mistake.name}: the solution should contain its snippet once, found {found}"
+    for cell in notebook.cells:
+        cell.source = cell.source.replace(mistake.old, mistake.new)
+    nbformat.write(notebook, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> Graded:
+    folder = tmp_path_factory.mktemp("week07_planted")
+    paths = [plant(m, folder / f"{m.name}.ipynb") for m in PLANTED]
+    batch = grade_batch(
+        [SOLUTION, *paths], week=7, out_dir=folder / "grades", progress=False, echo=lambda _: None
+    )
+    return {r.path.stem: r for r in batch.results}, list(batch.specs)
+
+
+def test_the_solution_passes_every_visible_check_with_full_marks(graded: Graded) -> None:
+    results, specs = graded
+    solution = results[SOLUTION.stem]
+    earned, maximum = solution.total(specs)
+    assert solution.cell_errors == [] and earned == maximum, (solution.cell_errors, solution.scores(specs))
+
+
+@pytest.mark.parametrize("mistake", PLANTED, ids=[m.name for m in PLANTED])
+def test_passing_every_visible_check_earns_at_least_90_percent(graded: Graded, mistake: Planted) -> None:
+    results, specs = graded
+    result = results[mistake.name]
+    earned, maximum = result.total(specs)
+    passes_visible = not result.cell_errors
+    assert passes_visible is mistake.passes_visible, result.cell_errors
+    if passes_visible:
+        assert earned >= SHARE_THAT_VISIBLE_PASS_EARNS * maximum, result.scores(specs)
+    else:
+        assert earned < maximum, "a planted mistake the hidden checks do not notice"
+
+
+def test_ship_without_its_compensation_fails_a_visible_check(graded: Graded) -> None:
+    results, _ = graded
+    errors = results["ship_without_compensation"].cell_errors
+    assert any("FAIL a lost answer cancels the pickup" in error.error for error in errors), errors
