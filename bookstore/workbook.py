@@ -148,12 +148,12 @@ def experiment(run: Callable[..., T], **knobs: widgets.ValueWidget) -> T:
 
     In a kernel the knobs appear above an output area that each run replaces. The first run
     raises like any cell (so an unattended run fails loudly); a later run started by a knob
-    shows its error in the output area instead, since no cell is running to raise it.
+    shows its error in the output area instead, in one paragraph (``rerun_failure``), since no
+    cell is running to raise it.
     """
     defaults = {name: control.value for name, control in knobs.items()}
     if not _in_kernel():
         return run(**defaults)
-    from IPython import get_ipython
     from IPython.display import clear_output
 
     out = widgets.Output()
@@ -164,13 +164,32 @@ def experiment(run: Callable[..., T], **knobs: widgets.ValueWidget) -> T:
             clear_output(wait=True)
             try:
                 run(**{name: control.value for name, control in knobs.items()})
-            except Exception:
-                get_ipython().showtraceback()
+            except Exception as error:
+                print(rerun_failure(error))
 
     for control in knobs.values():
         control.observe(rerun, names="value")
     with out:
         return run(**defaults)
+
+
+def rerun_failure(error: BaseException) -> str:
+    """What a knob's failed re-run says: the error in one line and the usual cause.
+
+    The commonest cause by far: Run All reached the notebook's last cells, which stop its
+    services, and a knob was turned afterwards. A traceback through gRPC's internals says
+    nothing of that; this says it.
+    """
+    from bookstore.platform.learner_errors import explain
+
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    said = explain(error) or f"{type(error).__name__}: {first_line}"
+    return (
+        f"This run failed: {said}\n"
+        "If the notebook's last cells have already stopped its services (Run All does that), "
+        "re-run the notebook up to this cell (Run > Run All Above Selected Cell, then this cell) "
+        "and turn the knob again."
+    )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from bookstore.workbook import (
     predict_number,
     question_panel,
     quick_question,
+    rerun_failure,
     show_verdict,
     verdict,
 )
@@ -113,3 +114,9 @@ def test_a_quick_question_checks_the_chosen_option_when_clicked() -> None:
     field.value = "b"
     button.click()
     assert "Correct. b is right" in feedback.value
+
+
+def test_a_failed_rerun_says_the_error_in_one_line_and_the_usual_cause() -> None:
+    said = rerun_failure(RuntimeError("cannot scale: this cluster is stopped\n  with details below"))
+    assert said.startswith("This run failed: RuntimeError: cannot scale: this cluster is stopped\n")
+    assert "details below" not in said and "Run All Above Selected Cell" in said
