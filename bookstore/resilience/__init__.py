@@ -12,14 +12,17 @@ gets quiet time to recover.
 **The three states.**
 
 * ``CLOSED``: calls pass. The breaker keeps the outcomes of the last ``window_size`` calls
-  (a sliding window) and trips to OPEN when the share of failures reaches
-  ``failure_rate_threshold``, once the window holds at least ``minimum_calls`` outcomes; or,
-  if ``consecutive_failures`` is set, after that many failures in a row.
+  (a sliding window) and judges it after every outcome, success or failure: it trips to OPEN
+  when the share of failures reaches ``failure_rate_threshold``, once the window holds at
+  least ``minimum_calls`` outcomes; or, if ``consecutive_failures`` is set, after that many
+  failures in a row.
 * ``OPEN``: every call is refused at once with ``CircuitOpenError``, which says how long until
   the breaker tries again (``retry_after_s``). The function is not called at all.
 * ``HALF_OPEN``: after ``open_timeout_s`` the breaker lets up to ``half_open_max_calls``
   trial calls through at once; the others are still refused. That many successes close it
   (with an empty window); a single failure opens it again for another ``open_timeout_s``.
+  Trials that give no outcome for ``half_open_max_wait_s`` are given up on: the breaker opens
+  again, and their late results are ignored, so one hung trial cannot hold it half-open.
 
 **What counts as a failure.** Only what says the dependency is unhealthy: with gRPC,
 UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED (``grpc_failure_classifier``).

@@ -72,6 +72,7 @@ _ENVIRONMENT_VARIABLES = {
     "consecutive_failures": "BOOKSTORE_BREAKER_CONSECUTIVE_FAILURES",
     "open_timeout_s": "BOOKSTORE_BREAKER_OPEN_TIMEOUT_S",
     "half_open_max_calls": "BOOKSTORE_BREAKER_HALF_OPEN_CALLS",
+    "half_open_max_wait_s": "BOOKSTORE_BREAKER_HALF_OPEN_MAX_WAIT_S",
 }
 
 
@@ -85,8 +86,9 @@ class CircuitOpenRpcError(CircuitOpenError, grpc.RpcError, grpc.Call, grpc.Futur
     handles it; a ``CircuitOpenError``, so ``except CircuitOpenError`` catches refusals made
     with or without gRPC; and a finished ``grpc.Call`` and ``grpc.Future``, as gRPC's own
     failed calls are, so ``.with_call`` and ``.future`` callers get what they expect.
-    ``retry_after_s`` says how long until the breaker admits trial calls (0.0 when it is
-    half-open with every trial slot taken); the trailing metadata carries the same.
+    ``retry_after_s`` says how long until the breaker admits trial calls (when it is half-open
+    with every trial slot taken: until those trials' verdict is due at the latest); the trailing
+    metadata carries the same.
     """
 
     def code(self) -> grpc.StatusCode:
@@ -151,6 +153,8 @@ def breaker_settings_from(settings: Settings) -> BreakerSettings:
             consecutive_failures=settings.breaker_consecutive_failures or None,
             open_timeout_s=settings.breaker_open_timeout_s,
             half_open_max_calls=settings.breaker_half_open_calls,
+            # 0 in the environment means "no bound", which BreakerSettings spells None.
+            half_open_max_wait_s=settings.breaker_half_open_max_wait_s or None,
         )
     except ValueError as error:
         field = str(error).split(" ", 1)[0]
