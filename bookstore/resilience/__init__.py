@@ -31,10 +31,11 @@ let one client's typos cut everybody off. Such errors pass through and count as 
 INTERNAL and RESOURCE_EXHAUSTED deserve the same care: they count by default, as the server's
 trouble, but one poison request or one client's quota raises them too; where a service means
 them per request, leave them out of ``failure_codes``.
-So does an UNAVAILABLE whose trailing metadata names a circuit (``bookstore-circuit``): the
-server answered at once, because *its* breaker in front of *its* dependency is open. The
-gateway keeps taking order requests while the order service's payment breaker is open, and
-listing orders, which never needed payment, keeps working.
+A failure the server passes on from its own dependency counts as a success too, which its
+trailing metadata says: ``bookstore-circuit`` (*its* breaker in front of *its* dependency
+refused the call) or ``bookstore-dependency`` (that dependency failed, and the server cleaned
+up and answered). The gateway keeps taking order requests while payment fails, and listing
+orders, which never needed payment, keeps working.
 
 **The race the generation counter settles.** A call admitted while CLOSED may take seconds.
 If the breaker opened and half-opened in the meantime, that call's late failure says nothing
@@ -62,6 +63,7 @@ per service (or per method) in front of a gRPC channel, so every stub on it is p
 from bookstore.resilience.breaker import (
     CIRCUIT_METADATA_KEY,
     DEFAULT_FAILURE_CODES,
+    DEPENDENCY_METADATA_KEY,
     RETRY_AFTER_METADATA_KEY,
     BreakerSettings,
     BreakerSnapshot,
@@ -75,6 +77,7 @@ from bookstore.resilience.breaker import (
     WindowCounts,
     grpc_failure_classifier,
     names_a_circuit,
+    passed_on,
 )
 from bookstore.resilience.interceptor import (
     BreakerRegistry,
@@ -88,6 +91,7 @@ from bookstore.resilience.interceptor import (
 __all__ = [
     "CIRCUIT_METADATA_KEY",
     "DEFAULT_FAILURE_CODES",
+    "DEPENDENCY_METADATA_KEY",
     "RETRY_AFTER_METADATA_KEY",
     "BreakerRegistry",
     "BreakerSettings",
@@ -106,5 +110,6 @@ __all__ = [
     "grpc_failure_classifier",
     "log_state_change",
     "names_a_circuit",
+    "passed_on",
     "protected_channel",
 ]

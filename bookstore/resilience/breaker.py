@@ -92,26 +92,32 @@ CIRCUIT_METADATA_KEY = "bookstore-circuit"
 """Trailing metadata of a refused call: the name of the breaker that refused it."""
 RETRY_AFTER_METADATA_KEY = "bookstore-retry-after-s"
 """Trailing metadata of a refused call: seconds until the breaker admits trial calls."""
+DEPENDENCY_METADATA_KEY = "bookstore-dependency"
+"""Trailing metadata of a failure a server passes on from one of its own dependencies: which
+one (``payment.Pay``). The server itself worked: it made the call, cleaned up and answered."""
 
 
 @dataclass(frozen=True)
 class GrpcFailureClassifier:
     """Counts a ``grpc.RpcError`` as a failure when its code is in ``failure_codes``.
 
-    An error whose trailing metadata names a circuit (``bookstore-circuit``) is, by default,
-    no failure of the server that sent it: that server is healthy and answered at once, its
-    own breaker having refused a call to *its* dependency (the order service while payment is
-    down). Counting such answers would open the caller's breaker too, and cut off the methods
-    that never needed the failing dependency (listing orders, while payment is down). A
-    breaker judges its own dependency, not its dependency's dependencies.
+    An error a server passes on from its own dependency is, by default, no failure of that
+    server: its trailing metadata names a circuit (``bookstore-circuit``: the server's breaker
+    refused a call to *its* dependency) or the dependency that failed (``bookstore-dependency``:
+    the order service placed an order, payment answered UNAVAILABLE, the order service undid
+    the reservation and answered). Either way the server is healthy and answered. Counting such
+    answers would open the caller's breaker too, and cut off the methods that never needed the
+    failing dependency (listing orders, while payment is down). A breaker judges its own
+    dependency, not its dependency's dependencies.
     """
 
     failure_codes: frozenset[grpc.StatusCode] = DEFAULT_FAILURE_CODES
     other_errors_are_failures: bool = True
     """Whether an exception that is not a ``grpc.RpcError`` (a bug, a ``TimeoutError``, a
     connection refused by a non-gRPC client) counts as a failure."""
-    downstream_refusals_are_failures: bool = False
-    """Whether an error carrying ``bookstore-circuit`` trailing metadata counts as a failure."""
+    passed_on_errors_are_failures: bool = False
+    """Whether an error passed on from a dependency (``bookstore-circuit`` or
+    ``bookstore-dependency`` trailing metadata) counts as a failure."""
 
     def __call__(self, error: Exception) -> bool:
         if isinstance(error, grpc.RpcError):
@@ -120,16 +126,29 @@ class GrpcFailureClassifier:
                 return True  # an RpcError that carries no status cannot be told apart from an outage
             if code() not in self.failure_codes:
                 return False
-            return self.downstream_refusals_are_failures or not names_a_circuit(error)
+            return self.passed_on_errors_are_failures or not passed_on(error)
         return self.other_errors_are_failures
 
 
 def names_a_circuit(error: grpc.RpcError) -> bool:
     """Whether a failed call's trailing metadata says a circuit breaker refused it."""
+    return _has_trailing_key(error, frozenset({CIRCUIT_METADATA_KEY}))
+
+
+def passed_on(error: grpc.RpcError) -> bool:
+    """Whether a failed call's trailing metadata says the server passed on a dependency's
+    failure (``bookstore-dependency``) or its breaker's refusal (``bookstore-circuit``)."""
+    return _has_trailing_key(error, _PASSED_ON_KEYS)
+
+
+_PASSED_ON_KEYS = frozenset({CIRCUIT_METADATA_KEY, DEPENDENCY_METADATA_KEY})
+
+
+def _has_trailing_key(error: grpc.RpcError, keys: frozenset[str]) -> bool:
     trailing = getattr(error, "trailing_metadata", None)
     try:
         pairs = trailing() if callable(trailing) else None
-        return any(key == CIRCUIT_METADATA_KEY for key, _ in pairs or ())
+        return any(key in keys for key, _ in pairs or ())
     except Exception:  # a call object that cannot say: judge it by its code alone
         return False
 
@@ -138,17 +157,17 @@ def grpc_failure_classifier(
     failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
     *,
     other_errors_are_failures: bool = True,
-    downstream_refusals_are_failures: bool = False,
+    passed_on_errors_are_failures: bool = False,
 ) -> GrpcFailureClassifier:
     """A classifier for ``BreakerSettings.is_failure`` that judges gRPC errors by status code.
 
     ``grpc_failure_classifier()`` counts UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL and
-    RESOURCE_EXHAUSTED, plus any non-gRPC exception, except a refusal that a downstream
-    breaker made (see ``GrpcFailureClassifier``). An error it does not count passes through
+    RESOURCE_EXHAUSTED, plus any non-gRPC exception, except an error the server passed on
+    from its own dependency (see ``GrpcFailureClassifier``). An error it does not count passes through
     to the caller unchanged and is recorded as a success: the server answered.
     """
     return GrpcFailureClassifier(
-        frozenset(failure_codes), other_errors_are_failures, downstream_refusals_are_failures
+        frozenset(failure_codes), other_errors_are_failures, passed_on_errors_are_failures
     )
 
 

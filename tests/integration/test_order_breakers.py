@@ -142,8 +142,11 @@ def test_a_failing_payment_opens_the_order_services_breaker_and_it_closes_once_t
     cluster.inject_fault("payment", "Pay", error_rate=1.0)
 
     def failing_orders_open_the_breaker() -> bool:
-        # 503 when the Pay fails; 504 only if undoing it outlasts the gateway's deadline.
-        assert http.post("/orders", json=ORDER, headers=customer).status_code in (503, 504)
+        # 503 when the Pay fails; 504 only if undoing it outlasts the gateway's deadline; 202
+        # when the Refund that undoes it is refused too (the breaker just opened): still PENDING.
+        response = http.post("/orders", json=ORDER, headers=customer)
+        assert response.status_code in (202, 503, 504), response.text
+        assert response.headers["Location"].startswith("/orders/")
         return payment_breaker(cluster).state == "OPEN"
 
     poll(failing_orders_open_the_breaker, "the order service's payment breaker to open")
@@ -165,8 +168,9 @@ def test_a_failing_payment_opens_the_order_services_breaker_and_it_closes_once_t
 
     poll(an_order_is_refused_without_calling_payment, "a refusal while the breaker stays open")
     # The order service answered every refusal at once, so the gateway has nothing against it:
-    # its own order breaker stays closed, and reading orders works throughout.
-    assert gateway_breaker(http, "order")["state"] == "CLOSED"
+    # its own order breakers stay closed, and reading orders works throughout.
+    assert gateway_breaker(http, "order/writes")["state"] == "CLOSED"
+    assert gateway_breaker(http, "order/reads")["state"] == "CLOSED"
 
     placed: list[dict[str, Any]] = []
 
@@ -197,3 +201,43 @@ def test_a_failing_payment_opens_the_order_services_breaker_and_it_closes_once_t
     assert again.status_code == 201 and again.json()["status"] == "APPROVED"
     closed = payment_breaker(cluster)
     assert closed.generation >= 3  # CLOSED -> OPEN -> HALF_OPEN -> CLOSED at least
+
+
+PAYMENT_ERROR_RATE = 0.6
+CREATES = 30  # with 60% of Pays failing, 30 creates without a single failure: 0.4**30, about 1e-12
+
+
+def test_while_payment_fails_most_of_the_time_orders_stay_readable_and_each_failure_names_its_order(
+    order_breaker_cluster: Cluster, http: httpx.Client, customer: dict[str, str]
+) -> None:
+    cluster = order_breaker_cluster
+    cluster.stub("inventory").SetStock(
+        inventory_pb2.SetStockRequest(book_id=BOOK, quantity=STOCK), timeout=DEADLINE
+    )
+    cluster.inject_fault("payment", "Pay", error_rate=PAYMENT_ERROR_RATE)
+    try:
+        failed = 0
+        for _ in range(CREATES):
+            placed = http.post("/orders", json=ORDER, headers=customer)
+            assert placed.status_code in (201, 202, 503, 504), placed.text
+            order_id = placed.json()["order_id"]
+            location = placed.headers.get("Location", f"/orders/{order_id}")
+            if placed.status_code != 201:
+                failed += 1
+                # The order exists, and the client is told where: it can follow it to the end.
+                assert location == f"/orders/{order_id}"
+                if placed.status_code != 202:
+                    assert placed.json()["location"] == location
+            # Reads never needed payment: they keep working, whatever the creates answered.
+            listed = http.get("/orders", headers=customer)
+            assert listed.status_code == 200, listed.text
+            followed = http.get(location, headers=customer)
+            assert followed.status_code == 200, followed.text
+            assert followed.json()["order_id"] == order_id
+        assert failed > 0, "payment never failed: the fault was not injected"
+    finally:
+        cluster.clear_faults("payment", "Pay")
+
+    # Every failure was payment's, passed on by a healthy order service: no gateway breaker opened.
+    assert gateway_breaker(http, "order/writes")["state"] == "CLOSED"
+    assert gateway_breaker(http, "order/reads")["state"] == "CLOSED"

@@ -19,6 +19,7 @@ import pytest
 
 from bookstore.resilience import (
     CIRCUIT_METADATA_KEY,
+    DEPENDENCY_METADATA_KEY,
     RETRY_AFTER_METADATA_KEY,
     BreakerSettings,
     CircuitBreaker,
@@ -578,9 +579,25 @@ class UnreadableMetadata(FakeRpcError):
         raise RuntimeError("the call object cannot say")
 
 
+class DependencyFailurePassedOn(FakeRpcError):
+    """UNAVAILABLE or DEADLINE_EXCEEDED from a healthy server whose dependency failed a call."""
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((DEPENDENCY_METADATA_KEY, "payment.Pay"),)
+
+
 def test_the_grpc_classifier_does_not_blame_a_server_for_its_own_breakers_refusal() -> None:
     assert grpc_failure_classifier()(DownstreamRefusal()) is False
-    assert grpc_failure_classifier(downstream_refusals_are_failures=True)(DownstreamRefusal()) is True
+    assert grpc_failure_classifier(passed_on_errors_are_failures=True)(DownstreamRefusal()) is True
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+def test_the_grpc_classifier_does_not_blame_a_server_for_a_dependency_failure_it_passes_on(
+    code: grpc.StatusCode,
+) -> None:
+    passed_on = DependencyFailurePassedOn(code)
+    assert grpc_failure_classifier()(passed_on) is False
+    assert grpc_failure_classifier(passed_on_errors_are_failures=True)(passed_on) is True
 
 
 def test_the_grpc_classifier_judges_by_the_code_alone_when_the_metadata_cannot_be_read() -> None:
