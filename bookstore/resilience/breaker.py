@@ -228,8 +228,10 @@ class CircuitOpenError(Exception):
     """The breaker refused the call without making it.
 
     ``retry_after_s`` is how long until an OPEN breaker admits trial calls. When the breaker
-    is HALF_OPEN with every trial slot taken, it is how long until the trials' verdict is due at
-    the latest (``half_open_max_wait_s`` after their last outcome); 0.0 if that wait is unbounded.
+    is HALF_OPEN with every trial slot taken, the trials' verdict decides: it closes the breaker,
+    or opens it for ``open_timeout_s``; and trials that stay silent are given up on once
+    ``half_open_max_wait_s`` has passed. So the hint is the shorter of ``open_timeout_s`` and
+    the time left until the trials are given up (with no bound on that wait: ``open_timeout_s``).
     """
 
     def __init__(self, name: str, retry_after_s: float, state: State = State.OPEN) -> None:
@@ -637,9 +639,10 @@ class CircuitBreaker:
     def _retry_after_s(self) -> float:
         if self._state is _HALF_OPEN:
             max_wait = self.settings.half_open_max_wait_s
+            open_timeout_s = self.settings.open_timeout_s
             if max_wait is None:
-                return 0.0
-            return max(0.0, self._trials_waiting_since + max_wait - self._clock())
+                return open_timeout_s
+            return max(0.0, min(open_timeout_s, self._trials_waiting_since + max_wait - self._clock()))
         if self._state is not _OPEN:
             return 0.0
         return max(0.0, self._opened_at + self.settings.open_timeout_s - self._clock())

@@ -90,8 +90,8 @@ class CircuitOpenRpcError(CircuitOpenError, grpc.RpcError, grpc.Call, grpc.Futur
     with or without gRPC; and a finished ``grpc.Call`` and ``grpc.Future``, as gRPC's own
     failed calls are, so ``.with_call`` and ``.future`` callers get what they expect.
     ``retry_after_s`` says how long until the breaker admits trial calls (when it is half-open
-    with every trial slot taken: until those trials' verdict is due at the latest); the trailing
-    metadata carries the same.
+    with every trial slot taken, a hint: see ``CircuitOpenError``); the trailing metadata
+    carries the same.
     """
 
     def code(self) -> grpc.StatusCode:

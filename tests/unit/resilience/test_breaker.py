@@ -292,9 +292,9 @@ def test_half_open_admits_at_most_the_configured_number_of_concurrent_trials() -
     called: list[str] = []
     with pytest.raises(CircuitOpenError) as refused:
         breaker.call(called.append, "a fourth trial")
-    # The verdict is due at the latest once the trials have given no outcome for the maximum wait.
+    # The trials' verdict closes the breaker, or opens it for the open timeout: come back then.
     assert (called, refused.value.state) == ([], State.HALF_OPEN)
-    assert refused.value.retry_after_s == breaker.settings.half_open_max_wait_s
+    assert refused.value.retry_after_s == breaker.settings.open_timeout_s
 
     release.set()
     join(*trials)
@@ -379,7 +379,7 @@ def test_without_a_maximum_wait_a_hung_trial_holds_the_breaker_half_open() -> No
     clock.advance(3600.0)
     with pytest.raises(CircuitOpenError) as refused:
         breaker.call(ok)
-    assert (refused.value.state, refused.value.retry_after_s) == (State.HALF_OPEN, 0.0)
+    assert (refused.value.state, refused.value.retry_after_s) == (State.HALF_OPEN, 5.0)
     stuck.close()
     assert breaker.state is State.CLOSED
 

@@ -212,15 +212,15 @@ def test_a_half_open_breaker_with_its_trial_in_flight_refuses_until_the_verdict_
     clock.advance(5.0)
     trial = FakeCall()
     intercept(registry, Continuation(lambda: trial))  # the one trial slot, still pending
-    clock.advance(1.0)
+    max_wait = breaker.settings.half_open_max_wait_s
+    assert max_wait is not None
+    clock.advance(max_wait - 1.0)  # the trial is about to be given up on
 
     refusal = intercept(registry, Continuation()).exception()
 
     assert isinstance(refusal, CircuitOpenRpcError)
     assert refusal.state is State.HALF_OPEN
-    max_wait = breaker.settings.half_open_max_wait_s
-    assert max_wait is not None
-    assert refusal.retry_after_s == pytest.approx(max_wait - 1.0)
+    assert refusal.retry_after_s == pytest.approx(1.0)
     assert "half-open" in refusal.details()
 
 
