@@ -34,7 +34,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
+import grpc
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from pydantic import StringConstraints
 
@@ -44,6 +46,7 @@ from bookstore.gateway.clients import GatewayClients
 from bookstore.gateway.errors import install_error_handlers
 from bookstore.gateway.fallback import FALLBACK_HEADER, Resp, Served
 from bookstore.gateway.openapi import install_exact_openapi
+from bookstore.gateway.placement import failed_placement_response, placement_responses, stored_order_id
 from bookstore.gateway.schemas import (
     MAX_INT64,
     MAX_PAGE_SIZE,
@@ -220,16 +223,31 @@ def get_book(clients: Clients, response: Response, book_id: Annotated[int, Path(
     return Book.from_pb(served(response, answer).book)
 
 
-@orders_router.post("", status_code=201, responses=error_responses(401, 404, 409))
-def create_order(body: CreateOrderBody, user: CurrentUser, clients: Clients) -> Order:
+@orders_router.post(
+    "",
+    status_code=201,
+    response_model=Order,  # the annotation's JSONResponse is the placement module's, documented there
+    responses={**error_responses(401, 404, 409), **placement_responses()},
+)
+def create_order(body: CreateOrderBody, user: CurrentUser, clients: Clients) -> Order | JSONResponse:
     """Place an order for the caller.
 
     The answer is the order as the saga left it: APPROVED, or REJECTED with a reason (stock
     short, card declined), or PENDING while its saga is still settling (GET it again later).
-    404 when a book does not exist.
+    404 when a book does not exist. When a dependency failed after the order was stored, the
+    answer names the order and where to follow it (``placement``): 202 while it is PENDING.
     """
     annotate_user(user.user_id)
-    response = clients.order.CreateOrder(body.to_pb(user.user_id), timeout=clients.order_deadline_s)
+    try:
+        response = clients.order.CreateOrder(body.to_pb(user.user_id), timeout=clients.order_deadline_s)
+    except grpc.RpcError as error:
+        order_id = stored_order_id(error)
+        if order_id is None:
+            raise
+        annotate_user(order_id=order_id)
+        return failed_placement_response(
+            error, order_id, user_id=user.user_id, orders=clients.order, deadline_s=clients.deadline_s
+        )
     annotate_user(order_id=response.order.order_id)
     return Order.from_pb(response.order)
 

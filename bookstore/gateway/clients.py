@@ -13,6 +13,15 @@ microseconds instead of waiting out the deadline, or an answer from ``catalog_ca
 ``bookstore.gateway.fallback``). ``BOOKSTORE_BREAKER_ENABLED=0`` builds plain channels instead,
 to show what happens without.
 
+The order service gets two breakers, ``order/reads`` and ``order/writes``
+(``ORDER_OPERATION_CLASSES``). Its reads are a lookup in its own database; its writes run a
+saga through inventory and payment, and fail in ways reads cannot (a slow saga, the order
+service's threads busy with placements). With one breaker for both, failing creates once
+opened it and ``GET /orders`` answered 503 while the order service read orders perfectly well.
+The failures a breaker counts are the order service's own: when payment fails and the order
+service cleanly rejects the order, its answer says so (``bookstore-dependency`` trailing
+metadata) and no breaker here counts it.
+
 The stubs are held in a plain dataclass so that tests can hand the app fake stubs: any
 object with the same method names will do.
 """
@@ -31,6 +40,10 @@ from bookstore.resilience import BreakerRegistry, log_state_change, protected_ch
 from bookstore.rpc.v1 import catalog_pb2_grpc, order_pb2_grpc, user_pb2_grpc
 
 BACKENDS = ("user", "catalog", "order")
+ORDER_OPERATION_CLASSES: dict[str, dict[str, str]] = {
+    "order": {"GetOrder": "reads", "ListOrders": "reads", "CreateOrder": "writes"}
+}
+"""The order service's methods by the breaker that guards them (see the module docstring)."""
 
 
 @dataclass
@@ -62,7 +75,9 @@ class GatewayClients:
         the variable to set, and no channel is left open behind it.
         """
         breakers = (
-            BreakerRegistry.from_settings(settings, listeners=[log_state_change])
+            BreakerRegistry.from_settings(
+                settings, operation_classes=ORDER_OPERATION_CLASSES, listeners=[log_state_change]
+            )
             if settings.breaker_enabled
             else None
         )
@@ -76,8 +91,10 @@ class GatewayClients:
                 opened[name] = protected_channel(
                     target, name, breakers, default_timeout_s=settings.deadline_s
                 )
+                # Made now, so /internal/breakers lists them before any call.
                 if name not in breakers.per_method:
-                    breakers.breaker(name)  # made now, so /internal/breakers lists it before any call
+                    for method in ORDER_OPERATION_CLASSES.get(name) or (None,):
+                        breakers.breaker(name, method)
         except Exception:
             for channel in opened.values():
                 channel.close()

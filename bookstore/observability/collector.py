@@ -471,25 +471,33 @@ class TraceQueryClient:
         *,
         min_spans: int = 1,
         services: Iterable[str] = (),
+        span_names: Iterable[tuple[str, str]] = (),
         timeout_s: float = 15.0,
         poll_s: float = 0.1,
     ) -> list[SpanRecord]:
-        """Poll until the trace has ``min_spans`` spans from every one of ``services``; its spans.
+        """Poll until the trace has ``min_spans`` spans from every one of ``services``, and a
+        span for each ``(service, span name)`` in ``span_names``; its spans.
 
-        Spans arrive in batches from each process, so a trace fills in over a second or so.
-        Raises ``TimeoutError`` saying what had arrived by the deadline.
+        Spans arrive in batches from each process, so a trace fills in over a second or so, and
+        not in the order they started: a parent ends after its children, so it is often
+        exported in a later batch. Counting spans is not enough to know a trace is whole: name
+        the spans you are going to read. Raises ``TimeoutError`` saying what had arrived, and
+        what was missing, by the deadline.
         """
         wanted = set(services)
+        named = set(span_names)
         deadline = time.monotonic() + timeout_s
         while True:
             spans = self.trace(trace_id)
-            if len(spans) >= min_spans and wanted <= {s.service for s in spans}:
+            missing = named - {(s.service, s.name) for s in spans}
+            if len(spans) >= min_spans and wanted <= {s.service for s in spans} and not missing:
                 return spans
             if time.monotonic() > deadline:
                 seen = sorted({s.service for s in spans})
                 raise TimeoutError(
                     f"trace {trace_id}: {len(spans)} spans from {seen} after {timeout_s:g} s; "
                     f"wanted {min_spans} spans from {sorted(wanted)}"
+                    + (f", still missing {sorted(missing)}" if missing else "")
                 )
             time.sleep(poll_s)
 

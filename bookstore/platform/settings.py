@@ -29,6 +29,7 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_BREAKER_CONSECUTIVE_FAILURES | 0 | also open after this many failures in a row; ``0`` is off |
 | BOOKSTORE_BREAKER_OPEN_TIMEOUT_S | 5.0 | seconds an open breaker refuses calls before trying again |
 | BOOKSTORE_BREAKER_HALF_OPEN_CALLS | 3 | trial calls of a half-open breaker; that many successes close it |
+| BOOKSTORE_BREAKER_HALF_OPEN_MAX_WAIT_S | 30.0 | trials silent this long re-open a breaker; ``0``: no bound |
 | BOOKSTORE_BREAKER_PER_METHOD | (none) | services judged per method, not as a whole, e.g. ``catalog`` |
 | BOOKSTORE_RABBITMQ_URL | (found) | AMQP URL of the broker; unset: see ``bookstore.messaging.broker`` |
 | BOOKSTORE_MESSAGING_PREFIX | (none) | prefix of every exchange and queue name, so runs never collide |
@@ -86,6 +87,7 @@ class Settings:
     breaker_consecutive_failures: int = 0
     breaker_open_timeout_s: float = 5.0
     breaker_half_open_calls: int = 3
+    breaker_half_open_max_wait_s: float = 30.0
     breaker_per_method: tuple[str, ...] = ()
     rabbitmq_url: str = ""
     messaging_prefix: str = ""
@@ -128,6 +130,7 @@ class Settings:
             breaker_consecutive_failures=int(get("BREAKER_CONSECUTIVE_FAILURES", "0")),
             breaker_open_timeout_s=float(get("BREAKER_OPEN_TIMEOUT_S", "5.0")),
             breaker_half_open_calls=int(get("BREAKER_HALF_OPEN_CALLS", "3")),
+            breaker_half_open_max_wait_s=float(get("BREAKER_HALF_OPEN_MAX_WAIT_S", "30.0")),
             breaker_per_method=tuple(
                 name.strip() for name in get("BREAKER_PER_METHOD", "").split(",") if name.strip()
             ),

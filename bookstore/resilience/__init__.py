@@ -12,14 +12,17 @@ gets quiet time to recover.
 **The three states.**
 
 * ``CLOSED``: calls pass. The breaker keeps the outcomes of the last ``window_size`` calls
-  (a sliding window) and trips to OPEN when the share of failures reaches
-  ``failure_rate_threshold``, once the window holds at least ``minimum_calls`` outcomes; or,
-  if ``consecutive_failures`` is set, after that many failures in a row.
+  (a sliding window) and judges it after every outcome, success or failure: it trips to OPEN
+  when the share of failures reaches ``failure_rate_threshold``, once the window holds at
+  least ``minimum_calls`` outcomes; or, if ``consecutive_failures`` is set, after that many
+  failures in a row.
 * ``OPEN``: every call is refused at once with ``CircuitOpenError``, which says how long until
   the breaker tries again (``retry_after_s``). The function is not called at all.
 * ``HALF_OPEN``: after ``open_timeout_s`` the breaker lets up to ``half_open_max_calls``
   trial calls through at once; the others are still refused. That many successes close it
   (with an empty window); a single failure opens it again for another ``open_timeout_s``.
+  Trials that give no outcome for ``half_open_max_wait_s`` are given up on: the breaker opens
+  again, and their late results are ignored, so one hung trial cannot hold it half-open.
 
 **What counts as a failure.** Only what says the dependency is unhealthy: with gRPC,
 UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED (``grpc_failure_classifier``).
@@ -28,10 +31,11 @@ let one client's typos cut everybody off. Such errors pass through and count as 
 INTERNAL and RESOURCE_EXHAUSTED deserve the same care: they count by default, as the server's
 trouble, but one poison request or one client's quota raises them too; where a service means
 them per request, leave them out of ``failure_codes``.
-So does an UNAVAILABLE whose trailing metadata names a circuit (``bookstore-circuit``): the
-server answered at once, because *its* breaker in front of *its* dependency is open. The
-gateway keeps taking order requests while the order service's payment breaker is open, and
-listing orders, which never needed payment, keeps working.
+A failure the server passes on from its own dependency counts as a success too, which its
+trailing metadata says: ``bookstore-circuit`` (*its* breaker in front of *its* dependency
+refused the call) or ``bookstore-dependency`` (that dependency failed, and the server cleaned
+up and answered). The gateway keeps taking order requests while payment fails, and listing
+orders, which never needed payment, keeps working.
 
 **The race the generation counter settles.** A call admitted while CLOSED may take seconds.
 If the breaker opened and half-opened in the meantime, that call's late failure says nothing
@@ -59,6 +63,7 @@ per service (or per method) in front of a gRPC channel, so every stub on it is p
 from bookstore.resilience.breaker import (
     CIRCUIT_METADATA_KEY,
     DEFAULT_FAILURE_CODES,
+    DEPENDENCY_METADATA_KEY,
     RETRY_AFTER_METADATA_KEY,
     BreakerSettings,
     BreakerSnapshot,
@@ -72,6 +77,7 @@ from bookstore.resilience.breaker import (
     WindowCounts,
     grpc_failure_classifier,
     names_a_circuit,
+    passed_on,
 )
 from bookstore.resilience.interceptor import (
     BreakerRegistry,
@@ -85,6 +91,7 @@ from bookstore.resilience.interceptor import (
 __all__ = [
     "CIRCUIT_METADATA_KEY",
     "DEFAULT_FAILURE_CODES",
+    "DEPENDENCY_METADATA_KEY",
     "RETRY_AFTER_METADATA_KEY",
     "BreakerRegistry",
     "BreakerSettings",
@@ -103,5 +110,6 @@ __all__ = [
     "grpc_failure_classifier",
     "log_state_change",
     "names_a_circuit",
+    "passed_on",
     "protected_channel",
 ]

@@ -3,12 +3,18 @@
 The package docstring (``bookstore.resilience``) says why and when; this module is the
 machine itself. Four decisions shape it:
 
-* **Judged on a sliding window.** While CLOSED the breaker keeps the outcomes of the last
-  ``window_size`` calls and trips when the failure rate reaches the threshold, but only once
-  ``minimum_calls`` outcomes are in the window: two failures out of two calls prove nothing.
+* **Judged on a sliding window, after every outcome.** While CLOSED the breaker keeps the
+  outcomes of the last ``window_size`` calls and, each time an outcome goes in, trips when the
+  failure rate reaches the threshold, but only once ``minimum_calls`` outcomes are in the
+  window: two failures out of two calls prove nothing. A success can therefore be the outcome
+  that trips it: with a minimum of 4 and a threshold of 0.5, failure, failure, failure, success
+  trips at the fourth outcome (3 of 4 failed), as resilience4j does. (gobreaker judges only
+  when a failure arrives, which would leave that window CLOSED at 75 % until the next failure.)
 * **State derived on read.** Nothing runs in the background. An OPEN breaker becomes
-  HALF_OPEN the first time someone looks (reads ``state``, takes a ``snapshot()`` or offers
-  a call) after ``open_timeout_s``. The clock is injected, so tests move time by hand.
+  HALF_OPEN the first time someone looks (reads ``state``, takes a ``snapshot()``, offers
+  a call or reports an outcome) after ``open_timeout_s``; a HALF_OPEN breaker whose trials
+  have given no outcome for ``half_open_max_wait_s`` goes back to OPEN the same way. The
+  clock is injected, so tests move time by hand.
 * **A generation counter.** Every change of state, and every reset of the window, starts a
   new generation. A call remembers the generation that admitted it; when it finishes in a
   later one its outcome is discarded. A slow call admitted while CLOSED that fails after the
@@ -86,26 +92,32 @@ CIRCUIT_METADATA_KEY = "bookstore-circuit"
 """Trailing metadata of a refused call: the name of the breaker that refused it."""
 RETRY_AFTER_METADATA_KEY = "bookstore-retry-after-s"
 """Trailing metadata of a refused call: seconds until the breaker admits trial calls."""
+DEPENDENCY_METADATA_KEY = "bookstore-dependency"
+"""Trailing metadata of a failure a server passes on from one of its own dependencies: which
+one (``payment.Pay``). The server itself worked: it made the call, cleaned up and answered."""
 
 
 @dataclass(frozen=True)
 class GrpcFailureClassifier:
     """Counts a ``grpc.RpcError`` as a failure when its code is in ``failure_codes``.
 
-    An error whose trailing metadata names a circuit (``bookstore-circuit``) is, by default,
-    no failure of the server that sent it: that server is healthy and answered at once, its
-    own breaker having refused a call to *its* dependency (the order service while payment is
-    down). Counting such answers would open the caller's breaker too, and cut off the methods
-    that never needed the failing dependency (listing orders, while payment is down). A
-    breaker judges its own dependency, not its dependency's dependencies.
+    An error a server passes on from its own dependency is, by default, no failure of that
+    server: its trailing metadata names a circuit (``bookstore-circuit``: the server's breaker
+    refused a call to *its* dependency) or the dependency that failed (``bookstore-dependency``:
+    the order service placed an order, payment answered UNAVAILABLE, the order service undid
+    the reservation and answered). Either way the server is healthy and answered. Counting such
+    answers would open the caller's breaker too, and cut off the methods that never needed the
+    failing dependency (listing orders, while payment is down). A breaker judges its own
+    dependency, not its dependency's dependencies.
     """
 
     failure_codes: frozenset[grpc.StatusCode] = DEFAULT_FAILURE_CODES
     other_errors_are_failures: bool = True
     """Whether an exception that is not a ``grpc.RpcError`` (a bug, a ``TimeoutError``, a
     connection refused by a non-gRPC client) counts as a failure."""
-    downstream_refusals_are_failures: bool = False
-    """Whether an error carrying ``bookstore-circuit`` trailing metadata counts as a failure."""
+    passed_on_errors_are_failures: bool = False
+    """Whether an error passed on from a dependency (``bookstore-circuit`` or
+    ``bookstore-dependency`` trailing metadata) counts as a failure."""
 
     def __call__(self, error: Exception) -> bool:
         if isinstance(error, grpc.RpcError):
@@ -114,16 +126,29 @@ class GrpcFailureClassifier:
                 return True  # an RpcError that carries no status cannot be told apart from an outage
             if code() not in self.failure_codes:
                 return False
-            return self.downstream_refusals_are_failures or not names_a_circuit(error)
+            return self.passed_on_errors_are_failures or not passed_on(error)
         return self.other_errors_are_failures
 
 
 def names_a_circuit(error: grpc.RpcError) -> bool:
     """Whether a failed call's trailing metadata says a circuit breaker refused it."""
+    return _has_trailing_key(error, frozenset({CIRCUIT_METADATA_KEY}))
+
+
+def passed_on(error: grpc.RpcError) -> bool:
+    """Whether a failed call's trailing metadata says the server passed on a dependency's
+    failure (``bookstore-dependency``) or its breaker's refusal (``bookstore-circuit``)."""
+    return _has_trailing_key(error, _PASSED_ON_KEYS)
+
+
+_PASSED_ON_KEYS = frozenset({CIRCUIT_METADATA_KEY, DEPENDENCY_METADATA_KEY})
+
+
+def _has_trailing_key(error: grpc.RpcError, keys: frozenset[str]) -> bool:
     trailing = getattr(error, "trailing_metadata", None)
     try:
         pairs = trailing() if callable(trailing) else None
-        return any(key == CIRCUIT_METADATA_KEY for key, _ in pairs or ())
+        return any(key in keys for key, _ in pairs or ())
     except Exception:  # a call object that cannot say: judge it by its code alone
         return False
 
@@ -132,17 +157,17 @@ def grpc_failure_classifier(
     failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
     *,
     other_errors_are_failures: bool = True,
-    downstream_refusals_are_failures: bool = False,
+    passed_on_errors_are_failures: bool = False,
 ) -> GrpcFailureClassifier:
     """A classifier for ``BreakerSettings.is_failure`` that judges gRPC errors by status code.
 
     ``grpc_failure_classifier()`` counts UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL and
-    RESOURCE_EXHAUSTED, plus any non-gRPC exception, except a refusal that a downstream
-    breaker made (see ``GrpcFailureClassifier``). An error it does not count passes through
+    RESOURCE_EXHAUSTED, plus any non-gRPC exception, except an error the server passed on
+    from its own dependency (see ``GrpcFailureClassifier``). An error it does not count passes through
     to the caller unchanged and is recorded as a success: the server answered.
     """
     return GrpcFailureClassifier(
-        frozenset(failure_codes), other_errors_are_failures, downstream_refusals_are_failures
+        frozenset(failure_codes), other_errors_are_failures, passed_on_errors_are_failures
     )
 
 
@@ -164,6 +189,14 @@ class BreakerSettings:
     half_open_max_calls: int = 3
     """HALF_OPEN admits at most this many trial calls at once; this many successes close the
     breaker, and any failure re-opens it."""
+    half_open_max_wait_s: float | None = 30.0
+    """How long HALF_OPEN waits for an outcome of its trials in flight before it gives up on
+    them and goes back to OPEN, for a new ``open_timeout_s``; a result that the abandoned trials
+    bring later is ignored. Without this bound a trial call that never returns (a call made
+    without a deadline, a hung thread) holds its slot forever, and the breaker refuses everyone
+    else for good. Make it longer than the deadline of any protected call, so that a trial
+    which merely ends in its deadline still gives its verdict. ``None``: wait forever (as
+    resilience4j's ``maxWaitDurationInHalfOpenState`` of 0 does)."""
     is_failure: FailureClassifier = GrpcFailureClassifier()
     """Which exceptions count against the dependency; the rest count as successes."""
 
@@ -185,13 +218,20 @@ class BreakerSettings:
             raise ValueError(f"open_timeout_s must not be negative, got {self.open_timeout_s}")
         if self.half_open_max_calls < 1:
             raise ValueError(f"half_open_max_calls must be at least 1, got {self.half_open_max_calls}")
+        if self.half_open_max_wait_s is not None and not self.half_open_max_wait_s > 0:
+            raise ValueError(
+                f"half_open_max_wait_s must be positive or None, got {self.half_open_max_wait_s}"
+            )
 
 
 class CircuitOpenError(Exception):
     """The breaker refused the call without making it.
 
-    ``retry_after_s`` is how long until an OPEN breaker admits trial calls; it is 0.0 when the
-    breaker is HALF_OPEN with every trial slot taken (the verdict is due when those trials end).
+    ``retry_after_s`` is how long until an OPEN breaker admits trial calls. When the breaker
+    is HALF_OPEN with every trial slot taken, the trials' verdict decides: it closes the breaker,
+    or opens it for ``open_timeout_s``; and trials that stay silent are given up on once
+    ``half_open_max_wait_s`` has passed. So the hint is the shorter of ``open_timeout_s`` and
+    the time left until the trials are given up (with no bound on that wait: ``open_timeout_s``).
     """
 
     def __init__(self, name: str, retry_after_s: float, state: State = State.OPEN) -> None:
@@ -303,6 +343,8 @@ class CircuitBreaker:
         self._failures_in_a_row = 0
         self._trials_in_flight = 0
         self._trial_successes = 0
+        # When the trials in flight last made progress: the first was admitted, or one ended.
+        self._trials_waiting_since = 0.0
 
         self._calls = 0
         self._successes = 0
@@ -487,6 +529,8 @@ class CircuitBreaker:
     def _admit_trial_or_refuse(self) -> CircuitOpenError | None:
         state = self._current_state()  # OPEN, or HALF_OPEN if the timeout has passed
         if state is _HALF_OPEN and self._trials_in_flight < self.settings.half_open_max_calls:
+            if self._trials_in_flight == 0:
+                self._trials_waiting_since = self._clock()
             self._trials_in_flight += 1
             return None
         self._rejected += 1
@@ -505,15 +549,17 @@ class CircuitBreaker:
 
     def _record_success(self, generation: int) -> None:
         with self._lock:
-            if generation != self._generation:
+            if generation != self._generation_now():
                 self._ignored_stale += 1
             elif self._state is _CLOSED:
                 self._successes += 1
                 self._failures_in_a_row = 0
                 self._remember(failed=False)
+                if self._should_trip():  # a success too can complete a window that fails
+                    self._move_to(_OPEN)
             else:  # HALF_OPEN: an unchanged generation means the state that admitted the call
                 self._successes += 1
-                self._trials_in_flight -= 1
+                self._end_trial()
                 self._trial_successes += 1
                 if self._trial_successes >= self.settings.half_open_max_calls:
                     self._move_to(_CLOSED)
@@ -522,7 +568,7 @@ class CircuitBreaker:
 
     def _record_failure(self, generation: int) -> None:
         with self._lock:
-            if generation != self._generation:
+            if generation != self._generation_now():
                 self._ignored_stale += 1
             elif self._state is _CLOSED:
                 self._failures += 1
@@ -532,19 +578,19 @@ class CircuitBreaker:
                     self._move_to(_OPEN)
             else:  # HALF_OPEN: one failed trial is enough
                 self._failures += 1
-                self._trials_in_flight -= 1
+                self._end_trial()
                 self._move_to(_OPEN)
         if self._transitions:
             self._notify_listeners()
 
     def _record_abandoned(self, generation: int) -> None:
         with self._lock:
-            if generation != self._generation:
+            if generation != self._generation_now():
                 self._ignored_stale += 1
             else:
                 self._abandoned += 1
                 if self._state is _HALF_OPEN:
-                    self._trials_in_flight -= 1  # free the slot for another trial
+                    self._end_trial()  # free the slot for another trial
         if self._transitions:
             self._notify_listeners()
 
@@ -563,11 +609,40 @@ class CircuitBreaker:
     # ----------------------------------------------------------------- the state machine (lock held)
 
     def _current_state(self) -> State:
+        overdue_since = self._trials_overdue_since()
+        if overdue_since is not None:
+            self._move_to(_OPEN)  # a new generation: whatever the abandoned trials say later is stale
+            # Derived on read, but dated when the wait ran out, as if someone had been looking.
+            self._opened_at = overdue_since
         if self._state is _OPEN and self._clock() - self._opened_at >= self.settings.open_timeout_s:
             self._move_to(_HALF_OPEN)
         return self._state
 
+    def _generation_now(self) -> int:
+        """The generation after any transition that is due; an outcome is judged against it."""
+        if self._state is not _CLOSED:  # CLOSED has no timer
+            self._current_state()
+        return self._generation
+
+    def _trials_overdue_since(self) -> float | None:
+        """When HALF_OPEN gave up waiting for its trials in flight; None if it has not."""
+        max_wait = self.settings.half_open_max_wait_s
+        if self._state is not _HALF_OPEN or max_wait is None or self._trials_in_flight == 0:
+            return None
+        deadline = self._trials_waiting_since + max_wait
+        return deadline if self._clock() >= deadline else None
+
+    def _end_trial(self) -> None:
+        self._trials_in_flight -= 1
+        self._trials_waiting_since = self._clock()  # the trials still in flight get a fresh wait
+
     def _retry_after_s(self) -> float:
+        if self._state is _HALF_OPEN:
+            max_wait = self.settings.half_open_max_wait_s
+            open_timeout_s = self.settings.open_timeout_s
+            if max_wait is None:
+                return open_timeout_s
+            return max(0.0, min(open_timeout_s, self._trials_waiting_since + max_wait - self._clock()))
         if self._state is not _OPEN:
             return 0.0
         return max(0.0, self._opened_at + self.settings.open_timeout_s - self._clock())

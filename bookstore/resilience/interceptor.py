@@ -13,12 +13,15 @@ code that wants more reads ``error.retry_after_s``.
 call site. Wrapping the channel once protects every stub and every method built on it, and
 no call site can forget.
 
-**One breaker per service, or per method.** A breaker answers "is this dependency healthy?".
-Usually the dependency is the service: when payment is down, every method of it is down. But
-when one method fails alone (a slow search index behind ``SearchBooks`` while ``GetBook``
-is fine), a shared breaker would let the broken method cut off the healthy ones; name the
-service in ``per_method`` and each of its methods gets a breaker of its own
-(``"catalog/SearchBooks"``).
+**One breaker per service, per class of operations, or per method.** A breaker answers "is
+this dependency healthy?". Usually the dependency is the service: when payment is down, every
+method of it is down. But when one method fails alone (a slow search index behind
+``SearchBooks`` while ``GetBook`` is fine), a shared breaker would let the broken method cut
+off the healthy ones; name the service in ``per_method`` and each of its methods gets a
+breaker of its own (``"catalog/SearchBooks"``). In between, ``operation_classes`` sorts a
+service's methods into classes that fail together, each with its breaker: the order
+service's reads (``"order/reads"``: a database lookup) and writes (``"order/writes"``: a saga
+through inventory and payment), so that failing creates cannot cut off reading orders.
 
 **How outcomes reach the breaker.** gRPC hands an interceptor a *continuation* that returns a
 call object, not the response. For a blocking call that object is already finished, and a
@@ -72,6 +75,7 @@ _ENVIRONMENT_VARIABLES = {
     "consecutive_failures": "BOOKSTORE_BREAKER_CONSECUTIVE_FAILURES",
     "open_timeout_s": "BOOKSTORE_BREAKER_OPEN_TIMEOUT_S",
     "half_open_max_calls": "BOOKSTORE_BREAKER_HALF_OPEN_CALLS",
+    "half_open_max_wait_s": "BOOKSTORE_BREAKER_HALF_OPEN_MAX_WAIT_S",
 }
 
 
@@ -85,8 +89,9 @@ class CircuitOpenRpcError(CircuitOpenError, grpc.RpcError, grpc.Call, grpc.Futur
     handles it; a ``CircuitOpenError``, so ``except CircuitOpenError`` catches refusals made
     with or without gRPC; and a finished ``grpc.Call`` and ``grpc.Future``, as gRPC's own
     failed calls are, so ``.with_call`` and ``.future`` callers get what they expect.
-    ``retry_after_s`` says how long until the breaker admits trial calls (0.0 when it is
-    half-open with every trial slot taken); the trailing metadata carries the same.
+    ``retry_after_s`` says how long until the breaker admits trial calls (when it is half-open
+    with every trial slot taken, a hint: see ``CircuitOpenError``); the trailing metadata
+    carries the same.
     """
 
     def code(self) -> grpc.StatusCode:
@@ -151,6 +156,8 @@ def breaker_settings_from(settings: Settings) -> BreakerSettings:
             consecutive_failures=settings.breaker_consecutive_failures or None,
             open_timeout_s=settings.breaker_open_timeout_s,
             half_open_max_calls=settings.breaker_half_open_calls,
+            # 0 in the environment means "no bound", which BreakerSettings spells None.
+            half_open_max_wait_s=settings.breaker_half_open_max_wait_s or None,
         )
     except ValueError as error:
         field = str(error).split(" ", 1)[0]
@@ -164,8 +171,10 @@ class BreakerRegistry:
     A breaker is made on first use and kept for the life of the process, so everything that
     calls a service through this registry shares one judgement of it. ``settings`` applies to
     every breaker unless ``overrides`` names the service; ``per_method`` names the services
-    whose methods each get a breaker of their own. Breaker names are ``"payment"`` and, per
-    method, ``"catalog/SearchBooks"``.
+    whose methods each get a breaker of their own; ``operation_classes`` maps a service to
+    ``{method: class}``, and the methods of one class share a breaker (a method it does not
+    list shares the service's). Breaker names are ``"payment"``, per method
+    ``"catalog/SearchBooks"``, per class ``"order/reads"``.
     """
 
     def __init__(
@@ -173,12 +182,16 @@ class BreakerRegistry:
         settings: BreakerSettings | None = None,
         *,
         per_method: Iterable[str] = (),
+        operation_classes: Mapping[str, Mapping[str, str]] | None = None,
         overrides: Mapping[str, BreakerSettings] | None = None,
         clock: Callable[[], float] = time.monotonic,
         listeners: Iterable[StateListener] = (),
     ) -> None:
         self.settings = settings if settings is not None else BreakerSettings()
         self.per_method = frozenset(per_method)
+        self.operation_classes = {
+            service: dict(classes) for service, classes in (operation_classes or {}).items()
+        }
         self._overrides = dict(overrides or {})
         self._clock = clock
         self._listeners: tuple[StateListener, ...] = tuple(listeners)
@@ -190,6 +203,7 @@ class BreakerRegistry:
         cls,
         settings: Settings,
         *,
+        operation_classes: Mapping[str, Mapping[str, str]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         listeners: Iterable[StateListener] = (),
     ) -> BreakerRegistry:
@@ -197,13 +211,15 @@ class BreakerRegistry:
         return cls(
             breaker_settings_from(settings),
             per_method=settings.breaker_per_method,
+            operation_classes=operation_classes,
             clock=clock,
             listeners=listeners,
         )
 
     def breaker(self, service: str, method: str | None = None) -> CircuitBreaker:
-        """The breaker guarding ``service`` (its ``method``, if the service is judged per method)."""
-        name = f"{service}/{method}" if method and service in self.per_method else service
+        """The breaker guarding ``service``: its ``method``'s if the service is judged per method,
+        the method's class's if the service has operation classes, else the service's."""
+        name = self.breaker_name(service, method)
         # A dict read is atomic; the lock is only needed to make a breaker exactly once.
         breaker = self._breakers.get(name)
         if breaker is None:
@@ -218,6 +234,13 @@ class BreakerRegistry:
                     )
                     self._breakers[name] = breaker
         return breaker
+
+    def breaker_name(self, service: str, method: str | None = None) -> str:
+        """The name of the breaker that ``breaker(service, method)`` returns."""
+        if method and service in self.per_method:
+            return f"{service}/{method}"
+        operation_class = self.operation_classes.get(service, {}).get(method or "")
+        return f"{service}/{operation_class}" if operation_class else service
 
     def add_listener(self, listener: StateListener) -> None:
         """Call ``listener(name, old_state, new_state, generation)`` on every breaker's transitions."""

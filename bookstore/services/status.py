@@ -5,10 +5,15 @@ the caller then receives the matching status code with a message naming the fiel
 other exception is a bug: it is logged with its traceback and reported as INTERNAL without
 leaking internals to the caller.
 
-A failed downstream call (``grpc.RpcError``) is passed on with its code. When a circuit
-breaker refused it, its trailing metadata says so (``bookstore-circuit``) and when to retry
-(``bookstore-retry-after-s``); those two entries are passed on as well, so the caller's
-caller (the gateway) can answer 503 with a ``Retry-After`` that means something.
+A failed downstream call (``grpc.RpcError``) is passed on with its code, and marked as passed
+on: trailing metadata ``bookstore-dependency`` names the dependency that failed. The code
+alone cannot tell "the order service is down" from "the order service is fine and says
+payment is down", and a caller's circuit breaker must tell them apart: it judges the server
+it calls, not that server's dependencies (``bookstore.resilience.GrpcFailureClassifier``).
+When a circuit breaker refused the call, the metadata also says so (``bookstore-circuit``)
+and when to retry (``bookstore-retry-after-s``), so the caller's caller (the gateway) can
+answer 503 with a ``Retry-After`` that means something. A failed CreateOrder whose order was
+stored names it (``bookstore-order-id``), so a caller can tell the customer where to look.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ from bookstore.domain.errors import (
     NotFound,
     Unauthenticated,
 )
-from bookstore.resilience.breaker import CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KEY
+from bookstore.resilience.breaker import (
+    CIRCUIT_METADATA_KEY,
+    DEPENDENCY_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +62,30 @@ def status_for(error: BookstoreError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-FORWARDED_METADATA_KEYS = frozenset({CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KEY})
+ORDER_ID_METADATA_KEY = "bookstore-order-id"
+"""Trailing metadata of a failed CreateOrder whose order was stored: the order's id."""
+UNNAMED_DEPENDENCY = "downstream"
+"""``bookstore-dependency`` of a passed-on failure whose error does not say which call failed."""
+FORWARDED_METADATA_KEYS = frozenset(
+    {CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KEY, DEPENDENCY_METADATA_KEY, ORDER_ID_METADATA_KEY}
+)
 
 
 def forwarded_metadata(error: grpc.RpcError) -> tuple[tuple[str, str], ...]:
-    """The entries of a failed call's trailing metadata worth passing to our own caller.
+    """The trailing metadata to send with a downstream failure we pass on to our own caller.
 
-    Only the circuit breaker's two: anything else a downstream server sent is its business.
+    The breaker's and the order's entries the error carries (anything else a downstream
+    server sent is its business), and always ``bookstore-dependency``: this failure is not ours.
     """
     trailing = getattr(error, "trailing_metadata", None)
     try:
         pairs = trailing() if callable(trailing) else None
-        return tuple((key, str(value)) for key, value in pairs or () if key in FORWARDED_METADATA_KEYS)
-    except Exception:  # a call object that cannot say: pass nothing on
-        return ()
+        kept = tuple((key, str(value)) for key, value in pairs or () if key in FORWARDED_METADATA_KEYS)
+    except Exception:  # a call object that cannot say: pass on only that it is not ours
+        kept = ()
+    if any(key == DEPENDENCY_METADATA_KEY for key, _ in kept):
+        return kept
+    return (*kept, (DEPENDENCY_METADATA_KEY, UNNAMED_DEPENDENCY))
 
 
 def translate_errors(method: Method[Servicer, Req, Resp]) -> Method[Servicer, Req, Resp]:
@@ -80,9 +99,7 @@ def translate_errors(method: Method[Servicer, Req, Resp]) -> Method[Servicer, Re
             # A downstream call failed and the servicer did not handle it: pass its code on.
             code = error.code() if callable(getattr(error, "code", None)) else None
             details = error.details() if callable(getattr(error, "details", None)) else ""
-            forwarded = forwarded_metadata(error)
-            if forwarded:
-                context.set_trailing_metadata(forwarded)  # abort sends what was set before it
+            context.set_trailing_metadata(forwarded_metadata(error))  # abort sends what was set before it
             context.abort(code or grpc.StatusCode.UNKNOWN, f"downstream: {details}")
         except Exception:
             log.exception("unhandled error in %s", method.__name__)

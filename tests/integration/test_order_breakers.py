@@ -142,8 +142,11 @@ def test_a_failing_payment_opens_the_order_services_breaker_and_it_closes_once_t
     cluster.inject_fault("payment", "Pay", error_rate=1.0)
 
     def failing_orders_open_the_breaker() -> bool:
-        # 503 when the Pay fails; 504 only if undoing it outlasts the gateway's deadline.
-        assert http.post("/orders", json=ORDER, headers=customer).status_code in (503, 504)
+        # 503 when the Pay fails; 504 only if undoing it outlasts the gateway's deadline; 202
+        # when the Refund that undoes it is refused too (the breaker just opened): still PENDING.
+        response = http.post("/orders", json=ORDER, headers=customer)
+        assert response.status_code in (202, 503, 504), response.text
+        assert response.headers["Location"].startswith("/orders/")
         return payment_breaker(cluster).state == "OPEN"
 
     poll(failing_orders_open_the_breaker, "the order service's payment breaker to open")
@@ -165,8 +168,9 @@ def test_a_failing_payment_opens_the_order_services_breaker_and_it_closes_once_t
 
     poll(an_order_is_refused_without_calling_payment, "a refusal while the breaker stays open")
     # The order service answered every refusal at once, so the gateway has nothing against it:
-    # its own order breaker stays closed, and reading orders works throughout.
-    assert gateway_breaker(http, "order")["state"] == "CLOSED"
+    # its own order breakers stay closed, and reading orders works throughout.
+    assert gateway_breaker(http, "order/writes")["state"] == "CLOSED"
+    assert gateway_breaker(http, "order/reads")["state"] == "CLOSED"
 
     placed: list[dict[str, Any]] = []
 
@@ -197,3 +201,49 @@ def test_a_failing_payment_opens_the_order_services_breaker_and_it_closes_once_t
     assert again.status_code == 201 and again.json()["status"] == "APPROVED"
     closed = payment_breaker(cluster)
     assert closed.generation >= 3  # CLOSED -> OPEN -> HALF_OPEN -> CLOSED at least
+
+
+PAYMENT_ERROR_RATE = 0.6
+CREATES = 30  # with 60% of Pays failing, 30 creates without a single failure: 0.4**30, about 1e-12
+
+
+def test_while_payment_fails_most_of_the_time_orders_stay_readable_and_each_failure_names_its_order(
+    order_breaker_cluster: Cluster, http: httpx.Client, customer: dict[str, str]
+) -> None:
+    cluster = order_breaker_cluster
+    cluster.stub("inventory").SetStock(
+        inventory_pb2.SetStockRequest(book_id=BOOK, quantity=STOCK), timeout=DEADLINE
+    )
+    # Without its own breaker the order service calls payment every time, so every failed Pay
+    # reaches the gateway as payment's UNAVAILABLE passed on, never as a quick refusal: the
+    # case that once opened the gateway's one order breaker and cut off reads.
+    cluster.restart("order", env={"BOOKSTORE_BREAKER_ENABLED": "0"})
+    poll(lambda: http.get("/orders", headers=customer).status_code == 200, "the order service to be back")
+    cluster.inject_fault("payment", "Pay", error_rate=PAYMENT_ERROR_RATE)
+    try:
+        # Creates only, as a burst of checkouts would: reads in between would dilute the failures.
+        placed = [http.post("/orders", json=ORDER, headers=customer) for _ in range(CREATES)]
+    finally:
+        cluster.clear_faults("payment", "Pay")
+    try:
+        failed = [answer for answer in placed if answer.status_code != 201]
+        assert failed, "payment never failed: the fault was not injected"
+        for answer in placed:
+            assert answer.status_code in (201, 202, 503, 504), answer.text
+        for answer in failed:
+            # The order exists, and the client is told where: it can follow it to the end.
+            assert answer.headers["Location"] == f"/orders/{answer.json()['order_id']}", answer.text
+        # Reads never needed payment: they work, whatever the creates answered.
+        first_page = http.get("/orders", headers=customer)
+        assert first_page.status_code == 200, first_page.text
+        listed = orders(http, customer)
+        assert {answer.json()["order_id"] for answer in placed} <= {order["order_id"] for order in listed}
+        for answer in failed:
+            followed = http.get(answer.headers["Location"], headers=customer)
+            assert followed.status_code == 200, followed.text
+    finally:
+        cluster.restart("order", env={"BOOKSTORE_BREAKER_ENABLED": "1"})
+
+    # Every failure was payment's, passed on by a healthy order service: no gateway breaker opened.
+    assert gateway_breaker(http, "order/writes")["state"] == "CLOSED"
+    assert gateway_breaker(http, "order/reads")["state"] == "CLOSED"

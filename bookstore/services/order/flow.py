@@ -49,7 +49,12 @@ import grpc
 from bookstore.domain import validation as v
 from bookstore.domain.errors import InvalidArgument, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
-from bookstore.resilience import CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KEY, CircuitOpenError
+from bookstore.resilience import (
+    CIRCUIT_METADATA_KEY,
+    DEPENDENCY_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
+    CircuitOpenError,
+)
 from bookstore.rpc.v1 import catalog_pb2
 from bookstore.saga import SagaDeadlineExceeded, SagaOutcome, SagaOwnershipLost, StepTimeout
 from bookstore.saga.definition import status_code_of
@@ -61,6 +66,7 @@ from bookstore.services.order.clients import (
 )
 from bookstore.services.order.saga import STEP_CALLS, OrderSaga, RequestTaken, StepCall
 from bookstore.services.order.store import MAX_REQUEST_ID_CHARS, OrderStore
+from bookstore.services.status import ORDER_ID_METADATA_KEY
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +96,12 @@ class DownstreamError(grpc.RpcError):
     It carries that service's status code: ``translate_errors`` hands an uncaught
     ``grpc.RpcError`` on with its ``code()``, so our caller sees UNAVAILABLE or
     DEADLINE_EXCEEDED, not a vague INTERNAL. The original error is its ``__cause__``.
-    When our circuit breaker refused the call (``circuit_open``), ``circuit`` names it and
-    ``retry_after_s`` says when it tries again; ``trailing_metadata()`` carries both, as
-    the refusal itself did, for ``translate_errors`` to pass on.
+    ``trailing_metadata()`` says which call failed (``bookstore-dependency``: a caller's
+    breaker must not blame this service for it) and, when an order was stored, its id
+    (``bookstore-order-id``: where the customer can follow it). When our circuit breaker
+    refused the call (``circuit_open``), ``circuit`` names it and ``retry_after_s`` says when
+    it tries again; the metadata carries both, as the refusal itself did. ``translate_errors``
+    passes all of it on.
     """
 
     def __init__(
@@ -145,9 +154,13 @@ class DownstreamError(grpc.RpcError):
 
     # grpc-stubs types RpcError's trailing_metadata as _Metadatum; gRPC returns these pairs.
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:  # type: ignore[override]
-        if not self.circuit:
-            return ()
-        return ((CIRCUIT_METADATA_KEY, self.circuit), (RETRY_AFTER_METADATA_KEY, f"{self.retry_after_s:.3f}"))
+        metadata = [(DEPENDENCY_METADATA_KEY, f"{self.service}.{self.method}")]
+        if self.order_id:
+            metadata.append((ORDER_ID_METADATA_KEY, self.order_id))
+        if self.circuit:
+            metadata.append((CIRCUIT_METADATA_KEY, self.circuit))
+            metadata.append((RETRY_AFTER_METADATA_KEY, f"{self.retry_after_s:.3f}"))
+        return tuple(metadata)
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bookstore.gateway.app import create_app
-from bookstore.gateway.clients import GatewayClients
+from bookstore.gateway.clients import ORDER_OPERATION_CLASSES, GatewayClients
 from bookstore.gateway.fallback import FALLBACK_HEADER, LastKnownGood
 from bookstore.platform.settings import Settings
 from bookstore.resilience import (
     CIRCUIT_METADATA_KEY,
+    DEPENDENCY_METADATA_KEY,
     RETRY_AFTER_METADATA_KEY,
     BreakerRegistry,
     BreakerSettings,
@@ -30,7 +31,8 @@ from bookstore.resilience import (
     CircuitOpenRpcError,
     State,
 )
-from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc, order_pb2_grpc, user_pb2_grpc
+from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc, order_pb2, order_pb2_grpc, user_pb2_grpc
+from bookstore.services.status import ORDER_ID_METADATA_KEY
 
 from ..resilience.grpc_fakes import InProcessChannel, RpcFailure
 from .fakes import FailingStub, FakeCatalogService, FakeOrderService, FakeRpcError, FakeUserService, bearer
@@ -98,7 +100,7 @@ def protected_stub(stub_class: Any, service: Any, name: str, registry: BreakerRe
 @pytest.fixture
 def gateway(settings: Settings) -> Iterator[Gateway]:
     clock = FakeClock()
-    registry = BreakerRegistry(BREAKER_SETTINGS, clock=clock)
+    registry = BreakerRegistry(BREAKER_SETTINGS, operation_classes=ORDER_OPERATION_CLASSES, clock=clock)
     fake_catalog = FakeCatalogService()
     catalog = Outage(fake_catalog)
     order = Outage(FakeOrderService(catalog=fake_catalog))
@@ -187,7 +189,7 @@ def test_a_refusal_with_no_wait_left_still_asks_for_at_least_one_second(settings
 def test_an_open_order_circuit_is_503_for_orders_and_leaves_the_catalog_alone(
     gateway: Gateway, settings: Settings
 ) -> None:
-    gateway.breakers.breaker("order").force_open()
+    gateway.breakers.breaker("order", "ListOrders").force_open()
 
     response = gateway.http.get("/orders", headers=bearer("u-1", settings))
 
@@ -247,7 +249,125 @@ def test_refusals_by_the_order_services_own_breaker_never_open_the_gateways_orde
 
     # The order service answered every time, at once: it is healthy, payment is not.
     assert refusing.calls == 3 * BREAKER_SETTINGS.window_size
-    assert gateway.breakers.breaker("order").state is State.CLOSED
+    assert gateway.breakers.breaker("order", "CreateOrder").state is State.CLOSED
+
+
+class OrderFailsAfterStoring(FakeOrderService):
+    """An order service whose CreateOrder stores the order, then payment fails: it answers ``code``
+    naming the dependency and the stored order (left ``status``), as the real one does."""
+
+    def __init__(self, code: grpc.StatusCode, status: int = order_pb2.ORDER_STATUS_REJECTED) -> None:
+        super().__init__()
+        self.code = code
+        self.status = status
+
+    def CreateOrder(self, request: Any, *, timeout: float) -> Any:
+        order = self.orders[super().CreateOrder(request, timeout=timeout).order.order_id]
+        order.status = self.status  # what the saga left behind, as GetOrder will show it
+        raise RpcFailure(
+            self.code,
+            f"downstream: payment.Pay returned {self.code.name}: injected; order {order.order_id} ...",
+            ((DEPENDENCY_METADATA_KEY, "payment.Pay"), (ORDER_ID_METADATA_KEY, order.order_id)),
+        )
+
+
+def place(gateway: Gateway, headers: dict[str, str]) -> Any:
+    return gateway.http.post("/orders", json={"items": [{"book_id": 1, "quantity": 1}]}, headers=headers)
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+def test_orders_rejected_because_payment_failed_never_open_a_gateway_breaker(
+    gateway: Gateway, settings: Settings, code: grpc.StatusCode
+) -> None:
+    gateway.order.service = OrderFailsAfterStoring(code)
+    headers = bearer(str(uuid.uuid4()), settings)
+
+    for _ in range(3 * BREAKER_SETTINGS.window_size):
+        assert place(gateway, headers).status_code in (503, 504)
+
+    # The order service answered every time: payment failed, not the order service.
+    assert {b.name: b.state for b in gateway.breakers} == {
+        "order/reads": State.CLOSED,
+        "order/writes": State.CLOSED,
+    }
+    assert gateway.http.get("/orders", headers=headers).status_code == 200
+
+
+def test_failing_creates_open_only_the_order_write_breaker_and_reads_stay_available(
+    gateway: Gateway, settings: Settings
+) -> None:
+    service = gateway.order.service
+
+    def create_fails_itself(request: Any, *, timeout: float) -> Any:
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "the order service's own failure")
+
+    gateway.order.service = FailingCreates(service, create_fails_itself)
+    headers = bearer(str(uuid.uuid4()), settings)
+    for _ in range(BREAKER_SETTINGS.minimum_calls):
+        assert place(gateway, headers).status_code == 503
+
+    assert gateway.breakers.breaker("order", "CreateOrder").state is State.OPEN
+    assert gateway.breakers.breaker("order", "ListOrders").state is State.CLOSED
+    assert gateway.http.get("/orders", headers=headers).status_code == 200
+
+
+class FailingCreates:
+    """An order service whose CreateOrder is replaced; its reads are the wrapped service's."""
+
+    def __init__(self, service: Any, create: Callable[..., Any]) -> None:
+        self._service = service
+        self.CreateOrder = create
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self._service, method)
+
+
+# ------------------------------------------------------------------- a failed placement names its order
+
+
+def test_a_placement_that_failed_after_storing_a_rejected_order_answers_503_with_the_order_and_where_it_is(
+    gateway: Gateway, settings: Settings
+) -> None:
+    gateway.order.service = OrderFailsAfterStoring(grpc.StatusCode.UNAVAILABLE)
+    headers = bearer(str(uuid.uuid4()), settings)
+
+    response = place(gateway, headers)
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["grpc_code"] == "UNAVAILABLE"
+    assert body["location"] == f"/orders/{body['order_id']}" == response.headers["Location"]
+    assert response.headers["Retry-After"] == "1"
+    followed = gateway.http.get(response.headers["Location"], headers=headers)
+    assert (followed.status_code, followed.json()["status"]) == (200, "REJECTED")
+
+
+def test_a_placement_that_failed_with_its_order_still_pending_answers_202_with_the_order_and_location(
+    gateway: Gateway, settings: Settings
+) -> None:
+    gateway.order.service = OrderFailsAfterStoring(
+        grpc.StatusCode.DEADLINE_EXCEEDED, order_pb2.ORDER_STATUS_PENDING
+    )
+    headers = bearer(str(uuid.uuid4()), settings)
+
+    response = place(gateway, headers)
+
+    assert response.status_code == 202
+    order = response.json()
+    assert order["status"] == "PENDING"
+    assert response.headers["Location"] == f"/orders/{order['order_id']}"
+
+
+def test_a_placement_that_failed_before_storing_an_order_is_a_plain_503(
+    gateway: Gateway, settings: Settings
+) -> None:
+    gateway.order.down = grpc.StatusCode.UNAVAILABLE
+
+    response = place(gateway, bearer(str(uuid.uuid4()), settings))
+
+    assert response.status_code == 503
+    assert "Location" not in response.headers
+    assert set(response.json()) == {"detail", "grpc_code"}
 
 
 def test_a_neutral_not_found_is_404_and_never_opens_the_breaker(gateway: Gateway) -> None:

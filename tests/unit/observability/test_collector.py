@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -125,6 +126,47 @@ def test_waiting_for_a_trace_returns_once_its_services_have_reported(collector: 
     assert len(spans) == 3
     (root,) = [s for s in spans if s.parent_id is None]
     assert all(s.parent_id == root.span_id for s in spans if s is not root)
+
+
+class HoldingBack(SpanExporter):
+    """Exports every span at once except those named ``held``, which wait for ``release()``:
+    a parent that ends after its children and leaves in a later batch."""
+
+    def __init__(self, exporter: SpanExporter, held: str) -> None:
+        self.exporter, self.held = exporter, held
+        self.waiting: list[ReadableSpan] = []
+
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        self.waiting += [s for s in spans if s.name == self.held]
+        return self.exporter.export([s for s in spans if s.name != self.held])
+
+    def release(self) -> None:
+        self.exporter.export(self.waiting)
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_waiting_for_named_spans_returns_only_once_a_late_parent_has_arrived(
+    collector: EmbeddedCollector,
+) -> None:
+    exporter = HoldingBack(
+        LeanOTLPSpanExporter(endpoint=collector.otlp_endpoint, insecure=True), "POST /orders"
+    )
+    trace_id = make_trace(exporter)
+    client = CollectorClient(collector.query_url)
+    assert len(client.wait_for_trace(trace_id, min_spans=2)) == 2  # a count is satisfied without the root
+    released = threading.Thread(target=exporter.release)
+    released.start()
+    try:
+        spans = client.wait_for_trace(
+            trace_id, min_spans=2, span_names={("order", "POST /orders")}, timeout_s=30
+        )
+    finally:
+        released.join()
+    assert "POST /orders" in {s.name for s in spans}
+    with pytest.raises(TimeoutError, match="still missing"):
+        client.wait_for_trace(trace_id, span_names={("order", "never sent")}, timeout_s=0.2, poll_s=0.05)
 
 
 def test_clearing_forgets_every_span(collector: EmbeddedCollector) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from bookstore.resilience import (
     CIRCUIT_METADATA_KEY,
+    DEPENDENCY_METADATA_KEY,
     RETRY_AFTER_METADATA_KEY,
     BreakerSettings,
     CircuitBreaker,
@@ -140,6 +141,23 @@ def test_the_failure_rate_is_not_judged_before_the_minimum_number_of_calls() -> 
     fail_times(breaker, 1)
     assert breaker.state is State.OPEN  # 4 of 5 = 80%
     assert breaker.snapshot().window == WindowCounts(calls=5, failures=4)
+
+
+def test_the_window_is_judged_after_every_outcome_so_a_success_can_complete_a_failing_window() -> None:
+    breaker = breaker_with(window_size=10, minimum_calls=4, failure_rate_threshold=0.5)
+    fail_times(breaker, 3)
+    assert breaker.state is State.CLOSED  # 3 outcomes: under the minimum
+    succeed_times(breaker, 1)
+    snapshot = breaker.snapshot()
+    assert (snapshot.state, snapshot.generation) == (State.OPEN, 1)  # 3 of 4 failed: the docstring's rule
+    assert (snapshot.totals.successes, snapshot.totals.failures) == (1, 3)
+
+
+def test_a_success_that_brings_the_window_to_its_minimum_under_the_threshold_keeps_it_closed() -> None:
+    breaker = breaker_with(window_size=10, minimum_calls=4, failure_rate_threshold=0.5)
+    fail_times(breaker, 1)
+    succeed_times(breaker, 3)
+    assert breaker.state is State.CLOSED  # 1 of 4
 
 
 def test_a_failure_rate_under_the_threshold_keeps_the_breaker_closed() -> None:
@@ -274,12 +292,96 @@ def test_half_open_admits_at_most_the_configured_number_of_concurrent_trials() -
     called: list[str] = []
     with pytest.raises(CircuitOpenError) as refused:
         breaker.call(called.append, "a fourth trial")
-    assert (called, refused.value.state, refused.value.retry_after_s) == ([], State.HALF_OPEN, 0.0)
+    # The trials' verdict closes the breaker, or opens it for the open timeout: come back then.
+    assert (called, refused.value.state) == ([], State.HALF_OPEN)
+    assert refused.value.retry_after_s == breaker.settings.open_timeout_s
 
     release.set()
     join(*trials)
     assert breaker.state is State.CLOSED
     assert breaker.snapshot().totals.rejected == 1
+
+
+def hung_trial(breaker: CircuitBreaker) -> contextlib.ExitStack:
+    """A trial admitted and left running: ``stack.close()`` ends it successfully, however late."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(breaker)
+    return stack
+
+
+def test_a_trial_that_never_returns_sends_the_breaker_back_to_open_after_the_maximum_wait() -> None:
+    clock = FakeClock()
+    breaker = breaker_with(clock, half_open_max_calls=1, open_timeout_s=5.0, half_open_max_wait_s=30.0)
+    open_then_half_open(breaker, clock)
+    stuck = hung_trial(breaker)
+    clock.advance(29.0)
+    with pytest.raises(CircuitOpenError) as refused:
+        breaker.call(ok)
+    assert (refused.value.state, refused.value.retry_after_s) == (State.HALF_OPEN, pytest.approx(1.0))
+
+    clock.advance(1.0)
+    assert breaker.state is State.OPEN  # given up on the trial: a new open timeout starts now
+    with pytest.raises(CircuitOpenError) as refused:
+        breaker.call(ok)
+    assert refused.value.retry_after_s == 5.0
+    clock.advance(5.0)
+    assert breaker.state is State.HALF_OPEN
+    stuck.close()  # the abandoned trial returns at last...
+    assert breaker.state is State.HALF_OPEN  # ...and its success is ignored: it is not this trial's
+    assert breaker.snapshot().totals.ignored_stale == 1
+    succeed_times(breaker, 1)
+    assert breaker.state is State.CLOSED
+
+
+def test_a_late_failure_of_an_abandoned_trial_does_not_reopen_the_breaker() -> None:
+    clock = FakeClock()
+    breaker = breaker_with(clock, half_open_max_calls=1, half_open_max_wait_s=10.0)
+    open_then_half_open(breaker, clock)
+    with pytest.raises(Boom), breaker:
+        clock.advance(10.0 + breaker.settings.open_timeout_s)  # nobody looked in the meantime
+        raise Boom("the abandoned trial fails at last")
+    snapshot = breaker.snapshot()
+    # Given up at 10 s (OPEN), half-open again at 15 s: the late failure belongs to neither.
+    assert (snapshot.state, snapshot.totals.ignored_stale) == (State.HALF_OPEN, 1)
+    assert snapshot.totals.failures == 0
+
+
+def test_each_trial_outcome_restarts_the_wait_for_the_trials_still_in_flight() -> None:
+    clock = FakeClock()
+    breaker = breaker_with(clock, half_open_max_calls=3, half_open_max_wait_s=10.0)
+    open_then_half_open(breaker, clock)
+    stuck = hung_trial(breaker)
+    clock.advance(8.0)
+    succeed_times(breaker, 1)  # progress at 8 s: the stuck trial gets 10 s from here
+    clock.advance(9.0)
+    assert breaker.state is State.HALF_OPEN
+    clock.advance(1.0)
+    assert breaker.state is State.OPEN
+    stuck.close()
+    assert breaker.snapshot().totals.ignored_stale == 1
+
+
+def test_a_half_open_breaker_with_no_trial_in_flight_waits_for_one_however_long() -> None:
+    clock = FakeClock()
+    breaker = breaker_with(clock, half_open_max_wait_s=10.0)
+    open_then_half_open(breaker, clock)
+    clock.advance(3600.0)
+    assert breaker.state is State.HALF_OPEN  # no trial was admitted, so none is overdue
+    succeed_times(breaker, 3)
+    assert breaker.state is State.CLOSED
+
+
+def test_without_a_maximum_wait_a_hung_trial_holds_the_breaker_half_open() -> None:
+    clock = FakeClock()
+    breaker = breaker_with(clock, half_open_max_calls=1, half_open_max_wait_s=None)
+    open_then_half_open(breaker, clock)
+    stuck = hung_trial(breaker)
+    clock.advance(3600.0)
+    with pytest.raises(CircuitOpenError) as refused:
+        breaker.call(ok)
+    assert (refused.value.state, refused.value.retry_after_s) == (State.HALF_OPEN, 5.0)
+    stuck.close()
+    assert breaker.state is State.CLOSED
 
 
 # ------------------------------------------------------------------------------- generations
@@ -477,9 +579,25 @@ class UnreadableMetadata(FakeRpcError):
         raise RuntimeError("the call object cannot say")
 
 
+class DependencyFailurePassedOn(FakeRpcError):
+    """UNAVAILABLE or DEADLINE_EXCEEDED from a healthy server whose dependency failed a call."""
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((DEPENDENCY_METADATA_KEY, "payment.Pay"),)
+
+
 def test_the_grpc_classifier_does_not_blame_a_server_for_its_own_breakers_refusal() -> None:
     assert grpc_failure_classifier()(DownstreamRefusal()) is False
-    assert grpc_failure_classifier(downstream_refusals_are_failures=True)(DownstreamRefusal()) is True
+    assert grpc_failure_classifier(passed_on_errors_are_failures=True)(DownstreamRefusal()) is True
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+def test_the_grpc_classifier_does_not_blame_a_server_for_a_dependency_failure_it_passes_on(
+    code: grpc.StatusCode,
+) -> None:
+    passed_on = DependencyFailurePassedOn(code)
+    assert grpc_failure_classifier()(passed_on) is False
+    assert grpc_failure_classifier(passed_on_errors_are_failures=True)(passed_on) is True
 
 
 def test_the_grpc_classifier_judges_by_the_code_alone_when_the_metadata_cannot_be_read() -> None:
@@ -760,6 +878,7 @@ def test_a_cancelled_trial_frees_its_slot_without_a_verdict() -> None:
         ({"consecutive_failures": 0}, "consecutive_failures"),
         ({"open_timeout_s": -1.0}, "open_timeout_s"),
         ({"half_open_max_calls": 0}, "half_open_max_calls"),
+        ({"half_open_max_wait_s": 0.0}, "half_open_max_wait_s"),
     ],
 )
 def test_settings_that_make_no_sense_are_refused_naming_the_field(bad: dict[str, Any], field: str) -> None:
@@ -776,5 +895,6 @@ def test_the_default_settings_are_the_documented_ones() -> None:
         settings.consecutive_failures,
         settings.open_timeout_s,
         settings.half_open_max_calls,
-    ) == (20, 0.5, 10, None, 5.0, 3)
+        settings.half_open_max_wait_s,
+    ) == (20, 0.5, 10, None, 5.0, 3, 30.0)
     assert settings.is_failure == grpc_failure_classifier()

@@ -204,19 +204,23 @@ def test_the_refusal_behaves_as_a_finished_call_and_future() -> None:
     assert refusal.add_callback(lambda: None) is False
 
 
-def test_a_half_open_breaker_with_its_trial_in_flight_refuses_with_retry_after_zero(
+def test_a_half_open_breaker_with_its_trial_in_flight_refuses_until_the_verdict_is_due(
     registry: BreakerRegistry, clock: FakeClock
 ) -> None:
-    registry.breaker("payment").force_open()
+    breaker = registry.breaker("payment")
+    breaker.force_open()
     clock.advance(5.0)
     trial = FakeCall()
     intercept(registry, Continuation(lambda: trial))  # the one trial slot, still pending
+    max_wait = breaker.settings.half_open_max_wait_s
+    assert max_wait is not None
+    clock.advance(max_wait - 1.0)  # the trial is about to be given up on
 
     refusal = intercept(registry, Continuation()).exception()
 
     assert isinstance(refusal, CircuitOpenRpcError)
     assert refusal.state is State.HALF_OPEN
-    assert refusal.retry_after_s == 0.0
+    assert refusal.retry_after_s == pytest.approx(1.0)
     assert "half-open" in refusal.details()
 
 
@@ -370,6 +374,7 @@ def test_breaker_settings_come_from_the_environment_with_the_documented_defaults
             "BOOKSTORE_BREAKER_CONSECUTIVE_FAILURES": "3",
             "BOOKSTORE_BREAKER_OPEN_TIMEOUT_S": "0.5",
             "BOOKSTORE_BREAKER_HALF_OPEN_CALLS": "2",
+            "BOOKSTORE_BREAKER_HALF_OPEN_MAX_WAIT_S": "12.5",
             "BOOKSTORE_BREAKER_PER_METHOD": "catalog, payment",
         }
     )
@@ -381,8 +386,11 @@ def test_breaker_settings_come_from_the_environment_with_the_documented_defaults
         consecutive_failures=3,
         open_timeout_s=0.5,
         half_open_max_calls=2,
+        half_open_max_wait_s=12.5,
     )
     assert BreakerRegistry.from_settings(settings).per_method == {"catalog", "payment"}
+    unbounded = Settings.from_env({"BOOKSTORE_BREAKER_HALF_OPEN_MAX_WAIT_S": "0"})
+    assert breaker_settings_from(unbounded).half_open_max_wait_s is None
 
 
 def test_breakers_are_on_unless_turned_off() -> None:

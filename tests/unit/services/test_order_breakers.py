@@ -19,6 +19,7 @@ from bookstore.domain.models import OrderItem, OrderStatus
 from bookstore.platform.settings import Settings
 from bookstore.resilience import (
     CIRCUIT_METADATA_KEY,
+    DEPENDENCY_METADATA_KEY,
     RETRY_AFTER_METADATA_KEY,
     BreakerRegistry,
     BreakerSettings,
@@ -33,6 +34,7 @@ from bookstore.services.order.flow import DownstreamError, place_order
 from bookstore.services.order.saga import OrderSaga
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
+from bookstore.services.status import ORDER_ID_METADATA_KEY
 
 from ..resilience.grpc_fakes import InProcessChannel
 from ..saga.fakes import FakeClock, FakeSleep
@@ -137,6 +139,8 @@ def test_an_open_payment_circuit_is_unavailable_saying_so_and_when_to_retry(prot
     assert error.details().endswith(f"order {error.order_id} was rejected")
     assert (error.circuit, error.retry_after_s) == ("payment", OPEN_TIMEOUT_S - 1.5)
     assert dict(error.trailing_metadata()) == {
+        DEPENDENCY_METADATA_KEY: "payment.Pay",
+        ORDER_ID_METADATA_KEY: error.order_id,
         CIRCUIT_METADATA_KEY: "payment",
         RETRY_AFTER_METADATA_KEY: "2.500",
     }
@@ -157,13 +161,18 @@ def test_create_order_passes_the_open_circuit_and_its_retry_after_on_as_trailing
     assert aborted.value.details.startswith(
         "downstream: payment.Pay was not called: circuit 'payment' is open"
     )
-    assert dict(context.trailing_metadata) == {
+    metadata = dict(context.trailing_metadata)
+    assert metadata.pop(ORDER_ID_METADATA_KEY) in aborted.value.details
+    assert metadata == {
+        DEPENDENCY_METADATA_KEY: "payment.Pay",
         CIRCUIT_METADATA_KEY: "payment",
         RETRY_AFTER_METADATA_KEY: "4.000",
     }
 
 
-def test_a_plain_downstream_failure_passes_no_circuit_metadata_on(protected: Protected) -> None:
+def test_a_plain_downstream_failure_is_passed_on_naming_the_dependency_and_the_order_but_no_circuit(
+    protected: Protected,
+) -> None:
     servicer = OrderServicer(protected.deps, protected.store, protected.saga)
     protected.downstream.payment.pay_error = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "payment down")
     context = FakeContext()
@@ -173,7 +182,10 @@ def test_a_plain_downstream_failure_passes_no_circuit_metadata_on(protected: Pro
         servicer.CreateOrder(request, context)  # type: ignore[arg-type]
 
     assert aborted.value.code is grpc.StatusCode.UNAVAILABLE
-    assert context.trailing_metadata == ()
+    metadata = dict(context.trailing_metadata)
+    assert metadata.keys() == {DEPENDENCY_METADATA_KEY, ORDER_ID_METADATA_KEY}
+    assert metadata[DEPENDENCY_METADATA_KEY] == "payment.Pay"  # a caller's breaker must not count it
+    assert metadata[ORDER_ID_METADATA_KEY] in aborted.value.details
 
 
 def test_an_open_catalog_circuit_is_unavailable_and_writes_nothing(protected: Protected) -> None:
