@@ -57,8 +57,8 @@ MISTAKES: dict[str, tuple[str, str]] = {
         'tracer.start_as_current_span("checkout")',
         "tracer.start_as_current_span(f\"checkout {order['order_id']}\")",
     ),
-    "q4 no order id attribute": ('span.set_attribute("order.id", order["order_id"])\n', ""),
-    "q4 no user id attribute": ('span.set_attribute("user.id", order["user_id"])\n', ""),
+    "q4 no order id attribute": ('        span.set_attribute("order.id", order["order_id"])\n', ""),
+    "q4 no user id attribute": ('        span.set_attribute("user.id", order["user_id"])\n', ""),
     "q4 order id written with a prefix": (
         'span.set_attribute("order.id", order["order_id"])',
         'span.set_attribute("order", f"order {order[\'order_id\']}")',
