@@ -3,7 +3,8 @@
 Each check receives the learner kernel's globals and raises CheckFailed with a message that
 says which behaviour was expected, without revealing these inputs' source.
 No cluster is needed: the questions are the pure cores of trace context propagation,
-Prometheus's histogram_quantile and a trace's self time per service.
+Prometheus's histogram_quantile and a trace's self time per service, and a design task
+(question 4) whose consequences ``bookstore.observability.audit`` measures under a load.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from typing import Any
 
 from bookstore.grading.checks import CheckFailed, check
+from bookstore.observability.audit import Audit, audit_instrumentation, checkout_load
 
 WEEK = 10
 NEEDS_CLUSTER = False
@@ -376,3 +378,97 @@ def q3_sticking_out(ns: dict[str, Any]) -> None:
 def q3_several(ns: dict[str, Any]) -> None:
     _self_times(ns, SEVERAL, SEVERAL_SELF, "a whole order, with several spans per service, in any order")
     _self_times(ns, [], {}, "no spans at all")
+
+
+# ----------------------------------------------------------------------------- question 4
+
+# Loads other than the visible ones: other seeds, sizes and user counts. Every load of nine
+# orders or more holds all nine status x payment method combinations.
+SERIES_BUDGET = 200
+SMALL, LARGE = (45, 12, 11), (1500, 1200, 12)  # (orders, users, seed)
+
+
+def _audit(ns: dict[str, Any], orders: int, users: int, seed: int, *, track_series: bool = True) -> Audit:
+    labels_of = _learner(ns, "checkout_labels")
+    record = _learner(ns, "record_checkout")
+    labels = labels_of()
+    try:
+        return audit_instrumentation(
+            record,
+            tuple(labels),
+            checkout_load(orders, users, seed=seed),
+            purity_field="status",
+            track_series=track_series,
+        )
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise CheckFailed(
+            f"recording {orders} checkouts with labels {tuple(labels)!r} raised "
+            f"{type(error).__name__}: {error}"
+        ) from None
+
+
+@check("q4", points=1, title="each checkout is observed once, and every series counts one status only")
+def q4_per_status(ns: dict[str, Any]) -> None:
+    audit = _audit(ns, 300, 80, 13)
+    if audit.miscounted:
+        raise CheckFailed(
+            f"{len(audit.miscounted)} of {audit.calls} checkouts did not add exactly one observation "
+            "of their seconds to exactly one series"
+        )
+    mixed = audit.mixed_series()
+    if mixed:
+        raise CheckFailed(
+            f"{len(mixed)} series count checkouts of several statuses "
+            f"(e.g. {sorted(next(iter(mixed.values())))}): the on-call engineer cannot chart each status"
+        )
+
+
+@check("q4", points=1, title="the histogram's series stay within the budget and do not grow with traffic")
+def q4_bounded(ns: dict[str, Any]) -> None:
+    small = _audit(ns, *SMALL)
+    large = _audit(ns, *LARGE, track_series=False)
+    if large.series > SERIES_BUDGET or large.series != small.series:
+        raise CheckFailed(
+            f"{small.series} series for {SMALL[0]} orders by {SMALL[1]} users, {large.series} for "
+            f"{LARGE[0]} orders by {LARGE[1]} users (budget {SERIES_BUDGET}, the same for both)"
+        )
+
+
+@check(
+    "q4",
+    points=1,
+    title="a trace search finds a checkout by its order id, and all of a user's by the user id",
+)
+def q4_findable(ns: dict[str, Any]) -> None:
+    load = checkout_load(200, 25, seed=14)
+    audit = _audit(ns, 200, 25, 14)
+    by_user: dict[str, set[str]] = {}
+    for (order, _), traces in zip(load, audit.traces_per_call, strict=True):
+        by_user.setdefault(order["user_id"], set()).update(traces)
+    lost = [
+        o["order_id"]
+        for (o, _), t in zip(load, audit.traces_per_call, strict=True)
+        if audit.traces_with_attribute_value(o["order_id"]) != t or not t
+    ]
+    if lost:
+        raise CheckFailed(
+            f"for {len(lost)} of 200 orders a search by order id did not find exactly that checkout's trace"
+        )
+    wrong = [user for user, traces in by_user.items() if audit.traces_with_attribute_value(user) != traces]
+    if wrong:
+        raise CheckFailed(
+            f"for {len(wrong)} of {len(by_user)} users a search by user id did not find all their traces"
+        )
+
+
+@check("q4", points=1, title="span names come from a short fixed list")
+def q4_span_names(ns: dict[str, Any]) -> None:
+    audit = _audit(ns, 600, 300, 15, track_series=False)
+    if not all(audit.traces_per_call):
+        raise CheckFailed("some checkouts recorded no span")
+    if len(audit.span_names) > 3:
+        raise CheckFailed(
+            f"{len(audit.span_names)} different span names for {audit.calls} checkouts (at most 3)"
+        )
