@@ -195,3 +195,32 @@ def temporary_topology(url: str, *, delivery_limit: int = DELIVERY_LIMIT) -> Ite
                 topology.delete(connection.channel())
         except pika.exceptions.AMQPError as error:  # cleanup must not hide the body's own exception
             logger.warning("could not delete temporary topology %s: %r", topology.prefix, error)
+
+
+def keys_routed(url: str, binding_keys: Sequence[str], routing_keys: Sequence[str]) -> list[str]:
+    """Which of ``routing_keys`` a queue bound by ``binding_keys`` receives, as RabbitMQ itself routes.
+
+    Asks the broker, not a reimplementation of its matching: a throw-away topic exchange, one
+    exclusive queue bound by every binding key, and each routing key published with confirms
+    and ``mandatory``, so the broker answers each at once (routed, or returned as unroutable).
+    Everything it declares is deleted on return.
+    """
+    exchange = f"{random_prefix()}keys-routed"
+    taken: list[str] = []
+    with connect(url, "keys-routed") as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.exchange_declare(exchange, exchange_type=EXCHANGE_TYPE, auto_delete=False)
+        try:
+            queue = channel.queue_declare("", exclusive=True).method.queue
+            for key in binding_keys:
+                channel.queue_bind(queue, exchange, routing_key=key)
+            for key in routing_keys:
+                try:
+                    channel.basic_publish(exchange, key, b"", mandatory=True)
+                except pika.exceptions.UnroutableError:
+                    continue
+                taken.append(key)
+        finally:
+            channel.exchange_delete(exchange)
+    return taken

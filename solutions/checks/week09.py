@@ -2,8 +2,9 @@
 
 Each check receives the learner kernel's globals and raises CheckFailed with a message that
 says which behaviour was expected, without revealing these inputs' source or the answers.
-No broker is needed: the questions are the pure cores of topic routing, idempotent
-consumption and the outbox relay.
+Questions 1-3 need no broker: they are the pure cores of topic routing, idempotent
+consumption and the outbox relay. Question 4, a design task, is measured on RabbitMQ itself
+(``keys_routed``): the learner's bindings on a throw-away queue, and which routing keys arrive.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bookstore.grading.checks import CheckFailed, check
+from bookstore.messaging.broker import resolve_rabbitmq_url
+from bookstore.messaging.topology import keys_routed
 
 WEEK = 9
 NEEDS_CLUSTER = False
@@ -255,3 +258,49 @@ def q3_nothing(ns: dict[str, Any]) -> None:
     empty_sent, _, empty_marks = _run(ns, [])
     if marks.calls or empty_marks.calls or sent != 0 or empty_sent != 0:
         raise CheckFailed("when no publish was confirmed (or nothing was pending), mark nothing and return 0")
+
+
+# ----------------------------------------------------------------------------- question 4
+
+# Other keys than the visible check's, of the shapes the question describes.
+FRAUD_PAYMENTS = ["payment.declined", "payment.refund.issued", "payment.charge.retry.late"]
+FRAUD_REJECTIONS = ["order.rejected", "order.rejected.apac", "order.rejected.us"]
+FRAUD_OTHERS = [
+    "order.created",
+    "order.approved",
+    "order.approved.us",
+    "order.cancelled.apac",
+    "order.rejected.us.retry",
+    "payments.declined",
+    "refund.payment",
+    "stock.rejected",
+]
+
+
+def _fraud_taken(ns: dict[str, Any]) -> set[str]:
+    """The routing keys RabbitMQ delivers to a queue bound by the learner's keys."""
+    bindings = _learner(ns, "fraud_bindings")()
+    if not isinstance(bindings, list | tuple) or not all(isinstance(key, str) for key in bindings):
+        raise CheckFailed("fraud_bindings() should return a list of binding keys (strings)")
+    keys = FRAUD_PAYMENTS + FRAUD_REJECTIONS + FRAUD_OTHERS
+    return set(keys_routed(resolve_rabbitmq_url(), list(bindings), keys))
+
+
+@check("q4", points=1, title="every payment event arrives, however many words follow 'payment'")
+def q4_payments(ns: dict[str, Any]) -> None:
+    if not set(FRAUD_PAYMENTS) <= _fraud_taken(ns):
+        raise CheckFailed("a payment event with one or more words after 'payment' did not reach the queue")
+
+
+@check("q4", points=1, title="a rejected order arrives, with or without its region")
+def q4_rejections(ns: dict[str, Any]) -> None:
+    if not set(FRAUD_REJECTIONS) <= _fraud_taken(ns):
+        raise CheckFailed("a rejected order, with or without a region word, did not reach the queue")
+
+
+@check("q4", points=1, title="nothing else arrives")
+def q4_nothing_else(ns: dict[str, Any]) -> None:
+    if _fraud_taken(ns) & set(FRAUD_OTHERS):
+        raise CheckFailed(
+            "a key that is neither a payment event nor a rejected order (with at most a region) arrived"
+        )
