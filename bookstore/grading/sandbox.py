@@ -174,6 +174,8 @@ class SandboxSpec:
         for path in sorted({p.resolve() for p in self.hidden}, key=lambda p: len(p.parts)):
             if not path.exists() or any(_within(n, path) for n in needed):
                 continue  # hiding it would hide the interpreter; its files are hidden one by one
+            if any(_within(path, Path(folder)) for folder in emptied):
+                continue  # gone already; mounting on it would recreate its path in the empty folder
             if path.is_dir():
                 arguments += ["--tmpfs", str(path)]
                 emptied.append(str(path))

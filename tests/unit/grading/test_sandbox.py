@@ -50,3 +50,11 @@ def test_the_kernel_command_goes_through_the_launcher_then_bubblewrap(tmp_path: 
 def test_a_spec_survives_its_json_round_trip(tmp_path: Path) -> None:
     original = spec(tmp_path, tmp_path / "a")
     assert SandboxSpec.from_json(original.to_json()) == original
+
+
+def test_a_place_inside_a_hidden_folder_is_not_mounted_again(tmp_path: Path) -> None:
+    secret = tmp_path / "solutions" / "checks" / "week06.py"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("hidden")
+    arguments = spec(tmp_path, tmp_path / "solutions", secret).bwrap_arguments()
+    assert str(secret) not in arguments, "a mount point would show the hidden file's path"
