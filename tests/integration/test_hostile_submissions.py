@@ -271,12 +271,17 @@ def test_no_feedback_shows_hidden_source_or_a_traceback_header(hostile: Hostile)
 # Without the sandbox, on purpose: what is left when learner code reaches the grader's processes.
 
 
-def test_a_worker_killed_by_the_learners_code_is_the_learners_crash(tmp_path: Path) -> None:
+def test_unsandboxed_a_killed_worker_is_the_learners_crash_and_stolen_checks_stay_out_of_feedback(
+    tmp_path: Path,
+) -> None:
     solutions = make_week(tmp_path)
     kill_worker = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
     paths = [
         write(tmp_path / "subs" / "mallory.ipynb", notebook(ADD, kill_worker)),
         write(tmp_path / "subs" / "victim.ipynb", solution_notebook()),
+        write(
+            tmp_path / "subs" / "reader.ipynb", notebook(reader([solutions / "checks" / "week99.py"]), ADD)
+        ),
     ]
     batch = grade_batch(
         paths,
@@ -289,12 +294,17 @@ def test_a_worker_killed_by_the_learners_code_is_the_learners_crash(tmp_path: Pa
         echo=lambda _line: None,
         isolation="none",
     )
-    mallory, victim = batch.results
+    mallory, victim, thief = batch.results
     assert (mallory.status, mallory.total(batch.specs)) == ("crashed", (0.0, 6.0))
     assert "killed by signal 9 (SIGKILL), from something the notebook did" in mallory.message
     assert "grader itself failed" not in (tmp_path / "out" / "feedback" / "week99" / "mallory.md").read_text()
     assert mallory.isolation == "not isolated"
     assert (victim.status, victim.total(batch.specs)) == ("graded", (6.0, 6.0))
+    # Without the sandbox the notebook reads the checks file; its lines never reach feedback.
+    feedback = tmp_path / "out" / "feedback" / "week99"
+    assert "[hidden check source removed]" in (feedback / "reader.md").read_text()
+    assert PLANTED not in (feedback / "reader.md").read_text() + (feedback / "reader.html").read_text()
+    assert thief.total(batch.specs) == (3.0, 6.0)
 
 
 def test_a_batch_grader_killed_by_a_submission_leaves_every_result_it_had(tmp_path: Path) -> None:
