@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
+from bookstore.grading import sandbox
 from bookstore.grading.sandbox import Limits, SandboxSpec
 
 
@@ -58,3 +61,14 @@ def test_a_place_inside_a_hidden_folder_is_not_mounted_again(tmp_path: Path) -> 
     secret.write_text("hidden")
     arguments = spec(tmp_path, tmp_path / "solutions", secret).bwrap_arguments()
     assert str(secret) not in arguments, "a mount point would show the hidden file's path"
+
+
+def test_without_bubblewrap_grading_is_not_isolated_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox.shutil, "which", lambda _name: None)
+    found = sandbox.detect()
+    assert (found.isolated, found.label) == (False, "not isolated")
+    assert "bubblewrap (bwrap) is not installed" in found.how
+
+
+def test_isolation_can_be_turned_off() -> None:
+    assert sandbox.detect("none").label == "not isolated"
