@@ -16,12 +16,16 @@ Flatpak uses, with:
 * **limits** set before the sandbox starts (``setrlimit``, inherited by every process in it):
   address space per process (a memory bomb gets ``MemoryError``), CPU seconds, file size,
   no core dumps; and a process count: a ``pids`` cgroup where one can be created, otherwise
-  ``RLIMIT_NPROC`` (which the kernel does not enforce for root, so a root grader without a
-  writable cgroup has no process limit, and says so).
+  ``RLIMIT_NPROC`` (which the kernel does not enforce for root: a root grader without a
+  writable cgroup has no process limit). The pids cgroup counts threads too.
 
 What it keeps: the network namespace. Week 6 to 10 notebooks talk to RabbitMQ, MariaDB and the
 batch's shared cluster on loopback, so the sandbox shares the host's loopback; a learner can
-reach those services (and any other on loopback), though no longer any process of the grader.
+reach those services (and any other on loopback, or a Unix socket: a read-only mount does not
+stop ``connect``), though no longer any process of the grader. What it does not bound: the
+memory of all the submission's processes together (each is bounded, and so is their number);
+a memory cgroup would, but would move the grader's children out of whatever memory cgroup the
+grader itself was given.
 
 Where bubblewrap is missing or cannot create namespaces (some containers forbid it), the
 grader still grades, with the limits alone, and marks every result "not isolated" with the
@@ -257,14 +261,6 @@ def apply_limits(limits: Limits) -> None:
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(which, (value, value))
-
-
-def process_limit_note(cgroup: Path | None) -> str:
-    if cgroup is not None:
-        return "process count: pids cgroup"
-    if os.geteuid() != 0:
-        return "process count: RLIMIT_NPROC"
-    return "no process count limit (root without a writable pids cgroup)"
 
 
 def main(argv: list[str] | None = None) -> None:
