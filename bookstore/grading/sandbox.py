@@ -242,9 +242,16 @@ def remove_cgroup(folder: Path) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
-    for path in (folder, folder.parent):
-        with contextlib.suppress(OSError):
-            path.rmdir()
+    for _round in range(40):  # a killed process leaves the cgroup a moment after it vanishes from it
+        try:
+            folder.rmdir()
+            break
+        except FileNotFoundError:
+            break
+        except OSError:
+            time.sleep(0.05)
+    with contextlib.suppress(OSError):  # the batch's folder, once its last submission is done
+        folder.parent.rmdir()
 
 
 def apply_limits(limits: Limits) -> None:
