@@ -13,6 +13,7 @@ bookstore grade SUBMISSIONS... --week N --out DIR        grade notebooks against
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -148,8 +149,9 @@ def cmd_exercises_release(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from bookstore.grading.batch import GradingError, expand_submissions, grade_batch
+    from bookstore.grading.batch import SHUTDOWN_GRACE_S, GradingError, expand_submissions, grade_batch
     from bookstore.grading.regions import SOLUTIONS_DIR
+    from bookstore.grading.sandbox import Limits
 
     submissions = expand_submissions(Path(p) for p in args.submissions)
     if not submissions:
@@ -166,6 +168,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
             check_timeout_s=args.check_timeout,
             cell_timeout_s=args.cell_timeout,
             progress=not args.no_progress,
+            isolation=args.isolation,
+            limits=Limits(
+                memory_bytes=int(args.memory_limit * 1024**2),
+                cpu_seconds=math.ceil(args.timeout + SHUTDOWN_GRACE_S),
+                processes=args.process_limit,
+            ),
         )
     except GradingError as error:
         print(f"bookstore grade: {error}", file=sys.stderr)
@@ -239,6 +247,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grade.add_argument("--solutions-dir", default=None, help="holds checks/weekNN.py (default: solutions/)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.add_argument(
+        "--isolation",
+        choices=("auto", "bwrap", "none"),
+        default="auto",
+        help="a bubblewrap sandbox per submission: where available (auto, the default), required, or none",
+    )
+    grade.add_argument(
+        "--memory-limit",
+        type=float,
+        default=4096,
+        help="MiB of address space per learner process (default 4096)",
+    )
+    grade.add_argument(
+        "--process-limit", type=int, default=1024, help="processes and threads per submission (default 1024)"
+    )
     grade.set_defaults(func=cmd_grade)
     return parser
 

@@ -41,6 +41,14 @@ Why the design is what it is (each point answers a complaint heard about nbgrade
   past it the cell is interrupted, as Jupyter's stop button does, and the notebook goes on,
   so the answers after it still earn their points; the notebook's limit is the backstop.
 
-This is a grader, not a sandbox: learner code runs with the grading user's rights. Grade
-untrusted submissions in a container or a VM.
+* **A sandbox per submission.** Each kernel runs in bubblewrap (:mod:`~bookstore.grading.sandbox`):
+  its own PID namespace, so nothing it starts outlives its grading and it cannot reach the
+  grader's processes; a read-only file system without the solutions, the checks, the other
+  submissions and the out dir; limits on memory, CPU, file size and processes. Where that is
+  impossible the batch grades anyway and marks every result "not isolated".
+* **Feedback the learner can read.** Their own frames, cut short; gRPC errors as sentences;
+  no line of the hidden checks (:mod:`~bookstore.grading.redact`).
+
+What remains: the checks still run inside the learner's kernel, where learner code that is
+still running (a thread) can read them, or tamper with what they report, while they run.
 """

@@ -21,10 +21,20 @@ group with a private directory; this process only starts workers, waits, and wri
   workers as ``BOOKSTORE_SHARED_CLUSTER_DIR`` (notebooks calling ``notebook_cluster()`` attach
   to it instead of starting six processes each), and stopped at the end, whatever happens.
 
-What this is not: a sandbox. Learner code runs as the grading user and could read files that
-user can read. Grade untrusted submissions inside a container or VM. The design defends
-against the accidents (and the casual tricks) that break batches in practice: endless loops,
-``sys.exit``, ``os._exit``, deleting files, garbage files, forged output, noisy stderr.
+Each submission's kernel runs in a sandbox of its own (:mod:`bookstore.grading.sandbox`):
+its own PID namespace (nothing it starts outlives its grading, and it cannot see or signal
+this process), a read-only file system without the solutions, the checks, the other
+submissions and the out dir, a private scratch directory, and limits on memory, CPU time,
+file size and process count. Where bubblewrap is missing or cannot run, the batch says why
+once and grades anyway, with every result marked "not isolated" in grades.csv and the
+feedback. Should learner code still kill a worker, or this process, what was already written
+stays written: results are written after each submission, a worker killed by a signal this
+process did not send is the learner's crash (``crashed``), and workers die with this process.
+
+What the sandbox keeps shared: the network (loopback), since notebooks talk to RabbitMQ,
+MariaDB and the batch's shared cluster; and, until verdicts move out of the learner's kernel,
+the hidden checks themselves, which run in that kernel (:mod:`bookstore.grading.redact`
+removes their lines from the feedback).
 
 Sharing one cluster has a price: a notebook that kills a service or injects a fault changes
 it for the submissions graded after it. A week whose notebooks do that should leave
@@ -34,6 +44,7 @@ it for the submissions graded after it. A week whose notebooks do that should le
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import secrets
@@ -51,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bookstore.grading.checks import DEFAULT_CHECK_TIMEOUT_S, CheckModule, CheckSpec, load_checks
+from bookstore.grading.redact import Redactor, grpc_sentence
 from bookstore.grading.regions import SOLUTIONS_DIR
 from bookstore.grading.report import (
     GRADED,
@@ -60,7 +72,15 @@ from bookstore.grading.report import (
     summary_table,
     write_outputs,
 )
-from bookstore.grading.worker import DEFAULT_CELL_TIMEOUT_S, TOKEN_VARIABLE, WorkerReport, kill_marked
+from bookstore.grading.sandbox import Limits, SandboxSpec, detect, make_pids_cgroup, remove_cgroup
+from bookstore.grading.worker import (
+    DEFAULT_CELL_TIMEOUT_S,
+    TOKEN_VARIABLE,
+    CellError,
+    WorkerReport,
+    kill_marked,
+)
+from bookstore.platform.processes import PARENT_PID_VARIABLE
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_WORKERS = 2
@@ -171,7 +191,15 @@ class WorkerExit:
 class _Workers:
     """Starts worker processes, enforces the hard timeout, and kills them all on request."""
 
-    def __init__(self, command: Sequence[str], env: dict[str, str], hard_timeout_s: float, tmp: Path) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        env: dict[str, str],
+        hard_timeout_s: float,
+        tmp: Path,
+        sandbox: Callable[[Path, str], SandboxSpec] | None = None,
+    ) -> None:
+        self.sandbox = sandbox
         self.command = list(command)
         self.env = env
         self.hard_timeout_s = hard_timeout_s
@@ -185,7 +213,8 @@ class _Workers:
         if self.stopping.is_set():
             raise KeyboardInterrupt
         private = self.tmp / f"submission-{index:05d}"
-        (private / "tmp").mkdir(parents=True)
+        for folder in ("tmp", "runtime"):  # both exist before the sandbox binds them
+            (private / folder).mkdir(parents=True)
         token = secrets.token_hex(16)
         # Handed over on stdin (read, hence gone, before the kernel starts; never in argv or the
         # environment): the worker prefixes its result line with it, so no learner process that
@@ -202,9 +231,13 @@ class _Workers:
             "TMPDIR": str(private / "tmp"),
         }
         log_path = private / "worker.log"
+        arguments = [*arguments, "--work-dir", str(private / "work"), "--nonce-on-stdin"]
+        spec = self.sandbox(private, token) if self.sandbox is not None else None
+        if spec is not None:
+            arguments += ["--sandbox", spec.to_json()]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [*self.command, *arguments, "--work-dir", str(private / "work"), "--nonce-on-stdin"],
+                [*self.command, *arguments],
                 env=env,
                 cwd=private,
                 stdin=subprocess.PIPE,
@@ -232,6 +265,8 @@ class _Workers:
                 with self._lock:
                     self._live.pop(token, None)
                 kill_marked(token)
+                if spec is not None and spec.cgroup is not None:
+                    remove_cgroup(spec.cgroup)
         try:  # a notebook that deleted its parent directory took the log with it
             tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
         except OSError:
@@ -266,11 +301,38 @@ def _worker_environment() -> dict[str, str]:
 
     env = {k: v for k, v in os.environ.items() if k != SHARED_CLUSTER_VARIABLE and k != TOKEN_VARIABLE}
     env["PYTHONUNBUFFERED"] = "1"
+    # Each worker dies with this process (bookstore.platform.processes.tie_to_parent), and its
+    # kernel with it: a batch killed by SIGKILL leaves no grading running behind it.
+    env[PARENT_PID_VARIABLE] = str(os.getpid())
     env.setdefault("JUPYTER_PLATFORM_DIRS", "1")  # quiets a jupyter_core deprecation warning in worker logs
     return env
 
 
 def _to_result(
+    name: str,
+    path: Path,
+    week: int,
+    specs: Sequence[CheckSpec],
+    worker: WorkerExit,
+    timeout_s: float,
+    redact: Redactor | None = None,
+) -> SubmissionResult:
+    result = _interpret(name, path, week, specs, worker, timeout_s)
+    # Everything below passed through the learner's kernel: plain sentences, no hidden source.
+    clean = redact or (lambda text: text)
+    result.message = clean(grpc_sentence(result.message))
+    result.outcomes = [
+        CheckOutcome(o.spec, o.passed, clean(grpc_sentence(o.message))) for o in result.outcomes
+    ]
+    result.cell_errors = [
+        CellError(e.cell, clean(e.first_line), clean(grpc_sentence(e.error))) for e in result.cell_errors
+    ]
+    if result.notebook is not None and redact is not None:
+        result.notebook = redact.notebook(result.notebook)
+    return result
+
+
+def _interpret(
     name: str, path: Path, week: int, specs: Sequence[CheckSpec], worker: WorkerExit, timeout_s: float
 ) -> SubmissionResult:
     if worker.code is None:
@@ -278,6 +340,18 @@ def _to_result(
             name, path, week, "timeout", f"the notebook did not finish within {timeout_s:g} s and was stopped"
         )
     report = worker.report()
+    if worker.code is not None and worker.code < 0 and report is None:
+        # Killed by a signal the batch did not send (its own kills are the timeout above): the
+        # learner's code did it (a kernel that found the worker's pid), or used memory until
+        # the kernel's OOM killer chose the worker. The student's crash, not the grader's.
+        return SubmissionResult(
+            name,
+            path,
+            week,
+            "crashed",
+            f"the grading of this notebook was killed by signal {-worker.code} "
+            f"({_signal_name(-worker.code)}), from something the notebook did",
+        )
     if worker.code != 0 or report is None:
         detail = f"exit code {worker.code}" + (f": {worker.log_tail}" if worker.log_tail else "")
         return SubmissionResult(name, path, week, "error", f"the grading worker failed ({detail})")
@@ -302,6 +376,13 @@ def _to_result(
     return result
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
 def grade_batch(
     submissions: Sequence[Path],
     *,
@@ -316,14 +397,20 @@ def grade_batch(
     shutdown_grace_s: float = SHUTDOWN_GRACE_S,
     worker_command: Sequence[str] | None = None,
     echo: Callable[[str], None] = print,
+    isolation: str = "auto",
+    limits: Limits | None = None,
 ) -> BatchResult:
     """Grade ``submissions`` against week ``week``'s hidden checks; write ``out_dir``.
 
     A worker past ``timeout_s + shutdown_grace_s`` is killed with its process group.
     ``worker_command`` replaces ``python -m bookstore.grading.worker`` (tests use it to stand in
-    a worker that hangs).
+    a worker that hangs). ``isolation`` is ``auto`` (a bubblewrap sandbox per submission where
+    the machine allows one, else graded "not isolated"), ``bwrap`` (required) or ``none``;
+    ``limits`` bound each submission's processes (:class:`bookstore.grading.sandbox.Limits`).
     """
     from tqdm import tqdm
+
+    from bookstore.platform.cluster import SHARED_CLUSTER_VARIABLE
 
     if workers < 1:
         raise GradingError("--workers must be at least 1")
@@ -332,6 +419,13 @@ def grade_batch(
     began = time.perf_counter()
     checks_path, module = load_week_checks(solutions_dir, week)
     specs = module.specs
+    redact = Redactor(checks_path.read_text(encoding="utf-8"))
+    sandboxing = detect(isolation)
+    if isolation == "bwrap" and not sandboxing.isolated:
+        raise GradingError(f"--isolation bwrap: {sandboxing.how}")
+    if not sandboxing.isolated:
+        echo(f"submissions are graded NOT ISOLATED: {sandboxing.how}")
+    limits = limits or Limits(cpu_seconds=math.ceil(timeout_s + shutdown_grace_s))
     paths = list(submissions)
     names = unique_names(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -343,19 +437,38 @@ def grade_batch(
     with tempfile.TemporaryDirectory(prefix="bookstore-grade-", ignore_cleanup_errors=True) as tmp:
         env = _worker_environment()
         cluster: Cluster | None = None
+        batch_tmp = Path(tmp)
+        cgroups = Path(f"bookstore-grade-{secrets.token_hex(6)}")
+        # What no submission may read: the answers, the out dir, the others' files, this batch.
+        hidden = tuple(dict.fromkeys((
+            Path(tempfile.gettempdir()), Path("/tmp"), batch_tmp, Path.home(), SOLUTIONS_DIR, solutions_dir,
+            checks_path, out_dir, *paths, *(p.parent for p in paths),
+        )))  # fmt: skip
+
+        def sandbox_for(private: Path, token: str) -> SandboxSpec:
+            shared = env.get(SHARED_CLUSTER_VARIABLE)
+            return SandboxSpec(
+                scratch=private / "sandbox",
+                hidden=hidden,
+                writable=(private / "ipython",),
+                readable=(private / "runtime", *([Path(shared)] if shared else [])),
+                limits=limits,
+                isolated=sandboxing.isolated,
+                cgroup=make_pids_cgroup(cgroups, token, limits.processes),
+            )
+
         pool = _Workers(
             worker_command or [sys.executable, "-m", "bookstore.grading.worker"],
             env,
             timeout_s + shutdown_grace_s,
-            Path(tmp),
+            batch_tmp,
+            sandbox_for,
         )
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grade")
         previous_sigterm = _sigterm_raises_system_exit()
         try:
             if module.needs_cluster:
                 cluster = _start_cluster(Path(tmp) / "cluster")
-                from bookstore.platform.cluster import SHARED_CLUSTER_VARIABLE
-
                 env[SHARED_CLUSTER_VARIABLE] = str(cluster.work_dir)
 
             def grade_one(index: int) -> SubmissionResult:
@@ -367,9 +480,11 @@ def grade_batch(
                     "--check-timeout", str(check_timeout_s),
                     "--cell-timeout", str(cell_timeout_s),
                 ]  # fmt: skip
-                return _to_result(
-                    names[index], paths[index], week, specs, pool.run(index, arguments), timeout_s
+                result = _to_result(
+                    names[index], paths[index], week, specs, pool.run(index, arguments), timeout_s, redact
                 )
+                result.isolation = sandboxing.label
+                return result
 
             futures: dict[Future[SubmissionResult], int] = {
                 executor.submit(grade_one, i): i for i in range(len(paths))

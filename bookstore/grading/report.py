@@ -54,13 +54,16 @@ from bookstore.grading.checks import CheckSpec, question_maxima
 from bookstore.grading.worker import CellError, write_atomic
 
 GRADED = "graded"
-CSV_COLUMNS = ("submission", "week", "question", "points", "max", "status")
+CSV_COLUMNS = ("submission", "week", "question", "points", "max", "status", "isolation")
+# Gradebooks written before the isolation column existed are read with it empty.
+REQUIRED_COLUMNS = CSV_COLUMNS[:6]
 TOTAL = "TOTAL"
 
 STATUS_EXPLAINED = {
     GRADED: "your notebook ran from a fresh kernel and the checks ran against your code",
     "timeout": "your notebook did not finish in time, so no question could be checked",
-    "crashed": "the kernel running your notebook died, so no question could be checked",
+    "crashed": "the kernel running your notebook died, or was left unable to run the checks,"
+    " so no question could be checked",
     "invalid": "the file could not be read as a notebook",
     "wrong-week": "the notebook belongs to another week",
     "error": "the grader itself failed on this submission; your instructor will look into it",
@@ -97,6 +100,9 @@ class SubmissionResult:
     # The notebook as the grader ran it (nbformat JSON, outputs kept up to a budget), for the
     # HTML feedback; None when it never ran (invalid, wrong week, ...).
     notebook: dict[str, Any] | None = None
+    # "isolated" (its kernel ran in a sandbox, bookstore.grading.sandbox) or "not isolated";
+    # empty for results made without a batch.
+    isolation: str = ""
 
     def scores(self, specs: Sequence[CheckSpec]) -> list[QuestionScore]:
         maxima = question_maxima(list(specs))
@@ -131,6 +137,7 @@ def result_rows(result: SubmissionResult, specs: Sequence[CheckSpec]) -> list[Gr
     """A submission's rows of the long gradebook: one per question, then its TOTAL."""
     def row(question: str, points: float, maximum: float, status: str) -> GradeRow:
         values = [result.name, str(result.week), question, fmt(points), fmt(maximum), status]
+        values.append(result.isolation)
         return dict(zip(CSV_COLUMNS, values, strict=True))
 
     rows = [row(s.question, s.points, s.max, s.status) for s in result.scores(specs)]
@@ -145,9 +152,9 @@ def read_grades(path: Path) -> list[GradeRow]:
     except FileNotFoundError:
         return []
     return [
-        {column: row[column] for column in CSV_COLUMNS}
+        {column: row.get(column) or "" for column in CSV_COLUMNS}
         for row in csv.DictReader(io.StringIO(text))
-        if all(isinstance(row.get(column), str) for column in CSV_COLUMNS)
+        if all(isinstance(row.get(column), str) for column in REQUIRED_COLUMNS)
     ]
 
 
@@ -216,6 +223,8 @@ def feedback_markdown(result: SubmissionResult, specs: Sequence[CheckSpec]) -> s
         "",
         f"**Score: {fmt(points)} / {fmt(maximum)}**",
     ]
+    if result.isolation:
+        lines += ["", f"Isolation: {result.isolation}."]
     if result.message and result.status != "error":  # an error's details are for the instructor
         lines += ["", _one_line(result.message)]
     if result.cell_errors:
@@ -227,7 +236,11 @@ def feedback_markdown(result: SubmissionResult, specs: Sequence[CheckSpec]) -> s
             " answers after them may depend on them.",
             "",
         ]
-        lines += [f"- cell {e.cell} (`{e.first_line}`): {_one_line(e.error)}" for e in result.cell_errors]
+        for error in result.cell_errors:
+            *frames, last = error.error.splitlines() or [""]
+            lines.append(f"- cell {error.cell} (`{error.first_line}`): {_one_line(last)}")
+            if frames:  # the learner's own frames, indented: a code block inside the list item
+                lines += ["", *(f"      {line}" for line in frames), ""]
     by_question: dict[str, list[CheckOutcome]] = {}
     for outcome in result.outcomes:
         by_question.setdefault(outcome.spec.question, []).append(outcome)

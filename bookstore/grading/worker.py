@@ -31,9 +31,13 @@ The kernel's own stdout and stderr go to /dev/null (ipykernel forwards what matt
 ZeroMQ), and its IPython profile and Jupyter runtime files live in this submission's private
 directory, so an instructor's startup scripts cannot change how a learner's notebook runs.
 
+With ``--sandbox`` the kernel starts inside a bubblewrap sandbox (:mod:`bookstore.grading.sandbox`),
+through a kernel manager that interrupts by message instead of by signal.
+
 The limit of all this: while the checks run, learner code that is still running in the same
 interpreter (a thread started by a cell) shares it with them and could, with effort, read the
-checks or the nonce. That is an attack, not an accident; a container is the answer to it.
+checks or the nonce. The sandbox does not change that; computing verdicts outside the
+learner's kernel does.
 """
 
 from __future__ import annotations
@@ -53,7 +57,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bookstore.grading.checks import STUB_MESSAGE, parse_report, truncate
+from bookstore.grading.checks import STUB_MESSAGE, parse_report
+from bookstore.grading.redact import learner_traceback
+from bookstore.grading.sandbox import SandboxSpec
+from bookstore.platform.processes import tie_to_parent
 
 MAX_SUBMISSION_BYTES = 50_000_000
 MAX_LINE_CHARS = 1_000_000
@@ -70,7 +77,11 @@ TOKEN_VARIABLE = "BOOKSTORE_GRADING_RUN"
 
 @dataclass
 class CellError:
-    """A learner cell that raised: its 1-based position, its first line and the exception."""
+    """A learner cell that raised: its 1-based position, its first line and the exception.
+
+    ``error`` is the learner's own frames, if any, then ``Type: message`` on the last line
+    (:func:`bookstore.grading.redact.learner_traceback`).
+    """
 
     cell: int
     first_line: str
@@ -183,6 +194,26 @@ def grading_cell_source(checks_source: str, nonce: str, check_timeout_s: float) 
     )
 
 
+def _kernel_manager_class(sandbox: SandboxSpec) -> type:
+    """A kernel manager that starts the kernel inside ``sandbox`` and interrupts it by message.
+
+    Interrupting by signal would send SIGINT to the kernel's process group, which outside the
+    sandbox holds only bubblewrap (and SIGINT ends bubblewrap, and with it the kernel); the
+    ``interrupt_request`` message reaches ipykernel itself, which raises KeyboardInterrupt in
+    the running cell exactly as the signal would.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class SandboxedKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            assert self.kernel_spec is not None
+            self.kernel_spec.interrupt_mode = "message"
+            command: list[str] = super().format_kernel_cmd(extra_arguments)
+            return sandbox.command(command, readable=(Path(self.connection_file),))
+
+    return SandboxedKernelManager
+
+
 def _make_client_class() -> type:
     """A NotebookClient that keeps outputs up to a budget, and watches for the grading line."""
     from nbclient import NotebookClient
@@ -253,8 +284,12 @@ def grade_submission(
     timeout_s: float,
     check_timeout_s: float,
     cell_timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
+    sandbox: SandboxSpec | None = None,
 ) -> WorkerReport:
     """Run one submission in a fresh kernel, then its checks; never raises.
+
+    With ``sandbox``, the kernel starts inside it (:mod:`bookstore.grading.sandbox`): its
+    scratch directory is the kernel's cwd, ``work_dir`` is not used.
 
     A learner cell gets ``cell_timeout_s``: past it the cell is interrupted (KeyboardInterrupt)
     and the cells after it still run, so one hung answer costs only what depends on it. The
@@ -282,6 +317,9 @@ def grade_submission(
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None  # a saved output must never count
+    if sandbox is not None:
+        sandbox.prepare()
+        work_dir = sandbox.work
     work_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, work_dir / (submission.stem + ".ipynb"))
 
@@ -293,8 +331,12 @@ def grade_submission(
             return remaining()  # the checks have their own limits; only the backstop applies
         return min(max(1, math.ceil(cell_timeout_s)), remaining())
 
+    extra: dict[str, Any] = {}
+    if sandbox is not None:
+        extra["kernel_manager_class"] = _kernel_manager_class(sandbox)
     client = _make_client_class()(
         notebook,
+        **extra,
         timeout=remaining(),
         timeout_func=cell_limit,
         kernel_name=KERNEL_NAME,
@@ -365,9 +407,12 @@ def grade_submission(
     except ValueError as error:
         return ran("error", f"unreadable check results: {error}", cell_errors=cell_errors)
     if not payload["ok"]:
+        # The check module loaded in the batch grader before any kernel started, so what
+        # breaks it here is the state the notebook left (memory, threads, files): the
+        # student's crash, not the grader's.
         return ran(
-            "error",
-            f"the checks could not run in this kernel: {payload.get('error')}",
+            "crashed",
+            f"the checks could not run in the kernel this notebook left behind: {payload.get('error')}",
             cell_errors=cell_errors,
         )
     return ran("graded", message, results=payload.get("results"), cell_errors=cell_errors)
@@ -391,11 +436,9 @@ def _cell_errors(notebook: Any, interrupted: dict[int, str], limit: int = 20) ->
                 name, value = str(output.get("ename", "Error")), str(output.get("evalue", ""))
                 if name == "NotImplementedError" and value == STUB_MESSAGE:
                     value += " (an exercise stub that is not filled in yet)"
-                found.append(
-                    CellError(
-                        index + 1, first_line(cell.source), truncate(f"{name}: {value}" if value else name)
-                    )
-                )
+                frames = output.get("traceback", [])
+                text = learner_traceback(frames if isinstance(frames, list) else [], name, value)
+                found.append(CellError(index + 1, first_line(cell.source), text))
     return found
 
 
@@ -449,12 +492,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--check-timeout", type=float, default=20.0)
     parser.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S)
+    parser.add_argument("--sandbox", default=None, help="a SandboxSpec as JSON: run the kernel inside it")
     parser.add_argument(
         "--nonce-on-stdin",
         action="store_true",
         help="read a nonce from stdin; prefix the result line with it",
     )
     args = parser.parse_args(argv)
+    tie_to_parent()  # the batch grader dies: this worker, and so its kernel, die too
     # Read before the kernel starts: once consumed from the pipe, nothing learner code does can see it.
     nonce = sys.stdin.readline().strip() if args.nonce_on_stdin else ""
     report = grade_submission(
@@ -465,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout,
         check_timeout_s=args.check_timeout,
         cell_timeout_s=args.cell_timeout,
+        sandbox=SandboxSpec.from_json(args.sandbox) if args.sandbox else None,
     )
     token = os.environ.get(TOKEN_VARIABLE)
     if token:
