@@ -34,13 +34,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
 from bookstore.grading.checks import STUB_MESSAGE
 from bookstore.platform import learner_errors
-from bookstore.rpc.v1 import inventory_pb2, inventory_pb2_grpc
+from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc, inventory_pb2, inventory_pb2_grpc
 
 
 class SelfCheckFailed(AssertionError):
@@ -169,6 +170,77 @@ def counting_inventory_replicas(count: int) -> Iterator[tuple[list[str], Counter
     finally:
         for server in servers:
             server.stop(None)
+
+
+BATCH_LIMIT = 100  # BatchGetBooks takes 1-100 distinct ids (catalog.proto)
+
+
+@dataclass
+class CatalogCalls:
+    """What a learner's client asked of a ``counting_catalog``: calls per method, and deadlines."""
+
+    per_method: Counter[str] = field(default_factory=Counter)
+    without_deadline: int = 0
+
+    @property
+    def round_trips(self) -> int:
+        return sum(self.per_method.values())
+
+
+class _CountingCatalog(catalog_pb2_grpc.CatalogServiceServicer):
+    """A catalogue that keeps the real service's contract and counts every call it serves."""
+
+    def __init__(self, books: dict[int, catalog_pb2.Book], calls: CatalogCalls, lock: threading.Lock) -> None:
+        self._books, self._calls, self._lock = books, calls, lock
+
+    def _count(self, method: str, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            self._calls.per_method[method] += 1
+            if context.time_remaining() is None:
+                self._calls.without_deadline += 1
+
+    def GetBook(
+        self, request: catalog_pb2.GetBookRequest, context: grpc.ServicerContext
+    ) -> catalog_pb2.GetBookResponse:
+        self._count("GetBook", context)
+        if request.book_id not in self._books:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"book_id: no book with id {request.book_id}")
+        return catalog_pb2.GetBookResponse(book=self._books[request.book_id])
+
+    def BatchGetBooks(
+        self, request: catalog_pb2.BatchGetBooksRequest, context: grpc.ServicerContext
+    ) -> catalog_pb2.BatchGetBooksResponse:
+        self._count("BatchGetBooks", context)
+        ids = list(request.book_ids)
+        if not 1 <= len(ids) <= BATCH_LIMIT:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"book_ids: 1 to {BATCH_LIMIT} ids, got {len(ids)}"
+            )
+        if len(set(ids)) != len(ids):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "book_ids: must be distinct")
+        missing = next((i for i in ids if i not in self._books), None)
+        if missing is not None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"book_ids: no book with id {missing}")
+        return catalog_pb2.BatchGetBooksResponse(books=[self._books[i] for i in ids])
+
+
+@contextmanager
+def counting_catalog(books: int = 300) -> Iterator[tuple[catalog_pb2_grpc.CatalogServiceStub, CatalogCalls]]:
+    """A catalogue of ``books`` books (ids 1..books, title ``"Book <id>"``) served on loopback.
+
+    Yields a stub to it and the ``CatalogCalls`` it counts, so a check can measure what a
+    client design costs in round trips, not only whether its answer is right.
+    """
+    shelf = {
+        i: catalog_pb2.Book(book_id=i, title=f"Book {i}", price_cents=100 + i) for i in range(1, books + 1)
+    }
+    calls = CatalogCalls()
+    servicer = _CountingCatalog(shelf, calls, threading.Lock())
+    with (
+        serve_in_process(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, servicer) as address,
+        grpc.insecure_channel(address) as channel,
+    ):
+        yield catalog_pb2_grpc.CatalogServiceStub(channel), calls
 
 
 def send_get_stock_calls(channel: grpc.Channel, calls: int) -> None:

@@ -11,7 +11,14 @@ from typing import Any
 import grpc
 
 from bookstore.grading.checks import CheckFailed, check
-from bookstore.grading.selfcheck import counting_inventory_replicas, send_get_stock_calls, serve_in_process
+from bookstore.grading.selfcheck import (
+    BATCH_LIMIT,
+    CatalogCalls,
+    counting_catalog,
+    counting_inventory_replicas,
+    send_get_stock_calls,
+    serve_in_process,
+)
 from bookstore.platform.cluster import notebook_cluster
 from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc
 
@@ -164,3 +171,52 @@ def q3_invalid(ns: dict[str, Any]) -> None:
                 f"GetBook(book_id={book_id}) should be INVALID_ARGUMENT with a message starting 'book_id', "
                 f"got {code.name} {details!r}"
             )
+
+
+def _cart(ns: dict[str, Any], cart: list[int]) -> tuple[list[str], CatalogCalls]:
+    cart_titles = _learner(ns, "cart_titles")
+    with counting_catalog() as (stub, calls):
+        try:
+            titles = cart_titles(stub, cart)
+        except grpc.RpcError as error:
+            raise CheckFailed(
+                f"a cart of {len(cart)} items failed with {error.code().name}: {error.details()}"
+            ) from None
+    return titles, calls
+
+
+# Carts the visible checks do not use: a single book, exactly one full batch, one past it,
+# repeats spread across batch boundaries, and the largest cart.
+_HIDDEN_CARTS = (
+    [42],
+    list(range(101, 201)),
+    list(range(1, 102)),
+    [8, 150, 8, 299, 150, *range(20, 140)],
+    list(range(300, 0, -1)),
+)
+
+
+@check("q4", points=2, title="the cart's titles, in order, repeats included, for any size up to 300")
+def q4_titles(ns: dict[str, Any]) -> None:
+    for cart in _HIDDEN_CARTS:
+        titles, _ = _cart(ns, cart)
+        if titles != [f"Book {i}" for i in cart]:
+            raise CheckFailed(f"a cart of {len(cart)} items got the wrong titles or order")
+
+
+@check("q4", points=1, title="no more round trips than the contract forces (batches of up to 100)")
+def q4_round_trips(ns: dict[str, Any]) -> None:
+    for cart in _HIDDEN_CARTS:
+        _, calls = _cart(ns, cart)
+        fewest = -(-len(set(cart)) // BATCH_LIMIT)
+        if calls.round_trips > fewest:
+            raise CheckFailed(
+                f"a cart of {len(set(cart))} distinct books took {calls.round_trips} calls; {fewest} suffice"
+            )
+
+
+@check("q4", points=1, title="every call carries a deadline")
+def q4_deadline(ns: dict[str, Any]) -> None:
+    _, calls = _cart(ns, [3, 1, 4, 1, 5])
+    if calls.without_deadline:
+        raise CheckFailed(f"{calls.without_deadline} call(s) without a deadline: pass timeout=")
