@@ -58,6 +58,9 @@ SERVICE_NAMES = ("user", "catalog", "inventory", "payment", "order")
 DEV_JWT_SECRET = "bookstore-dev-secret-change-me-in-production"
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 ORDER_FLOWS = ("saga", "plain")
+# Threads besides the gRPC workers that may hold a database connection at once (the order
+# service's outbox relay and saga recovery loop), with one to spare.
+BACKGROUND_DB_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,11 @@ class Settings:
             messaging_prefix=get("MESSAGING_PREFIX", "").strip(),
             outbox_poll_s=float(get("OUTBOX_POLL_S", "0.05")),
         )
+
+    @property
+    def database_pool_size(self) -> int:
+        """Database connections a service keeps open: one per server thread, plus background threads."""
+        return self.grpc_workers + BACKGROUND_DB_THREADS
 
     def target(self, service: str) -> str:
         """The gRPC target of a peer service; a clear error if the launcher did not set it."""
