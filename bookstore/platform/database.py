@@ -14,6 +14,13 @@ Two engines behave differently under concurrent writers, and this module hides t
   ``BEGIN``: in WAL mode it reads a snapshot and never waits for, nor blocks, the writer.
 * MySQL/MariaDB (InnoDB) locks rows. We use READ COMMITTED, conditional UPDATEs and unique
   keys, and lock rows in a fixed order (sorted ids) so two orders cannot deadlock.
+
+A MySQL connection is expensive to open (TCP, a handshake, authentication, a server thread:
+about 50 ms each on a loaded 2-core machine, measured), so its pool must hold as many
+connections as the process has threads that use the database at once. A pool that is smaller
+closes the surplus connection on every return and opens a new one on the next request: with
+16 server threads and a pool of 10, a burst of orders for one hot book spent its time opening
+connections, not waiting for the row (see ``benchmarks/bench_hot_row.py``).
 """
 
 from __future__ import annotations
@@ -27,24 +34,60 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bookstore.platform.settings import Settings
+
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# Connections a MySQL pool keeps open when the caller does not say: the default 16 server
+# threads plus a few background threads (an outbox relay, a recovery loop).
+DEFAULT_MYSQL_POOL_SIZE = 20
 # The execution option that marks a connection's transactions as read-only (see _on_begin).
 READ_ONLY_OPTION = "bookstore_read_only"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; creates the MySQL schema or the SQLite folder if missing."""
+def make_engine(url: str, *, pool_size: int = DEFAULT_MYSQL_POOL_SIZE, warm: int = 0) -> Engine:
+    """An engine for ``url``; creates the MySQL schema or the SQLite folder if missing.
+
+    MySQL only: ``pool_size`` is how many connections stay open, at least the number of
+    threads that use the engine at once (``Settings.database_pool_size`` for a service);
+    ``warm`` connections are opened now, so that the first burst of requests after a start
+    does not pay for them (a service passes its number of server threads).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     if parsed.get_backend_name() in ("mysql", "mariadb"):
         _create_mysql_database(url)
-        return create_engine(
-            url, isolation_level="READ COMMITTED", pool_pre_ping=True, pool_size=10, max_overflow=20
+        engine = create_engine(
+            url,
+            isolation_level="READ COMMITTED",
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            # A burst beyond pool_size still gets connections, but they are closed on return.
+            max_overflow=pool_size // 2,
         )
+        _open_connections(engine, min(warm, pool_size))
+        return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def service_engine(settings: Settings, service: str | None = None) -> Engine:
+    """The engine of a service's own database, its pool sized and opened for its server threads."""
+    return make_engine(
+        settings.database_url(service), pool_size=settings.database_pool_size, warm=settings.grpc_workers
+    )
+
+
+def _open_connections(engine: Engine, count: int) -> None:
+    """Fill the pool with ``count`` connections: all checked out at once, then returned."""
+    connections = []
+    try:
+        for _ in range(count):
+            connections.append(engine.connect())
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def _sqlite_engine(url: str) -> Engine:

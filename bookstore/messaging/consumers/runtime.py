@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from bookstore.messaging.broker import connect, resolve_rabbitmq_url
 from bookstore.messaging.consumer import Consumer, Handler
 from bookstore.messaging.topology import Topology
-from bookstore.platform.database import initialize, make_engine, read_session_factory
+from bookstore.platform.database import initialize, read_session_factory, service_engine
 from bookstore.platform.server import ServiceDefinition, run_service
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import consumer_pb2, consumer_pb2_grpc
@@ -95,7 +95,7 @@ def definition(app: ConsumerApp, started: list[Consumer]) -> ServiceDefinition:
     """The gRPC side of a consumer process; the consumer it starts is appended to ``started``."""
 
     def register(server: grpc.Server, settings: Settings) -> None:
-        engine = make_engine(settings.database_url(app.name))
+        engine = service_engine(settings, app.name)
         initialize(engine, app.metadata)
         url = resolve_rabbitmq_url(settings)
         topology = Topology(settings.messaging_prefix)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from bookstore.platform.database import make_engine
+from bookstore.platform.database import service_engine
 from bookstore.platform.server import ServiceDefinition, run_service
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc
@@ -13,7 +13,7 @@ from bookstore.services.catalog.store import CatalogStore
 
 
 def register(server: grpc.Server, settings: Settings) -> None:
-    store = CatalogStore(make_engine(settings.database_url("catalog")))
+    store = CatalogStore(service_engine(settings))
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(store), server)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 
-from bookstore.platform.database import make_engine
+from bookstore.platform.database import service_engine
 from bookstore.platform.server import ServiceDefinition, run_service
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import inventory_pb2, inventory_pb2_grpc
@@ -17,7 +17,7 @@ from bookstore.services.inventory.store import InventoryStore
 
 
 def register(server: grpc.Server, settings: Settings) -> None:
-    store = InventoryStore(make_engine(settings.database_url("inventory")))
+    store = InventoryStore(service_engine(settings))
     inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(store), server)
 
 

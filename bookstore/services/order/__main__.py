@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 
 from bookstore.messaging.outbox import Outbox, OutboxRelay
 from bookstore.platform.admin import BreakerSnapshots
-from bookstore.platform.database import make_engine
+from bookstore.platform.database import service_engine
 from bookstore.platform.server import ServiceDefinition, run_service
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import order_pb2, order_pb2_grpc
@@ -47,7 +47,7 @@ def register(server: grpc.Server, settings: Settings) -> BreakerSnapshots | None
     # One database for the orders and the saga log: each saga move is a local commit next
     # to the order it concerns. The owner name is stable across restarts of this replica,
     # so a restarted replica takes its own sagas back at once instead of waiting for a lease.
-    engine = make_engine(settings.database_url("order"))
+    engine = service_engine(settings)
     store = OrderStore(engine)
     start_outbox_relay(settings, engine, store)
     snapshots = deps.breakers.snapshots if deps.breakers is not None else None

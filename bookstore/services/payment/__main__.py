@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from bookstore.platform.database import make_engine
+from bookstore.platform.database import service_engine
 from bookstore.platform.server import ServiceDefinition, run_service
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import payment_pb2, payment_pb2_grpc
@@ -13,7 +13,7 @@ from bookstore.services.payment.store import PaymentStore
 
 
 def register(server: grpc.Server, settings: Settings) -> None:
-    store = PaymentStore(make_engine(settings.database_url("payment")))
+    store = PaymentStore(service_engine(settings))
     payment_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentServicer(store), server)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from bookstore.platform.database import make_engine
+from bookstore.platform.database import service_engine
 from bookstore.platform.server import ServiceDefinition, run_service
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import user_pb2, user_pb2_grpc
@@ -13,7 +13,7 @@ from bookstore.services.user.store import UserStore
 
 
 def register(server: grpc.Server, settings: Settings) -> None:
-    store = UserStore(make_engine(settings.database_url("user")))
+    store = UserStore(service_engine(settings))
     servicer = UserServicer(store, jwt_secret=settings.jwt_secret, jwt_ttl_s=settings.jwt_ttl_s)
     user_pb2_grpc.add_UserServiceServicer_to_server(servicer, server)
 

@@ -1,0 +1,74 @@
+"""One hot stock row on MariaDB: 100 buyers at once for the last 20 copies, through the gateway.
+
+A chaos run found that on MariaDB, on a loaded machine, such a burst made ReserveStock miss its
+deadline, opened the order service's inventory breaker and sold 19 of 20 copies, with 5xx
+answers. The cause was not the reservation statement but the services' connection pools: a
+pool of 10 behind 16 server threads opens and closes a connection for every surplus request,
+and on a busy machine each new connection costs tens of milliseconds
+(``benchmarks/bench_hot_row.py`` measures both). The cluster here is fresh, as after a deploy,
+so its pools start empty; the test adds no load of its own, but is meant to pass on a machine
+that others keep busy.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from bookstore.rpc.v1 import inventory_pb2
+
+from ..databases import cluster_on
+
+pytestmark = pytest.mark.mariadb
+
+BOOK_ID = 21
+COPIES = 20
+BUYERS = 100
+
+
+def _bearer(http: httpx.Client) -> dict[str, str]:
+    credentials = {"username": f"buyer_{secrets.token_hex(4)}", "password": "correct horse"}
+    assert http.post("/auth/register", json=credentials).status_code == 201
+    login = http.post("/auth/login", json=credentials)
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def test_a_hundred_buyers_of_the_last_twenty_copies_get_exactly_twenty_and_no_5xx(rabbitmq_url: str) -> None:
+    with cluster_on("mariadb", prefix="hot_row", messaging=True, rabbitmq_url=rabbitmq_url) as cluster:
+        inventory = cluster.stub("inventory")
+        inventory.SetStock(inventory_pb2.SetStockRequest(book_id=BOOK_ID, quantity=COPIES), timeout=10)
+        # One client whose pool holds a connection per buyer, so all 100 requests are in
+        # flight together rather than staggered by connection set-up on the test's side.
+        limits = httpx.Limits(max_connections=BUYERS, max_keepalive_connections=BUYERS)
+        with httpx.Client(base_url=cluster.gateway_url, timeout=60, limits=limits) as http:
+            headers = _bearer(http)
+            start = threading.Barrier(BUYERS)
+
+            def buy(_: int) -> tuple[int, str]:
+                start.wait(timeout=60)
+                response = http.post(
+                    "/orders", json={"items": [{"book_id": BOOK_ID, "quantity": 1}]}, headers=headers
+                )
+                if response.status_code != 201:
+                    return response.status_code, response.text[:120]
+                order = response.json()
+                # A rejection must be for the stock, not a timeout or an open breaker.
+                return 201, order["status"] if order["status"] == "APPROVED" else order["reason"][:12]
+
+            with ThreadPoolExecutor(max_workers=BUYERS) as pool:
+                outcomes = Counter(pool.map(buy, range(BUYERS)))
+
+        left = inventory.GetStock(inventory_pb2.GetStockRequest(book_id=BOOK_ID), timeout=10).available
+        refused = {
+            breaker.name: breaker.rejected for stats in cluster.stats("order") for breaker in stats.breakers
+        }
+
+    assert outcomes == {(201, "APPROVED"): COPIES, (201, "out of stock"): BUYERS - COPIES}, outcomes
+    assert left == 0
+    assert not any(refused.values()), refused
