@@ -13,29 +13,18 @@ timeout at ``ship`` is possibly done, so it must be cancelled; a visible check n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from bookstore.grading.batch import grade_batch
 from bookstore.grading.checks import CheckSpec
 from bookstore.grading.report import SubmissionResult
 
+from .planted import SHARE_THAT_VISIBLE_PASS_EARNS, Planted, plant
+
 REPO = Path(__file__).resolve().parents[2]
 SOLUTION = REPO / "solutions" / "week07_saga.ipynb"
-SHARE_THAT_VISIBLE_PASS_EARNS = 0.9
-
-
-@dataclass(frozen=True)
-class Planted:
-    """The solution with ``old`` replaced by ``new`` (``old`` occurs exactly once in it)."""
-
-    name: str
-    old: str
-    new: str
-    passes_visible: bool  # what we expect; the test checks it, so a drifted check is noticed
 
 
 PLANTED = [
@@ -99,20 +88,10 @@ PLANTED = [
 Graded = tuple[dict[str, SubmissionResult], list[CheckSpec]]
 
 
-def plant(mistake: Planted, target: Path) -> Path:
-    notebook = nbformat.read(SOLUTION, as_version=4)
-    found = sum(cell.source.count(mistake.old) for cell in notebook.cells)
-    assert found == 1, f"{mistake.name}: the solution should contain its snippet once, found {found}"
-    for cell in notebook.cells:
-        cell.source = cell.source.replace(mistake.old, mistake.new)
-    nbformat.write(notebook, target)
-    return target
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> Graded:
     folder = tmp_path_factory.mktemp("week07_planted")
-    paths = [plant(m, folder / f"{m.name}.ipynb") for m in PLANTED]
+    paths = [plant(SOLUTION, m, folder / f"{m.name}.ipynb") for m in PLANTED]
     batch = grade_batch(
         [SOLUTION, *paths], week=7, out_dir=folder / "grades", progress=False, echo=lambda _: None
     )
