@@ -8,6 +8,10 @@ from pathlib import Path
 
 import nbformat
 
+from bookstore.grading.batch import grade_batch
+from bookstore.grading.checks import CheckSpec
+from bookstore.grading.report import SubmissionResult
+
 SHARE_THAT_VISIBLE_PASS_EARNS = 0.9
 
 
@@ -29,3 +33,35 @@ def plant(solution: Path, mistake: Planted, target: Path) -> Path:
         cell.source = cell.source.replace(mistake.old, mistake.new)
     nbformat.write(notebook, target)
     return target
+
+
+@dataclass(frozen=True)
+class Graded:
+    """One batch: the solution and every planted submission, graded by the real grader."""
+
+    results: dict[str, SubmissionResult]  # by file stem
+    specs: list[CheckSpec]
+
+    def assert_solution_earns_full_marks(self, solution: Path) -> None:
+        result = self.results[solution.stem]
+        earned, maximum = result.total(self.specs)
+        assert result.cell_errors == [] and earned == maximum, (result.cell_errors, result.scores(self.specs))
+
+    def assert_visible_pass_earns_90_percent(self, mistake: Planted) -> None:
+        """The planted submission passes the visible checks as expected; if it does, it earns >= 90 %."""
+        result = self.results[mistake.name]
+        earned, maximum = result.total(self.specs)
+        passes_visible = not result.cell_errors
+        assert passes_visible is mistake.passes_visible, result.cell_errors
+        if passes_visible:
+            assert earned >= SHARE_THAT_VISIBLE_PASS_EARNS * maximum, result.scores(self.specs)
+        else:
+            assert earned < maximum, "a planted mistake the hidden checks do not notice"
+
+
+def grade_planted(solution: Path, week: int, mistakes: list[Planted], folder: Path) -> Graded:
+    paths = [plant(solution, m, folder / f"{m.name}.ipynb") for m in mistakes]
+    batch = grade_batch(
+        [solution, *paths], week=week, out_dir=folder / "grades", progress=False, echo=lambda _: None
+    )
+    return Graded({r.path.stem: r for r in batch.results}, list(batch.specs))

@@ -17,11 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bookstore.grading.batch import grade_batch
-from bookstore.grading.checks import CheckSpec
-from bookstore.grading.report import SubmissionResult
-
-from .planted import SHARE_THAT_VISIBLE_PASS_EARNS, Planted, plant
+from .planted import Graded, Planted, grade_planted
 
 REPO = Path(__file__).resolve().parents[2]
 SOLUTION = REPO / "solutions" / "week07_saga.ipynb"
@@ -85,40 +81,20 @@ PLANTED = [
 ]
 
 
-Graded = tuple[dict[str, SubmissionResult], list[CheckSpec]]
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> Graded:
-    folder = tmp_path_factory.mktemp("week07_planted")
-    paths = [plant(SOLUTION, m, folder / f"{m.name}.ipynb") for m in PLANTED]
-    batch = grade_batch(
-        [SOLUTION, *paths], week=7, out_dir=folder / "grades", progress=False, echo=lambda _: None
-    )
-    return {r.path.stem: r for r in batch.results}, list(batch.specs)
+    return grade_planted(SOLUTION, 7, PLANTED, tmp_path_factory.mktemp("week07_planted"))
 
 
 def test_the_solution_passes_every_visible_check_with_full_marks(graded: Graded) -> None:
-    results, specs = graded
-    solution = results[SOLUTION.stem]
-    earned, maximum = solution.total(specs)
-    assert solution.cell_errors == [] and earned == maximum, (solution.cell_errors, solution.scores(specs))
+    graded.assert_solution_earns_full_marks(SOLUTION)
 
 
 @pytest.mark.parametrize("mistake", PLANTED, ids=[m.name for m in PLANTED])
 def test_passing_every_visible_check_earns_at_least_90_percent(graded: Graded, mistake: Planted) -> None:
-    results, specs = graded
-    result = results[mistake.name]
-    earned, maximum = result.total(specs)
-    passes_visible = not result.cell_errors
-    assert passes_visible is mistake.passes_visible, result.cell_errors
-    if passes_visible:
-        assert earned >= SHARE_THAT_VISIBLE_PASS_EARNS * maximum, result.scores(specs)
-    else:
-        assert earned < maximum, "a planted mistake the hidden checks do not notice"
+    graded.assert_visible_pass_earns_90_percent(mistake)
 
 
 def test_ship_without_its_compensation_fails_a_visible_check(graded: Graded) -> None:
-    results, _ = graded
-    errors = results["ship_without_compensation"].cell_errors
+    errors = graded.results["ship_without_compensation"].cell_errors
     assert any("FAIL a lost answer cancels the pickup" in error.error for error in errors), errors
