@@ -28,7 +28,7 @@ ReserveStock, ``BOOKSTORE_DEADLINE_S``).
 
 2. **Connection pools**, all with the baseline statement: the pool the services had (10
    connections kept, 20 more opened for a burst and closed on return) against a pool of 20
-   (``Settings.database_pool_size``: one per server thread and some spare), both starting
+   (one per default server thread and some spare), both starting
    empty as after a service starts, and the pool of 20 opened beforehand.
 
 Every configuration runs once per round, in the same order, so a machine that slows down for
@@ -190,7 +190,7 @@ class Config:
     warm: bool
 
 
-SIZED_POOL = 20  # Settings.database_pool_size with the default 16 workers
+SIZED_POOL = 20  # one per default server thread (16) and some spare
 DESIGN_CONFIGS = [Config(name, name, SIZED_POOL, SIZED_POOL, True) for name in DESIGNS]
 POOL_CONFIGS = [
     Config("pool 10+20, cold (before)", "conditional_update", 10, 20, False),

@@ -16,11 +16,15 @@ Two engines behave differently under concurrent writers, and this module hides t
   keys, and lock rows in a fixed order (sorted ids) so two orders cannot deadlock.
 
 A MySQL connection is expensive to open (TCP, a handshake, authentication, a server thread:
-about 50 ms each on a loaded 2-core machine, measured), so its pool must hold as many
-connections as the process has threads that use the database at once. A pool that is smaller
-closes the surplus connection on every return and opens a new one on the next request: with
-16 server threads and a pool of 10, a burst of orders for one hot book spent its time opening
-connections, not waiting for the row (see ``benchmarks/bench_hot_row.py``).
+about 50 ms each on a loaded 2-core machine, measured). A pool smaller than the number of
+threads that use it at once closes the surplus connection on every return and opens a new one
+on the next request: with 16 server threads and a pool of 10, a burst of orders for one hot
+book spent much of its time opening connections (``benchmarks/bench_hot_row.py`` measures
+pools opened in advance against this). Services still use the small pool: every process of
+every cluster on one server shares its ``max_connections`` (151 by default), and a cluster with
+messaging has eight processes with a database; pools opened in advance for 16 threads each
+exhausted it when two clusters overlapped (seen in CI). Raise ``max_connections`` before you
+size pools up.
 """
 
 from __future__ import annotations
@@ -39,20 +43,25 @@ from bookstore.platform.settings import Settings
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-# Connections a MySQL pool keeps open when the caller does not say: the default 16 server
-# threads plus a few background threads (an outbox relay, a recovery loop).
-DEFAULT_MYSQL_POOL_SIZE = 20
+# Connections a MySQL pool keeps open, and how many more a burst may open (closed on return).
+DEFAULT_MYSQL_POOL_SIZE = 10
+DEFAULT_MYSQL_MAX_OVERFLOW = 20
 # The execution option that marks a connection's transactions as read-only (see _on_begin).
 READ_ONLY_OPTION = "bookstore_read_only"
 
 
-def make_engine(url: str, *, pool_size: int = DEFAULT_MYSQL_POOL_SIZE, warm: int = 0) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = DEFAULT_MYSQL_POOL_SIZE,
+    max_overflow: int = DEFAULT_MYSQL_MAX_OVERFLOW,
+    warm: int = 0,
+) -> Engine:
     """An engine for ``url``; creates the MySQL schema or the SQLite folder if missing.
 
-    MySQL only: ``pool_size`` is how many connections stay open, at least the number of
-    threads that use the engine at once (``Settings.database_pool_size`` for a service);
-    ``warm`` connections are opened now, so that the first burst of requests after a start
-    does not pay for them (a service passes its number of server threads).
+    MySQL only: ``pool_size`` connections stay open once opened, ``max_overflow`` more may be
+    opened for a burst; ``warm`` connections are opened now, so that the first burst after a
+    start does not pay for them (the benchmark compares; mind the server's max_connections).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -65,7 +74,7 @@ def make_engine(url: str, *, pool_size: int = DEFAULT_MYSQL_POOL_SIZE, warm: int
             pool_pre_ping=True,
             pool_size=pool_size,
             # A burst beyond pool_size still gets connections, but they are closed on return.
-            max_overflow=pool_size // 2,
+            max_overflow=max_overflow,
         )
         _open_connections(engine, min(warm, pool_size))
         return engine
@@ -73,10 +82,8 @@ def make_engine(url: str, *, pool_size: int = DEFAULT_MYSQL_POOL_SIZE, warm: int
 
 
 def service_engine(settings: Settings, service: str | None = None) -> Engine:
-    """The engine of a service's own database, its pool sized and opened for its server threads."""
-    return make_engine(
-        settings.database_url(service), pool_size=settings.database_pool_size, warm=settings.grpc_workers
-    )
+    """The engine of a service's own database (the default pool: see the module docstring)."""
+    return make_engine(settings.database_url(service))
 
 
 def _open_connections(engine: Engine, count: int) -> None:

@@ -61,9 +61,6 @@ SERVICE_NAMES = ("user", "catalog", "inventory", "payment", "order")
 DEV_JWT_SECRET = "bookstore-dev-secret-change-me-in-production"
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 ORDER_FLOWS = ("saga", "plain")
-# Threads besides the gRPC workers that may hold a database connection at once (the order
-# service's outbox relay and saga recovery loop), with one to spare.
-BACKGROUND_DB_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -143,11 +140,6 @@ class Settings:
             http_header_timeout_s=float(get("HTTP_HEADER_TIMEOUT_S", "10.0")),
             http_body_timeout_s=float(get("HTTP_BODY_TIMEOUT_S", "10.0")),
         )
-
-    @property
-    def database_pool_size(self) -> int:
-        """Database connections a service keeps open: one per server thread, plus background threads."""
-        return self.grpc_workers + BACKGROUND_DB_THREADS
 
     def target(self, service: str) -> str:
         """The gRPC target of a peer service; a clear error if the launcher did not set it."""

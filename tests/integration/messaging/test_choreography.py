@@ -68,9 +68,15 @@ def test_the_compensation_releases_once_when_the_failure_arrives_twice_with_new_
     shop: Choreography, rabbitmq_url: str, topology: Topology
 ) -> None:
     shop.place_order("o-4", BOOK, 2, amount_cents=9_000)
+    # Settled first: the stock starts at 5, so "5 available" alone may be seen before the
+    # reservation; a rejected order was reserved (payment reacts to stock.reserved) and failed.
+    assert settled(shop, "o-4")[0] == REJECTED
     wait_for(lambda: shop.available(BOOK) == 5, timeout_s=20, what="the stock released")
+    inventory = shop.participants["inventory"].consumer
+    applied = inventory.stats().applied
     with Publisher(rabbitmq_url, topology, name="test-duplicate-failure", declare=False) as publisher:
         publisher.publish([Event(PAYMENT_FAILED, {"order_id": "o-4", "reason": "again"}) for _ in range(2)])
-    inventory = shop.participants["inventory"].consumer
-    wait_for(lambda: inventory.stats().applied == 3, timeout_s=20, what="both copies applied by inventory")
+    wait_for(
+        lambda: inventory.stats().applied == applied + 2, timeout_s=20, what="both copies applied"
+    )
     assert shop.available(BOOK) == 5
