@@ -59,10 +59,10 @@ def engine_on(backend: str, tmp_path: Path, service: str = "service") -> Iterato
 def cluster_on(backend: str, prefix: str = "bookstore_it", **options: Any) -> Iterator[Cluster]:
     """A started cluster whose services keep their data in SQLite files or MariaDB schemas."""
     db_url = mariadb_template(prefix) if backend == "mariadb" else ""
-    running = Cluster(db_url=db_url, **options).start()
-    try:
-        yield running
+    cluster = Cluster(db_url=db_url, **options)
+    try:  # the schemas go also when the start fails half-way, after some services made theirs
+        yield cluster.start()
     finally:
-        running.stop()
+        cluster.stop()
         if db_url:
-            drop_mysql_databases(db_url, [name for name in running.services if name in DATABASE_OWNERS])
+            drop_mysql_databases(db_url, [name for name in cluster.services if name in DATABASE_OWNERS])

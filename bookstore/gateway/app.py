@@ -52,6 +52,7 @@ from bookstore.gateway.schemas import (
     MAX_PAGE_SIZE,
     MAX_PAGE_TOKEN_LENGTH,
     MAX_QUERY_LENGTH,
+    NOT_ONLY_WHITESPACE,
     PAGE_TOKEN_PATTERN,
     UTF8,
     Book,
@@ -199,9 +200,9 @@ def search_books(
     response: Response,
     q: Annotated[
         str,
-        StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH),
+        StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH, pattern=NOT_ONLY_WHITESPACE),
         UTF8,
-        Query(description="Text to find in title or author."),
+        Query(description="Text to find in title or author (not whitespace alone)."),
     ],
     page_size: PageSize = 0,
 ) -> BookSearchResult:

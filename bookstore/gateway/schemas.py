@@ -40,6 +40,12 @@ MAX_PAGE_TOKEN_LENGTH = PAGE_TOKEN_MAX_DIGITS
 # fuzzer) know that anything else is refused, instead of promising "any string".
 PAGE_TOKEN_PATTERN = r"^[0-9]*$"
 MAX_QUERY_LENGTH = 100
+# "Has a character that is not whitespace": the services strip text with str.strip(), so a
+# query of whitespace alone is empty to them. The class lists exactly what str.isspace() takes
+# (written out, because regex engines' \s differ on \x1c-\x1f and \x85).
+NOT_ONLY_WHITESPACE = (
+    "[^\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+)
 MAX_REQUEST_ID_LENGTH = 100
 # Letters are accepted in either case: the user service lowercases, so "Ada" is "ada".
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from bookstore.gateway.schemas import MAX_INT64, USERNAME_PATTERN
+from bookstore.gateway.schemas import MAX_INT64, NOT_ONLY_WHITESPACE, USERNAME_PATTERN
 
 NUMERIC_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 
@@ -142,3 +142,16 @@ def test_a_whole_number_written_with_a_fraction_is_an_integer(
         body = {"items": [{"book_id": 1, "quantity": quantity}]}
         refused = client.post("/orders", json=body, headers=alice)
         assert refused.status_code == 422, quantity
+
+
+def test_a_query_of_whitespace_alone_is_refused_as_documented(client: TestClient) -> None:
+    """The services strip text, so "  " is an empty query to them: the document must say so
+    (schemathesis found a schema-valid "+" answered 400 by the catalog)."""
+    document = client.get("/openapi.json").json()
+    (q,) = [p["schema"] for p in document["paths"]["/books/search"]["get"]["parameters"] if p["name"] == "q"]
+    assert q["pattern"] == NOT_ONLY_WHITESPACE
+    for blank in (" ", "\t \u3000", "\x1c"):
+        refused = client.get("/books/search", params={"q": blank})
+        assert refused.status_code == 422, (blank, refused.text)
+        assert refused.json()["detail"][0]["loc"] == ["query", "q"]
+    assert client.get("/books/search", params={"q": " dune "}).status_code == 200
