@@ -95,7 +95,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     """Print one finding per backing piece; exit 1 when a piece some week needs is missing."""
     import json
 
-    from bookstore.platform.environment import Level, format_text, probe
+    from bookstore.environment import Level, format_text, probe
 
     findings = probe()
     if args.json:

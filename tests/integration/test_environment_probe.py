@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
+from bookstore.environment import PORTS_WANTED, REAPER_IMAGE_DEFAULT, gather_ports
 from bookstore.messaging.broker import LOCAL_URL, broker_answers
 from bookstore.platform.containers import RABBITMQ_IMAGE, free_port
-from bookstore.platform.environment import PORTS_WANTED, REAPER_IMAGE_DEFAULT, gather_ports
 
 API_VERSION = "1.41"
 SETTINGS = (
@@ -204,7 +204,7 @@ def test_a_full_cluster_worth_of_loopback_ports_can_be_held_here() -> None:
 def test_a_process_out_of_file_descriptors_is_told_its_cluster_may_not_start() -> None:
     script = (
         "import os, resource\n"
-        "from bookstore.platform.environment import gather_ports, ports_finding\n"
+        "from bookstore.environment import gather_ports, ports_finding\n"
         "in_use, hard = len(os.listdir('/proc/self/fd')), resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 4, hard))  # room for a few sockets only\n"
         "finding = ports_finding(gather_ports())\n"

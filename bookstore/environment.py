@@ -37,7 +37,7 @@ is pure and unit-tested.
 production: it answers "what will this course do here", once, and caches the Docker answer
 for the life of the process (restart the kernel after starting Docker).
 
-    from bookstore.platform.environment import probe, format_text
+    from bookstore.environment import probe, format_text
     print(format_text(probe()))          # or: bookstore env
 """
 

@@ -1,6 +1,6 @@
 """Judging the environment: from observed facts to findings a learner can act on.
 
-These tests feed the pure half of ``bookstore.platform.environment`` with facts as the probe
+These tests feed the pure half of ``bookstore.environment`` with facts as the probe
 would gather them (a broker that answers or not, a Docker engine with or without images) and
 check what the learner is told. The probe itself runs against real conditions in
 ``tests/integration/test_environment_probe.py``.
@@ -12,8 +12,7 @@ import re
 
 import pytest
 
-from bookstore.platform.containers import JAEGER_IMAGE, PROMETHEUS_IMAGE, RABBITMQ_IMAGE
-from bookstore.platform.environment import (
+from bookstore.environment import (
     ALL_WEEKS,
     MESSAGING_WEEKS,
     PORTS_WANTED,
@@ -36,6 +35,7 @@ from bookstore.platform.environment import (
     trace_store_finding,
     weeks_text,
 )
+from bookstore.platform.containers import JAEGER_IMAGE, PROMETHEUS_IMAGE, RABBITMQ_IMAGE
 
 NO_DOCKER = DockerFacts("no Docker engine answers: connection refused")
 EMPTY_ENGINE = DockerFacts(None)
