@@ -239,7 +239,7 @@ def verdict(predicted: Any, measured: Any, *, tolerance: float = 0.0, relative: 
         miss = (
             "spot on"
             if math.isclose(predicted, measured)
-            else f"{'over' if off > 0 else 'under'} by {abs(off):g}"
+            else f"{'over' if off > 0 else 'under'} by {float(f'{abs(off):.3g}'):g}"
         )
         return Verdict(predicted, measured, held, miss)
     held = predicted == measured

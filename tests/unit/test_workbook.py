@@ -27,6 +27,12 @@ def test_a_numeric_prediction_holds_within_its_tolerance_and_says_by_how_much_it
     assert not verdict(0.5, 0.3, tolerance=0.3, relative=True).held
 
 
+def test_a_miss_is_said_in_three_significant_digits_not_in_float_noise() -> None:
+    assert verdict(0.4, 1.269582).miss == "under by 0.87"
+    assert verdict(1000, 2234.5).miss == "under by 1230"
+    assert verdict(3, 1).miss == "over by 2"
+
+
 def test_a_choice_prediction_holds_only_when_equal() -> None:
     assert verdict("OPEN", "OPEN").held
     assert not verdict("OPEN", "CLOSED").held
