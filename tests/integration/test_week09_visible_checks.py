@@ -6,10 +6,13 @@ graded by the real batch grader (a fresh kernel per notebook, the hidden checks 
 ``solutions/checks/week09.py``). A visible check that fails shows up as an error in its check
 cell, so "passes every visible check" means: no cell raised.
 
-Every question has its plants, and every idea a hidden check grades has one that misses it:
-before these proofs, four such mistakes passed every visible check (the dedupe id kept in
-memory, the id committed apart from the work, the work run again for a known id, a relay that
-marks rows one call at a time). The visible checks now name those ideas.
+Every question has its plants, and every idea a hidden check grades has one that misses it.
+Before these proofs, seven of the mistakes below passed every visible check; one of them (the
+dedupe ids kept in the kernel's memory, not in the table) earned 13 of 15 points, under 90 %.
+The visible checks now name each idea those seven missed: the id recorded in the table, in
+one transaction with the work, a known id not running the work at all, a failure reaching the
+caller, '#' in the middle of a binding key, one mark per relay run, nothing marked when
+nothing was confirmed.
 """
 
 from __future__ import annotations
