@@ -30,18 +30,40 @@ services that must react to it; and while the events travel, the participants di
 (stock reserved, order still PENDING). Orchestrate when a caller waits for the outcome (the
 bookstore's checkout does); choreograph the follow-ups nobody waits for.
 
+**A partition, and the choice it forces (CAP).** ``cut_off("payment")`` stops payment's
+consumer: payment is cut off from the broker, its events wait in its queue, and ``heal``
+reconnects it. While a participant the order needs (inventory, payment) is cut off, the order
+service must choose, and ``on_partition`` is that choice, made in this one place:
+
+* ``OnPartition.REFUSE`` (consistency): ``place_order`` raises ``OrderRefused`` and writes
+  nothing. Every order it did accept can be settled now, so no customer waits on an answer
+  nobody can give; the price is that nobody can buy.
+* ``OnPartition.ACCEPT`` (availability, the default): the order is stored PENDING and its
+  event waits in the queues; it settles when the partition heals. Every customer can buy; the
+  price is that for as long as the partition lasts, the order's status says nothing final.
+
+The order service learns of the partition from the broker: a queue with no consumer attached
+(``reachable``). That is a *detector*, and like every detector it can be late: a consumer whose
+network died without closing its connection counts as attached until the broker's heartbeat
+gives up on it (a minute by default). In that window even REFUSE accepts, and the order waits.
+
 This is a teaching model: one process, a SQLite database per participant, threads for the
 consumers and relays; the bookstore's services are separate processes and orchestrate.
 """
 
 from __future__ import annotations
 
+import enum
+import threading
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from sqlalchemy import Boolean, Engine, Integer, String
+import pika
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from sqlalchemy import Boolean, Engine, Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from bookstore.messaging.broker import connect
@@ -67,6 +89,25 @@ SUBSCRIPTIONS: Mapping[str, tuple[str, ...]] = {
 }
 
 PENDING, APPROVED, REJECTED = "PENDING", "APPROVED", "REJECTED"
+
+# The participants an order cannot settle without: the order service's own dependencies.
+ORDER_NEEDS = ("inventory", "payment")
+
+
+class OnPartition(enum.StrEnum):
+    """What the order service does with a new order while a participant it needs is cut off."""
+
+    REFUSE = "refuse"  # consistency: no answer we cannot stand by; nobody can buy
+    ACCEPT = "accept"  # availability: PENDING now, settled after the partition heals
+
+
+class OrderRefused(Exception):
+    """``place_order`` under ``OnPartition.REFUSE`` while a needed participant is cut off; nothing written."""
+
+    def __init__(self, order_id: str, cut_off: list[str]) -> None:
+        super().__init__(f"order {order_id} refused: {', '.join(cut_off)} cut off from the broker")
+        self.order_id = order_id
+        self.cut_off = cut_off
 
 
 class OrderBase(DeclarativeBase):
@@ -192,7 +233,13 @@ class Choreography:
         *,
         stock: Mapping[int, int],
         card_limit_cents: int = 10_000,
+        on_partition: OnPartition = OnPartition.ACCEPT,
     ) -> None:
+        self.url = url
+        self.on_partition = OnPartition(on_partition)
+        self._broker: BlockingConnection | None = None  # the order service's line to ask the broker
+        self._detector: BlockingChannel | None = None
+        self._broker_lock = threading.Lock()
         handlers: dict[str, tuple[Handler, type[DeclarativeBase]]] = {
             "inventory": (inventory, InventoryBase),
             "payment": (Payment(card_limit_cents), PaymentBase),
@@ -236,9 +283,50 @@ class Choreography:
             participant.consumer.stop()
             participant.relay.stop()
             participant.engine.dispose()
+        with self._broker_lock:
+            if self._broker is not None and self._broker.is_open:
+                self._broker.close()
+            self._broker = None
+
+    def cut_off(self, name: str) -> None:
+        """Partition participant ``name`` from the broker: its consumer disconnects, its events wait."""
+        self.participants[name].consumer.stop()
+
+    def heal(self, name: str) -> None:
+        """End the partition: ``name``'s consumer reconnects and works through what waited."""
+        consumer = self.participants[name].consumer
+        consumer.start()
+        if not consumer.wait_consuming():
+            raise TimeoutError(f"{name} did not reconnect to the broker")
+
+    def reachable(self, name: str) -> bool:
+        """Whether the broker has a consumer attached to ``name``'s queue right now."""
+        queue = self.participants[name].consumer.queue
+        with self._broker_lock:
+            for attempt in (1, 2):  # an idle line may have been dropped: one fresh try
+                try:
+                    if self._broker is None or not self._broker.is_open:
+                        self._broker = connect(self.url, "choreography-order-detector")
+                        self._detector = self._broker.channel()
+                    assert self._detector is not None
+                    declared = self._detector.queue_declare(queue, passive=True)
+                    return int(declared.method.consumer_count) > 0
+                except pika.exceptions.AMQPConnectionError:
+                    self._broker = None
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
 
     def place_order(self, order_id: str, book_id: int, quantity: int, amount_cents: int) -> None:
-        """The order service's whole part: a PENDING order and ``order.placed``, in one transaction."""
+        """The order service's whole part: a PENDING order and ``order.placed``, in one transaction.
+
+        Under ``OnPartition.REFUSE`` it first asks the broker whether inventory and payment are
+        attached, and raises ``OrderRefused`` (nothing written) when one is not.
+        """
+        if self.on_partition is OnPartition.REFUSE:
+            missing = [name for name in ORDER_NEEDS if not self.reachable(name)]
+            if missing:
+                raise OrderRefused(order_id, missing)
         with session_factory(self.participants["order"].engine).begin() as session:
             session.add(OrderRow(order_id=order_id, status=PENDING, reason=""))
             _announce(
@@ -251,6 +339,17 @@ class Choreography:
         with read_session_factory(self.participants["order"].engine)() as session:
             row = session.get(OrderRow, order_id)
             return (row.status, row.reason) if row else ("UNKNOWN", "")
+
+    def order_counts(self) -> Counter[str]:
+        """Orders per status, as the order service sees them now (the customers' view)."""
+        with read_session_factory(self.participants["order"].engine)() as session:
+            rows = session.execute(select(OrderRow.status, func.count()).group_by(OrderRow.status))
+            return Counter({status: int(n) for status, n in rows})
+
+    def charged(self) -> int:
+        """Orders whose card payment charged, as payment sees them now."""
+        with read_session_factory(self.participants["payment"].engine)() as session:
+            return int(session.scalar(select(func.count()).where(ChargeRow.charged.is_(True))) or 0)
 
     def available(self, book_id: int) -> int:
         """Copies of ``book_id`` available, as inventory sees it now."""

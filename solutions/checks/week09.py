@@ -5,10 +5,14 @@ says which behaviour was expected, without revealing these inputs' source or the
 Questions 1-3 need no broker: they are the pure cores of topic routing, idempotent
 consumption and the outbox relay. Question 4, a design task, is measured on RabbitMQ itself
 (``keys_routed``): the learner's bindings on a throw-away queue, and which routing keys arrive.
+Question 5, a design task on consistency, is measured by counting: which versions the learner's
+``read_order`` returns (never older than the customer's own write or than what was shown), and
+how often it asks the order service (only when the read model is behind).
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -304,3 +308,82 @@ def q4_nothing_else(ns: dict[str, Any]) -> None:
         raise CheckFailed(
             "a key that is neither a payment event nor a rejected order (with at most a region) arrived"
         )
+
+
+# ----------------------------------------------------------------------------- question 5
+
+Read = tuple[str, int]
+
+
+class _Source:
+    """Orders by id as (status, version), read through ``__call__``; counts the reads."""
+
+    def __init__(self, orders: dict[str, Read]) -> None:
+        self.orders = dict(orders)
+        self.reads = 0
+
+    def __call__(self, order_id: str) -> Read | None:
+        self.reads += 1
+        return self.orders.get(order_id)
+
+
+def _read(ns: dict[str, Any], order_id: str, seen: int, model: _Source, service: _Source) -> Read:
+    answer = _learner(ns, "read_order")(order_id, seen, model, service)
+    try:
+        status, version = answer
+    except (TypeError, ValueError):
+        raise CheckFailed("read_order should return a (status, version) pair") from None
+    return str(status), int(version)
+
+
+@check("q5", points=1, title="the customer's own write is always shown")
+def q5_own_write(ns: dict[str, Any]) -> None:
+    service = _Source({"b-7": ("PENDING", 1), "b-8": ("REJECTED", 3)})
+    model = _Source({"b-8": ("APPROVED", 2)})  # has not heard of b-7; b-8 is a change behind
+    if _read(ns, "b-7", 1, model, service) != ("PENDING", 1):
+        raise CheckFailed("an order the read model has not heard of should come from the order service")
+    if _read(ns, "b-8", 3, model, service) != ("REJECTED", 3):
+        raise CheckFailed("a read model older than the version the customer has seen should not be used")
+
+
+@check("q5", points=1, title="a page that passes back what it showed never goes back in time")
+def q5_monotonic(ns: dict[str, Any]) -> None:
+    # Two replicas of the read model behind a load balancer, lagging by different amounts.
+    history = [("PENDING", 1), ("APPROVED", 2), ("SHIPPED", 3), ("DELIVERED", 4)]
+    shown: list[int] = []
+    seen = 1
+    for now, lag in zip([1, 2, 2, 3, 3, 4, 4, 4], [0, 1, 0, 2, 0, 3, 1, 0], strict=True):
+        service = _Source({"m-1": history[now - 1]})
+        replica = _Source({"m-1": history[now - 1 - lag]})
+        status, version = _read(ns, "m-1", seen, replica, service)
+        if (status, version) not in history[:now]:
+            raise CheckFailed("read_order returned a state that neither source had")
+        shown.append(version)
+        seen = max(seen, version)
+    if any(later < earlier for earlier, later in itertools.pairwise(shown)):
+        raise CheckFailed(f"the versions shown, in order, went back: {shown}")
+
+
+@check("q5", points=1, title="the order service is asked only when the read model is behind")
+def q5_cost(ns: dict[str, Any]) -> None:
+    service = _Source({"c-1": ("APPROVED", 3), "c-2": ("PENDING", 1)})
+    model = _Source({"c-1": ("APPROVED", 3), "c-2": ("PENDING", 1)})
+    # c-1 newer than seen, c-1 as new as seen, c-2 as new as seen: none needs the order service
+    answers = [
+        _read(ns, "c-1", 2, model, service),
+        _read(ns, "c-1", 3, model, service),
+        _read(ns, "c-2", 1, model, service),
+    ]
+    if answers != [("APPROVED", 3), ("APPROVED", 3), ("PENDING", 1)]:
+        raise CheckFailed(
+            "a read model at least as new as what the customer has seen should be answered from"
+        )
+    if service.reads:
+        raise CheckFailed(
+            f"the order service was asked {service.reads} times for reads the read model could serve"
+        )
+    model.orders["c-2"] = ("PENDING", 1)
+    service.orders["c-2"] = ("APPROVED", 2)
+    _read(ns, "c-2", 2, model, service)
+    if service.reads != 1:
+        raise CheckFailed("a read the read model cannot serve should ask the order service once")

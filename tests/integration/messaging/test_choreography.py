@@ -16,6 +16,8 @@ from bookstore.messaging.choreography import (
     REJECTED,
     STOCK_RELEASED,
     Choreography,
+    OnPartition,
+    OrderRefused,
 )
 from bookstore.messaging.events import Event
 from bookstore.messaging.publisher import Publisher
@@ -80,3 +82,46 @@ def test_the_compensation_releases_once_when_the_failure_arrives_twice_with_new_
         lambda: inventory.stats().applied == applied + 2, timeout_s=20, what="both copies applied"
     )
     assert shop.available(BOOK) == 5
+
+
+@pytest.fixture
+def strict_shop(rabbitmq_url: str, topology: Topology, tmp_path: Path) -> Iterator[Choreography]:
+    with Choreography(
+        rabbitmq_url, topology, tmp_path, stock={BOOK: 5}, on_partition=OnPartition.REFUSE
+    ) as running:
+        yield running
+
+
+def test_the_broker_tells_the_order_service_whether_payment_is_attached(shop: Choreography) -> None:
+    assert shop.reachable("payment")
+    shop.cut_off("payment")
+    assert not shop.reachable("payment")
+    shop.heal("payment")
+    assert shop.reachable("payment")
+
+
+def test_refusing_during_a_partition_writes_nothing_and_takes_orders_again_once_healed(
+    strict_shop: Choreography,
+) -> None:
+    strict_shop.cut_off("payment")
+    with pytest.raises(OrderRefused) as refused:
+        strict_shop.place_order("r-1", BOOK, 1, amount_cents=1_000)
+    assert refused.value.cut_off == ["payment"]
+    assert strict_shop.order_status("r-1") == ("UNKNOWN", "")
+    assert strict_shop.available(BOOK) == 5 and not strict_shop.order_counts()
+    strict_shop.heal("payment")
+    strict_shop.place_order("r-2", BOOK, 1, amount_cents=1_000)
+    assert settled(strict_shop, "r-2") == (APPROVED, "")
+
+
+def test_accepting_during_a_partition_leaves_the_order_pending_until_it_heals_then_it_converges(
+    shop: Choreography,
+) -> None:
+    shop.cut_off("payment")
+    shop.place_order("a-1", BOOK, 2, amount_cents=1_000)
+    # inventory has reserved (a write the order's status does not show yet): a stale view
+    wait_for(lambda: shop.available(BOOK) == 3, timeout_s=20, what="the stock reserved")
+    assert shop.order_status("a-1") == (PENDING, "") and shop.charged() == 0
+    shop.heal("payment")
+    assert settled(shop, "a-1") == (APPROVED, "")
+    assert shop.charged() == 1 and shop.order_counts() == {APPROVED: 1}
