@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from bookstore.platform.load import cpu_hogs, load_average
 from bookstore.rpc.v1 import inventory_pb2
 
 from ..databases import cluster_on
-from ..load import cpu_hogs, load_average
 
 pytestmark = pytest.mark.mariadb
 

@@ -1,10 +1,14 @@
 """A loaded machine on demand: CPU hogs that compete with the services for the cores.
 
-A test that must hold "on a busy machine" cannot count on someone else keeping the machine
-busy. ``cpu_hogs(n)`` starts ``n`` processes that spin at normal priority, so each process
-of a cluster gets about ``cores / (n + its own runnable threads)`` of a core, as on a CI
-runner that several jobs share. The hogs are tied to this process (they die with it, even
-on SIGKILL) and ended by their PIDs when the block exits.
+What holds on a quiet machine may not hold on a busy one: a deadline of 2 s is generous when
+a call takes 3 ms, and is gone when 20 runnable processes share two cores and opening one
+database connection takes 2 s. A test or benchmark that must hold "under load" cannot count
+on someone else keeping the machine busy. ``cpu_hogs(n)`` starts ``n`` processes that spin at
+normal priority, so the run queue holds ``n`` more, as on a CI runner that several jobs share.
+
+The hogs are tied to the process that starts them (they receive SIGTERM when it dies, even
+on SIGKILL, see ``bookstore.platform.child``) and are ended by their PIDs when the block
+exits. Mind the others on a shared machine: keep the block short.
 """
 
 from __future__ import annotations
@@ -38,5 +42,5 @@ def cpu_hogs(count: int) -> Iterator[list[int]]:
 
 
 def load_average() -> float:
-    """The 1-minute load average (what the issue's "load average >= 20" means)."""
+    """The 1-minute load average: runnable (and waiting) processes, averaged over a minute."""
     return os.getloadavg()[0]
