@@ -1,8 +1,9 @@
 """One hot stock row on MariaDB: 100 buyers for 20 copies, by reservation design and by pool.
 
 Run it with ``.venv/bin/python -m benchmarks.bench_hot_row`` (about two minutes on 2 cores;
-``--rounds N`` for more rounds, ``--quick`` only checks that it runs, ``--hogs N`` runs it
-beside N spinning processes, as the hot-row integration test does). It needs the MariaDB
+``--rounds N`` for more rounds, ``--quick`` only checks that it runs, ``--pools`` runs only
+the pools' table, ``--hogs N`` runs it beside N spinning processes, as the hot-row
+integration test does: slow, several minutes a round). It needs the MariaDB
 on 127.0.0.1:3306 (root, no password) and exits 2, saying why, when none answers. It writes
 the figures to ``build/bench_hot_row.json``. It exits 1 when a run sells anything but exactly
 20 copies, never because of a time.
@@ -329,12 +330,16 @@ def table(title: str, configs: Sequence[Config], runs: Sequence[Run]) -> list[di
     return rows
 
 
+DESIGNS_TITLE = "Reservation designs (median over rounds; ratio = all answered / baseline's)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs of every configuration")
     parser.add_argument("--quick", action="store_true", help="one round of two configurations")
     parser.add_argument("--json", type=Path, default=JSON_PATH, help="where to write the figures")
     parser.add_argument("--hogs", type=int, default=0, help="spinning processes beside the runs (load)")
+    parser.add_argument("--pools", action="store_true", help="only the connection pools' table")
     args = parser.parse_args(argv)
     reason = mysql_unavailable_reason(SERVER)
     if reason is not None:
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"beside {args.hogs} spinning processes (--hogs)")
     else:
         warn_if_busy(info, "absolute seconds say more about the load than the code; read the ratios")
-    design_configs = DESIGN_CONFIGS[:2] if args.quick else DESIGN_CONFIGS
+    design_configs = [] if args.pools else DESIGN_CONFIGS[:2] if args.quick else DESIGN_CONFIGS
     pool_configs = [] if args.quick else POOL_CONFIGS
     runs: list[Run] = []
     loads: list[float] = []
@@ -364,9 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     print(f"1-minute load average after each run: {min(loads):.1f} to {max(loads):.1f}")
-    designs = table(
-        "Reservation designs (median over rounds; ratio = all answered / baseline's)", design_configs, runs
-    )
+    designs = table(DESIGNS_TITLE, design_configs, runs) if design_configs else []
     pools = (
         table("Connection pools, conditional_update (ratio to the pool of before)", pool_configs, runs)
         if pool_configs
