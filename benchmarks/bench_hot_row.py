@@ -1,7 +1,9 @@
 """One hot stock row on MariaDB: 100 buyers for 20 copies, by reservation design and by pool.
 
 Run it with ``.venv/bin/python -m benchmarks.bench_hot_row`` (about two minutes on 2 cores;
-``--rounds N`` for more rounds, ``--quick`` only checks that it runs). It needs the MariaDB
+``--rounds N`` for more rounds, ``--quick`` only checks that it runs, ``--pools`` runs only
+the pools' table, ``--hogs N`` runs it beside N spinning processes, as the hot-row
+integration test does: slow, several minutes a round). It needs the MariaDB
 on 127.0.0.1:3306 (root, no password) and exits 2, saying why, when none answers. It writes
 the figures to ``build/bench_hot_row.json``. It exits 1 when a run sells anything but exactly
 20 copies, never because of a time.
@@ -13,8 +15,9 @@ instant. Measured per run: seconds until every buyer has an answer, seconds unti
 copy is sold, and how many buyers waited longer than 2 s (the order service's deadline for
 ReserveStock, ``BOOKSTORE_DEADLINE_S``).
 
-1. **Reservation designs**, each on a pool that holds a connection for every thread and is
-   opened before the buyers start, so that only the statement differs:
+1. **Reservation designs**, each on the pool the services use (``BOOKSTORE_DB_POOL_SIZE``,
+   4 connections opened before the buyers start, no more ever), so that only the statement
+   differs:
 
    * ``conditional_update`` (the baseline, and what ``InventoryStore`` does): one transaction
      inserts the reservation row, runs ``UPDATE stock SET available = available - :n WHERE
@@ -27,9 +30,10 @@ ReserveStock, ``BOOKSTORE_DEADLINE_S``).
      ``innodb_lock_wait_timeout`` lowered to 1 s; a timeout is retried the same way.
 
 2. **Connection pools**, all with the baseline statement: the pool the services had (10
-   connections kept, 20 more opened for a burst and closed on return) against a pool of 20
-   (one per default server thread and some spare), both starting
-   empty as after a service starts, and the pool of 20 opened beforehand.
+   connections kept, 20 more opened for a burst and closed on return, empty at start: the
+   baseline) against the pool they have now (4 opened at start, no overflow: a burst waits
+   for one of them) and, for reference, a pool of 20 opened at start (one per server thread
+   and some spare; it exhausted ``max_connections`` when CI clusters overlapped).
 
 Every configuration runs once per round, in the same order, so a machine that slows down for
 a while slows all of them alike; the tables show medians over the rounds and the ratio to the
@@ -54,10 +58,12 @@ from sqlalchemy import Engine, create_engine, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from benchmarks.common import machine, warn_if_busy, write_report
+from benchmarks.common import load_average, machine, warn_if_busy, write_report
 from bookstore.domain.errors import FailedPrecondition, NotFound
 from bookstore.domain.models import Reservation, ReservationStatus, StockItem
 from bookstore.platform.database import drop_mysql_databases, mysql_unavailable_reason
+from bookstore.platform.load import cpu_hogs
+from bookstore.platform.settings import Settings
 from bookstore.services.inventory.store import (
     InventoryStore,
     ReservationItemRow,
@@ -190,12 +196,13 @@ class Config:
     warm: bool
 
 
+SERVICE_POOL = Settings().db_pool_size  # what service_engine opens at start (BOOKSTORE_DB_POOL_SIZE)
 SIZED_POOL = 20  # one per default server thread (16) and some spare
-DESIGN_CONFIGS = [Config(name, name, SIZED_POOL, SIZED_POOL, True) for name in DESIGNS]
+DESIGN_CONFIGS = [Config(name, name, SERVICE_POOL, 0, True) for name in DESIGNS]
 POOL_CONFIGS = [
     Config("pool 10+20, cold (before)", "conditional_update", 10, 20, False),
-    Config("pool 20+20, cold", "conditional_update", SIZED_POOL, SIZED_POOL, False),
-    Config("pool 20+20, warm", "conditional_update", SIZED_POOL, SIZED_POOL, True),
+    Config(f"pool {SERVICE_POOL}, opened first (now)", "conditional_update", SERVICE_POOL, 0, True),
+    Config(f"pool {SIZED_POOL}, opened first", "conditional_update", SIZED_POOL, SIZED_POOL, True),
 ]
 
 
@@ -219,7 +226,7 @@ def _worker(config: Config, url: str, buyers: int, ready: Any, results: Any) -> 
     engine = _engine(url, config)
     store = DESIGNS[config.design](engine)
     if config.warm:
-        connections = [engine.connect() for _ in range(THREADS)]
+        connections = [engine.connect() for _ in range(min(THREADS, config.pool_size))]
         for connection in connections:
             connection.close()
     ready.wait()  # every process has imported and connected: the buyers start together
@@ -295,7 +302,7 @@ def run_once(config: Config) -> Run:
 def table(title: str, configs: Sequence[Config], runs: Sequence[Run]) -> list[dict[str, Any]]:
     print(f"\n{title}")
     print(
-        f"  {'configuration':28} {'all answered':>12} {'20th sold':>10} {'ratio':>6} {'> 2 s':>6} {'sold':>8}"
+        f"  {'configuration':30} {'all answered':>12} {'20th sold':>10} {'ratio':>6} {'> 2 s':>6} {'sold':>8}"
     )
     rows = []
     baseline = None
@@ -307,7 +314,7 @@ def table(title: str, configs: Sequence[Config], runs: Sequence[Run]) -> list[di
         baseline = answered if baseline is None else baseline
         sold = "/".join(str(run.sold) for run in mine)
         print(
-            f"  {config.name:28} {answered:>10.2f} s {twentieth:>8.2f} s {answered / baseline:>5.2f}x"
+            f"  {config.name:30} {answered:>10.2f} s {twentieth:>8.2f} s {answered / baseline:>5.2f}x"
             f" {over:>6.0f} {sold:>8}"
         )
         rows.append(
@@ -323,11 +330,16 @@ def table(title: str, configs: Sequence[Config], runs: Sequence[Run]) -> list[di
     return rows
 
 
+DESIGNS_TITLE = "Reservation designs (median over rounds; ratio = all answered / baseline's)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs of every configuration")
     parser.add_argument("--quick", action="store_true", help="one round of two configurations")
     parser.add_argument("--json", type=Path, default=JSON_PATH, help="where to write the figures")
+    parser.add_argument("--hogs", type=int, default=0, help="spinning processes beside the runs (load)")
+    parser.add_argument("--pools", action="store_true", help="only the connection pools' table")
     args = parser.parse_args(argv)
     reason = mysql_unavailable_reason(SERVER)
     if reason is not None:
@@ -336,22 +348,28 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     info = machine("sqlalchemy", "pymysql")
     print(f"{BUYERS} buyers, {COPIES} copies of one book, {PROCESSES} processes x {THREADS} threads")
-    warn_if_busy(info, "absolute seconds say more about the load than the code; read the ratios")
-    design_configs = DESIGN_CONFIGS[:2] if args.quick else DESIGN_CONFIGS
+    if args.hogs:
+        print(f"beside {args.hogs} spinning processes (--hogs)")
+    else:
+        warn_if_busy(info, "absolute seconds say more about the load than the code; read the ratios")
+    design_configs = [] if args.pools else DESIGN_CONFIGS[:2] if args.quick else DESIGN_CONFIGS
     pool_configs = [] if args.quick else POOL_CONFIGS
     runs: list[Run] = []
-    for round_index in range(1 if args.quick else args.rounds):
-        for config in [*design_configs, *pool_configs]:
-            run = run_once(config)
-            runs.append(run)
-            print(
-                f"  round {round_index + 1} {config.name:28} {run.all_answered_s:6.2f} s,"
-                f" sold {run.sold}, > 2 s: {run.over_deadline}, errors: {len(run.errors)}",
-                flush=True,
-            )
-    designs = table(
-        "Reservation designs (median over rounds; ratio = all answered / baseline's)", design_configs, runs
-    )
+    loads: list[float] = []
+    with cpu_hogs(args.hogs):
+        for round_index in range(1 if args.quick else args.rounds):
+            for config in [*design_configs, *pool_configs]:
+                run = run_once(config)
+                runs.append(run)
+                loads.append(load_average() or 0.0)
+                print(
+                    f"  round {round_index + 1} {config.name:30} {run.all_answered_s:6.2f} s,"
+                    f" sold {run.sold}, > 2 s: {run.over_deadline}, errors: {len(run.errors)},"
+                    f" load {loads[-1]:.1f}",
+                    flush=True,
+                )
+    print(f"1-minute load average after each run: {min(loads):.1f} to {max(loads):.1f}")
+    designs = table(DESIGNS_TITLE, design_configs, runs) if design_configs else []
     pools = (
         table("Connection pools, conditional_update (ratio to the pool of before)", pool_configs, runs)
         if pool_configs
@@ -363,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": COMMAND,
         "machine": info,
+        "hogs": args.hogs,
+        "load_average_after_each_run": loads,
         "designs": designs,
         "pools": pools,
         "runs": [asdict(run) for run in runs],

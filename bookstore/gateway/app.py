@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from pydantic import StringConstraints
 
+from bookstore.gateway.admission import AdmissionTimeout, admission_timeout_response
 from bookstore.gateway.auth import CurrentUser
 from bookstore.gateway.body import BodyGuard
 from bookstore.gateway.clients import GatewayClients
@@ -240,7 +241,11 @@ def create_order(body: CreateOrderBody, user: CurrentUser, clients: Clients) -> 
     """
     annotate_user(user.user_id)
     try:
-        response = clients.order.CreateOrder(body.to_pb(user.user_id), timeout=clients.order_deadline_s)
+        # The deadline starts once the call is sent, not while it waits for its turn.
+        with clients.order_admission.slot():
+            response = clients.order.CreateOrder(body.to_pb(user.user_id), timeout=clients.order_deadline_s)
+    except AdmissionTimeout:
+        return admission_timeout_response()
     except grpc.RpcError as error:
         order_id = stored_order_id(error)
         if order_id is None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from bookstore.gateway.admission import Admission
 from bookstore.gateway.fallback import LastKnownGood
 from bookstore.platform.channels import open_channel
 from bookstore.platform.settings import Settings
@@ -65,6 +66,8 @@ class GatewayClients:
     channels: tuple[grpc.Channel, ...] = field(default=(), repr=False)
     breakers: BreakerRegistry | None = field(default=None, repr=False)
     catalog_cache: LastKnownGood = field(default_factory=LastKnownGood, repr=False)
+    # CreateOrder calls in flight at once; the others wait (``bookstore.gateway.admission``).
+    order_admission: Admission = field(default_factory=Admission, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayClients:
@@ -106,6 +109,7 @@ class GatewayClients:
             deadline_s=settings.deadline_s,
             order_deadline_s=order_deadline(settings),
             channels=tuple(opened.values()),
+            order_admission=Admission(settings.order_concurrency, settings.order_queue_s),
             breakers=breakers,
         )
 

@@ -15,16 +15,22 @@ Two engines behave differently under concurrent writers, and this module hides t
 * MySQL/MariaDB (InnoDB) locks rows. We use READ COMMITTED, conditional UPDATEs and unique
   keys, and lock rows in a fixed order (sorted ids) so two orders cannot deadlock.
 
-A MySQL connection is expensive to open (TCP, a handshake, authentication, a server thread:
-about 50 ms each on a loaded 2-core machine, measured). A pool smaller than the number of
-threads that use it at once closes the surplus connection on every return and opens a new one
-on the next request: with 16 server threads and a pool of 10, a burst of orders for one hot
-book spent much of its time opening connections (``benchmarks/bench_hot_row.py`` measures
-pools opened in advance against this). Services still use the small pool: every process of
-every cluster on one server shares its ``max_connections`` (151 by default), and a cluster with
-messaging has eight processes with a database; pools opened in advance for 16 threads each
-exhausted it when two clusters overlapped (seen in CI). Raise ``max_connections`` before you
-size pools up.
+A MySQL connection is expensive to open (TCP, a handshake, authentication, a server thread):
+about 0.1 s on a 2-core machine that others keep busy, and 2 s or more with 20 runnable
+processes on it (measured). A request that has to open one under such load has spent its
+whole deadline before its first statement. So a service opens its connections once, at
+start, before it reports SERVING, and never opens another: ``service_engine`` keeps a pool
+of ``BOOKSTORE_DB_POOL_SIZE`` connections (default 4) with no overflow. A burst wider than
+the pool waits for a pooled connection, a wait of a few milliseconds, instead of paying for
+a new one (``benchmarks/bench_hot_row.py`` measures both).
+
+Why so few: every process of every cluster on one server shares its ``max_connections``
+(151 by default). A cluster with messaging has eight processes with a database (five
+services, three consumers), so it holds 8 x 4 = 32 connections, plus 4 per extra replica; four
+such clusters at once stay below 151. The pool that grew on demand (10 kept, 20 more for a
+burst, closed on return) could reach 30 per process, 240 per cluster. A larger pool opened at
+start is faster still under a burst (the benchmark's pool of 20), but 20 per process is 160
+per cluster: raise ``max_connections`` before you raise ``BOOKSTORE_DB_POOL_SIZE``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -43,7 +50,8 @@ from bookstore.platform.settings import Settings
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-# Connections a MySQL pool keeps open, and how many more a burst may open (closed on return).
+# make_engine's pool when the caller names none: 10 kept, 20 more for a burst (closed on return).
+# Services use service_engine's fixed pool instead (see the module docstring).
 DEFAULT_MYSQL_POOL_SIZE = 10
 DEFAULT_MYSQL_MAX_OVERFLOW = 20
 # The execution option that marks a connection's transactions as read-only (see _on_begin).
@@ -82,19 +90,31 @@ def make_engine(
 
 
 def service_engine(settings: Settings, service: str | None = None) -> Engine:
-    """The engine of a service's own database (the default pool: see the module docstring)."""
-    return make_engine(settings.database_url(service))
+    """The engine of a service's own database.
+
+    On MySQL/MariaDB: ``settings.db_pool_size`` connections, all opened now and no more ever
+    (see the module docstring). SQLite ignores the pool settings.
+    """
+    size = settings.db_pool_size
+    return make_engine(settings.database_url(service), pool_size=size, max_overflow=0, warm=size)
 
 
 def _open_connections(engine: Engine, count: int) -> None:
-    """Fill the pool with ``count`` connections: all checked out at once, then returned."""
-    connections = []
-    try:
-        for _ in range(count):
-            connections.append(engine.connect())
-    finally:
-        for connection in connections:
-            connection.close()
+    """Fill the pool with ``count`` connections: all checked out at once, then returned.
+
+    Opened side by side: each waits mostly for the server, so ``count`` of them take about
+    as long as one.
+    """
+    if count < 1:
+        return
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="db-warm") as pool:
+        opening = [pool.submit(engine.connect) for _ in range(count)]
+    connections = [future.result() for future in opening if future.exception() is None]
+    for connection in connections:
+        connection.close()
+    failed = [future.exception() for future in opening if future.exception() is not None]
+    if failed:
+        raise failed[0]  # type: ignore[misc]
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -13,6 +13,7 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_REPLICA | 0 | replica index, shown in logs and stats |
 | BOOKSTORE_WORK_DIR | ./.bookstore | SQLite files and logs |
 | BOOKSTORE_DB_URL | sqlite per service | SQLAlchemy URL template; ``{service}`` is replaced |
+| BOOKSTORE_DB_POOL_SIZE | 4 | MySQL/MariaDB: connections a process opens at start and never exceeds |
 | BOOKSTORE_JWT_SECRET | a development secret | HS256 signing key shared by user and gateway |
 | BOOKSTORE_JWT_TTL_S | 3600 | token lifetime in seconds |
 | BOOKSTORE_DEADLINE_S | 2.0 | deadline of every outgoing RPC (but the gateway's CreateOrder) |
@@ -34,6 +35,8 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_RABBITMQ_URL | (found) | AMQP URL of the broker; unset: see ``bookstore.messaging.broker`` |
 | BOOKSTORE_MESSAGING_PREFIX | (none) | prefix of every exchange and queue name, so runs never collide |
 | BOOKSTORE_OUTBOX_POLL_S | 0.05 | how often the order service's outbox relay looks for new events |
+| BOOKSTORE_ORDER_CONCURRENCY | 8 | gateway: CreateOrder calls in flight at once; the rest wait their turn |
+| BOOKSTORE_ORDER_QUEUE_S | 30.0 | gateway: seconds a CreateOrder may wait for its turn; then 503 |
 | BOOKSTORE_HTTP_HEADER_TIMEOUT_S | 10.0 | gateway: seconds to send a request's head; then 408, close |
 | BOOKSTORE_HTTP_BODY_TIMEOUT_S | 10.0 | gateway: seconds to send a request's body; then 408, close |
 | BOOKSTORE_TRACING | 1 | ``0``: no spans (``bookstore.observability.config`` has the telemetry settings) |
@@ -71,6 +74,7 @@ class Settings:
     replica: int = 0
     work_dir: Path = Path(".bookstore")
     db_url_template: str = ""
+    db_pool_size: int = 4
     jwt_secret: str = DEV_JWT_SECRET
     jwt_ttl_s: int = 3600
     deadline_s: float = 2.0
@@ -92,6 +96,8 @@ class Settings:
     rabbitmq_url: str = ""
     messaging_prefix: str = ""
     outbox_poll_s: float = 0.05
+    order_concurrency: int = 8
+    order_queue_s: float = 30.0
     http_header_timeout_s: float = 10.0
     http_body_timeout_s: float = 10.0
 
@@ -114,6 +120,7 @@ class Settings:
             replica=int(get("REPLICA", "0")),
             work_dir=Path(get("WORK_DIR", ".bookstore")),
             db_url_template=get("DB_URL", ""),
+            db_pool_size=_positive("DB_POOL_SIZE", get("DB_POOL_SIZE", "4")),
             jwt_secret=get("JWT_SECRET", DEV_JWT_SECRET),
             jwt_ttl_s=int(get("JWT_TTL_S", "3600")),
             deadline_s=float(get("DEADLINE_S", "2.0")),
@@ -137,6 +144,8 @@ class Settings:
             rabbitmq_url=get("RABBITMQ_URL", "").strip(),
             messaging_prefix=get("MESSAGING_PREFIX", "").strip(),
             outbox_poll_s=float(get("OUTBOX_POLL_S", "0.05")),
+            order_concurrency=_positive("ORDER_CONCURRENCY", get("ORDER_CONCURRENCY", "8")),
+            order_queue_s=float(get("ORDER_QUEUE_S", "30.0")),
             http_header_timeout_s=float(get("HTTP_HEADER_TIMEOUT_S", "10.0")),
             http_body_timeout_s=float(get("HTTP_BODY_TIMEOUT_S", "10.0")),
         )
@@ -155,6 +164,17 @@ class Settings:
         if self.db_url_template:
             return self.db_url_template.replace("{service}", name)
         return f"sqlite:///{(self.work_dir / f'{name}.db').resolve()}"
+
+
+def _positive(name: str, value: str) -> int:
+    """``value`` as an integer of at least 1; else an error naming the variable."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"BOOKSTORE_{name} must be an integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"BOOKSTORE_{name} must be at least 1, got {number}")
+    return number
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:
