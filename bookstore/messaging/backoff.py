@@ -6,11 +6,11 @@ each shortened by a random fraction of up to a half (jitter); ``reset()`` starts
 each success, so a broker that went away for a moment is retried at once, while one that stays
 away is not hammered.
 
-Why the cap is small (``RECONNECT_CAP_S``, half a second). The cap is also the longest a client
+Why the cap is small (``RECONNECT_CAP_S``, a quarter of a second). The cap is also the longest a client
 may stay away *after* the broker is back: with the old cap of 5 s, a 5 s outage left publishers
 and consumers idle for up to 3.5 s after the broker returned, because their next attempt was
 that far away. Against a broker that is down, an attempt is a refused TCP connection: nearly
-free for both sides, so two a second per process costs nothing worth saving. Why the jitter:
+free for both sides, so four a second per process costs nothing worth saving. Why the jitter:
 a hundred consumers that lost the broker at the same instant would otherwise knock at the same
 instants, all together, for as long as it is away.
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 
 FIRST_S = 0.05
-RECONNECT_CAP_S = 0.5
+RECONNECT_CAP_S = 0.25
 
 
 class Backoff:

@@ -40,7 +40,7 @@ queue). One thing softens the crash loop: a *redelivered* message may be the one
 the last process, so the acks of everything committed before it are sent before it is touched.
 
 The consumer reconnects by itself when the broker goes away (``bookstore.messaging.backoff``:
-doubling delays capped at half a second, from the smallest again after every successful
+doubling delays capped at a quarter of a second, from the smallest again after every successful
 connection); what was unacked at that moment is redelivered, which the dedupe table makes
 harmless.
 

@@ -30,7 +30,7 @@ When the connection drops, the publisher says so at once: every call still waiti
 with ``PublishFailed`` (what was in flight *and* what was not sent yet), and so does every
 ``publish`` until a new confirm channel is open; nothing waits out a confirm timeout for a
 connection that is known to be gone. Meanwhile the I/O thread reconnects (``Backoff``: 0.05 s
-doubling up to 0.5 s, from the start again after each success), and ``wait_connected`` tells a
+doubling up to 0.25 s, from the start again after each success), and ``wait_connected`` tells a
 caller such as the outbox relay the moment it is back, so it can publish again at once.
 Messages that were sent but not confirmed count as not sent: the caller publishes them again,
 and some may reach the queue twice, which the consumers' dedupe absorbs.
