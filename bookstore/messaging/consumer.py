@@ -173,6 +173,27 @@ def failure_headers(
 dead_letter_headers = failure_headers  # the same headers say why a message is dead
 
 
+def copied_properties(source: pika.BasicProperties, headers: Mapping[str, Any]) -> pika.BasicProperties:
+    """``source``'s properties with ``headers``, persistent: for a copy of a delivered message.
+
+    No expiration: a copy waits for its consumer, or a dead letter for a human. No user_id: the
+    broker checks it against the publishing connection's user.
+    """
+    return pika.BasicProperties(
+        content_type=source.content_type,
+        content_encoding=source.content_encoding,
+        headers=dict(headers),
+        delivery_mode=pika.DeliveryMode.Persistent,
+        priority=source.priority,
+        correlation_id=source.correlation_id,
+        reply_to=source.reply_to,
+        message_id=source.message_id,
+        timestamp=source.timestamp,
+        type=source.type,
+        app_id=source.app_id,
+    )
+
+
 @dataclass(frozen=True)
 class ConsumerStats:
     """Counters since the consumer was made.
@@ -629,29 +650,16 @@ class Consumer:
         would lose it), and the queue's delivery limit ends the loop should that persist.
         """
         source = delivery.properties
-        properties = pika.BasicProperties(
-            content_type=source.content_type,
-            content_encoding=source.content_encoding,
-            headers=failure_headers(
-                source.headers,
-                error=error,
-                routing_key=delivery.routing_key,
-                exchange=delivery.exchange,
-                attempts=attempt,
-                consumer=self.name,
-                dead_reason=reason,
-            ),
-            delivery_mode=pika.DeliveryMode.Persistent,
-            priority=source.priority,
-            correlation_id=source.correlation_id,
-            reply_to=source.reply_to,
-            message_id=source.message_id,
-            timestamp=source.timestamp,
-            type=source.type,
-            app_id=source.app_id,
-            # No expiration: a dead letter waits for a human. No user_id: the broker checks it
-            # against this connection's user.
+        headers = failure_headers(
+            source.headers,
+            error=error,
+            routing_key=delivery.routing_key,
+            exchange=delivery.exchange,
+            attempts=attempt,
+            consumer=self.name,
+            dead_reason=reason,
         )
+        properties = copied_properties(source, headers)
         try:
             self._require_confirm_channel().basic_publish(
                 exchange, routing_key, delivery.body, properties, mandatory=True

@@ -57,6 +57,7 @@ from bookstore.messaging.consumer import (
     ERROR_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
+    copied_properties,
 )
 from bookstore.messaging.topology import DEAD_LETTER_SUFFIX, QUEUE_BINDINGS, Topology
 
@@ -155,7 +156,7 @@ def replay(
             if message_ids is not None and letter.message_id not in message_ids:
                 kept += 1  # left unacked: back in the queue when the channel closes
                 continue
-            copy = _replayed_properties(properties)
+            copy = copied_properties(properties, replay_headers(properties.headers))
             try:
                 publisher.basic_publish(letter.exchange, letter.routing_key, body, copy, mandatory=True)
             except (
@@ -202,22 +203,6 @@ def _confirming(connection: pika.BlockingConnection) -> BlockingChannel:
     channel = connection.channel()
     channel.confirm_delivery()  # every basic_publish now waits for the broker's confirm
     return channel
-
-
-def _replayed_properties(source: pika.BasicProperties) -> pika.BasicProperties:
-    return pika.BasicProperties(
-        content_type=source.content_type,
-        content_encoding=source.content_encoding,
-        headers=replay_headers(source.headers),
-        delivery_mode=pika.DeliveryMode.Persistent,
-        priority=source.priority,
-        correlation_id=source.correlation_id,
-        reply_to=source.reply_to,
-        message_id=source.message_id,
-        timestamp=source.timestamp,
-        type=source.type,
-        app_id=source.app_id,
-    )
 
 
 def _text(value: object) -> str:

@@ -35,20 +35,6 @@ def cluster(request: pytest.FixtureRequest, rabbitmq_url: str) -> Iterator[Clust
         yield running
 
 
-@pytest.fixture
-def http(cluster: Cluster) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=cluster.gateway_url, timeout=15) as client:
-        yield client
-
-
-@pytest.fixture
-def auth(http: httpx.Client) -> dict[str, str]:
-    name = f"reader_{secrets.token_hex(4)}"
-    http.post("/auth/register", json={"username": name, "password": "correct horse"})
-    token = http.post("/auth/login", json={"username": name, "password": "correct horse"}).json()
-    return {"Authorization": f"Bearer {token['access_token']}"}
-
-
 def eventually(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -14,7 +14,6 @@ of it, a broken one takes 3.5 s or more.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from bookstore.messaging.outbox import Outbox, OutboxRow
 from bookstore.platform.cluster import Cluster
 from bookstore.platform.database import make_engine, read_session_factory
 from bookstore.rpc.v1 import inventory_pb2
-from tests.integration.messaging.private_broker import PrivateBroker, private_rabbitmq, unavailable_reason
+from tests.integration.messaging.private_broker import PrivateBroker
 from tests.integration.messaging.test_bookstore_events import eventually, mails_for
 
 from ...databases import cluster_on
@@ -42,12 +41,8 @@ BOOK = 31
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[PrivateBroker]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with private_rabbitmq() as node:
-        yield node
+def broker(private_broker: PrivateBroker) -> PrivateBroker:
+    return private_broker
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mariadb"])
@@ -59,20 +54,6 @@ def cluster(request: pytest.FixtureRequest, broker: PrivateBroker) -> Iterator[C
             inventory_pb2.SetStockRequest(book_id=BOOK, quantity=1_000_000), timeout=5
         )
         yield running
-
-
-@pytest.fixture
-def http(cluster: Cluster) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=cluster.gateway_url, timeout=15) as client:
-        yield client
-
-
-@pytest.fixture
-def auth(http: httpx.Client) -> dict[str, str]:
-    name = f"outage_{secrets.token_hex(4)}"
-    http.post("/auth/register", json={"username": name, "password": "correct horse"})
-    token = http.post("/auth/login", json={"username": name, "password": "correct horse"}).json()
-    return {"Authorization": f"Bearer {token['access_token']}"}
 
 
 @pytest.fixture

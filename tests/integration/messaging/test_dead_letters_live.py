@@ -24,8 +24,6 @@ from bookstore.platform.database import make_engine
 from tests.integration.messaging.consumer_helpers import (
     ConsumerZygote,
     TestQueues,
-    broker_unavailable_reason,
-    broker_url,
     connection,
     create_sales_table,
     order_events,
@@ -42,15 +40,6 @@ pytestmark = pytest.mark.integration
 DEADLINE_S = 60.0  # generous: reaching it means the behaviour is wrong, not slow
 BACKLOG = 300
 CRASHES = 11
-
-
-@pytest.fixture(scope="module")
-def url() -> str:
-    found = broker_url()
-    reason = broker_unavailable_reason(found)
-    if reason is not None:
-        pytest.skip(reason)
-    return found
 
 
 @pytest.fixture
@@ -87,12 +76,12 @@ def applied_ids(engine: Engine) -> set[str]:
     ("delivery_limit", "parks"), [(10, True), (DELIVERY_LIMIT, False)], ids=["limit-10", "limit-default"]
 )
 def test_a_consumer_crashing_11_times_in_a_300_event_backlog_then_a_replay_applies_every_event_exactly_once(
-    url: str, database: tuple[str, Engine], delivery_limit: int, parks: bool
+    rabbitmq_url: str, database: tuple[str, Engine], delivery_limit: int, parks: bool
 ) -> None:
     db_url, engine = database
     events = order_events(BACKLOG)
     all_ids = {e.message_id for e in events}
-    with temporary_queues(url, delivery_limit) as queues:
+    with temporary_queues(rabbitmq_url, delivery_limit) as queues:
         publish(queues, events)
         zygote = ConsumerZygote(queues, db_url, name="sales", delay_s=0.02)  # prefetch 100, slow work
         try:
@@ -115,14 +104,15 @@ def test_a_consumer_crashing_11_times_in_a_300_event_backlog_then_a_replay_appli
             # Settled: every event is applied or parked, and nothing is left in the queue.
             wait_for(
                 lambda: (
-                    applied_ids(engine) | {d.message_id for d in dead_letters(url, queues.dead_letter_queue)}
+                    applied_ids(engine)
+                    | {d.message_id for d in dead_letters(rabbitmq_url, queues.dead_letter_queue)}
                     >= all_ids
                     and queues.depth()[0] == 0
                 ),
                 DEADLINE_S,
                 "every event applied or dead-lettered",
             )
-            parked = dead_letters(url, queues.dead_letter_queue)
+            parked = dead_letters(rabbitmq_url, queues.dead_letter_queue)
             print(f"limit {delivery_limit}: {CRASHES} crashes parked {len(parked)} of {BACKLOG} events")
             if parks:
                 assert parked, "eleven crashes with a limit of 10 parked nothing"
@@ -135,7 +125,7 @@ def test_a_consumer_crashing_11_times_in_a_300_event_backlog_then_a_replay_appli
             else:
                 assert parked == [], "crashes alone parked healthy events"
 
-            result = replay(url, queues.dead_letter_queue)
+            result = replay(rabbitmq_url, queues.dead_letter_queue)
             assert sorted(result.replayed) == sorted(d.message_id for d in parked)
             assert (result.kept, result.failed) == (0, ())
             wait_for(lambda: applied_ids(engine) >= all_ids, DEADLINE_S, "the replayed events applied")
@@ -145,7 +135,7 @@ def test_a_consumer_crashing_11_times_in_a_300_event_backlog_then_a_replay_appli
 
 
 def test_a_listed_dead_letter_says_why_and_a_replay_of_chosen_ids_leaves_the_others(
-    url: str, database: tuple[str, Engine]
+    rabbitmq_url: str, database: tuple[str, Engine]
 ) -> None:
     _, engine = database
     failing = {"broken"}
@@ -156,29 +146,34 @@ def test_a_listed_dead_letter_says_why_and_a_replay_of_chosen_ids_leaves_the_oth
         record_sale(event, session)  # type: ignore[arg-type]
 
     events = [Event("order.approved", {"order_id": n, "kind": "broken"}) for n in range(3)]
-    with temporary_queues(url) as queues, consumer(queues, engine, handler, max_attempts=2) as worker:
+    with (
+        temporary_queues(rabbitmq_url) as queues,
+        consumer(queues, engine, handler, max_attempts=2) as worker,
+    ):
         publish(queues, events)
         worker.wait_until(lambda s: s.dead_lettered == 3, timeout=DEADLINE_S)
-        listed = dead_letters(url, queues.dead_letter_queue)
+        listed = dead_letters(rabbitmq_url, queues.dead_letter_queue)
         assert sorted(d.message_id for d in listed) == sorted(e.message_id for e in events)
         assert {(d.reason, d.deaths, d.routing_key) for d in listed} == {
             ("attempts_exhausted", 1, "order.approved")
         }
         assert all(d.error.startswith("LookupError: no such book") for d in listed)
-        assert len(dead_letters(url, queues.dead_letter_queue)) == 3, "listing took them out"
+        assert len(dead_letters(rabbitmq_url, queues.dead_letter_queue)) == 3, "listing took them out"
 
         failing.clear()  # the handler is fixed: replay one of the three
         chosen = events[1].message_id
-        result = replay(url, queues.dead_letter_queue, {chosen})
+        result = replay(rabbitmq_url, queues.dead_letter_queue, {chosen})
         assert (result.replayed, result.kept, result.failed) == ((chosen,), 2, ())
         wait_for(lambda: applied_ids(engine) == {chosen}, DEADLINE_S, "the replayed event applied")
-        assert sorted(d.message_id for d in dead_letters(url, queues.dead_letter_queue)) == sorted(
+        assert sorted(d.message_id for d in dead_letters(rabbitmq_url, queues.dead_letter_queue)) == sorted(
             e.message_id for e in events if e.message_id != chosen
         )
 
 
-def test_a_dead_letter_whose_replay_is_not_confirmed_stays_in_the_dead_letter_queue(url: str) -> None:
-    with temporary_queues(url) as queues, connection(url) as conn:
+def test_a_dead_letter_whose_replay_is_not_confirmed_stays_in_the_dead_letter_queue(
+    rabbitmq_url: str,
+) -> None:
+    with temporary_queues(rabbitmq_url) as queues, connection(rabbitmq_url) as conn:
         channel = conn.channel()
         channel.confirm_delivery()
         for message_id, exchange, key in (
@@ -189,10 +184,10 @@ def test_a_dead_letter_whose_replay_is_not_confirmed_stays_in_the_dead_letter_qu
             headers = {"x-original-exchange": exchange, "x-original-routing-key": key}
             properties = pika.BasicProperties(message_id=message_id, headers=headers, delivery_mode=2)
             channel.basic_publish("", queues.dead_letter_queue, b"{}", properties)
-        result = replay(url, queues.dead_letter_queue)
+        result = replay(rabbitmq_url, queues.dead_letter_queue)
         assert sorted(result.failed) == ["no-exchange", "no-queue"]
         assert result.replayed == ("fine",)
-        assert sorted(d.message_id for d in dead_letters(url, queues.dead_letter_queue)) == [
+        assert sorted(d.message_id for d in dead_letters(rabbitmq_url, queues.dead_letter_queue)) == [
             "no-exchange",
             "no-queue",
         ]
