@@ -65,9 +65,20 @@ class PrivateBroker:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
-    def ctl(self, *arguments: str, timeout_s: float = 120.0) -> None:
+    def ctl(self, *arguments: str, timeout_s: float = 120.0, attempts: int = 3) -> None:
+        """``rabbitmqctl -n <node> ARGUMENTS``; tried again when the CLI could not reach the node.
+
+        On a machine at load 30 the CLI's own VM can miss its connection to the node (exit 69,
+        "unavailable", or 75, "temporary failure"); the commands used here are idempotent.
+        """
         command = [_script("rabbitmqctl") or "rabbitmqctl", "-n", self.node, *arguments]
-        subprocess.run(command, env=self.env, check=True, capture_output=True, timeout=timeout_s)
+        for attempt in range(1, attempts + 1):
+            done = subprocess.run(command, env=self.env, capture_output=True, timeout=timeout_s)
+            if done.returncode == 0:
+                return
+            if done.returncode not in (69, 75) or attempt == attempts:
+                raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
+            time.sleep(1.0)  # a pause between attempts, not a wait for a condition
 
     def stop_app(self) -> None:
         """Stop RabbitMQ on the node (the Erlang VM stays): connections drop, the port refuses."""

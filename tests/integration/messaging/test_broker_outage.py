@@ -91,10 +91,19 @@ class OrderFlow:
 
 def returned_at_ns(broker: PrivateBroker) -> int:
     """Start the broker's application; the wall-clock time of the first AMQP handshake it completes."""
-    starting = threading.Thread(target=broker.ctl, args=("start_app",), daemon=True)
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            broker.ctl("start_app")
+        except Exception as error:  # reported below, with the probe's verdict
+            failures.append(error)
+
+    starting = threading.Thread(target=start, daemon=True)
     starting.start()
     deadline = time.monotonic() + 120
     while not broker_answers(broker.url, timeout_s=0.5):
+        assert not failures, f"rabbitmqctl start_app failed: {failures[0]!r}"
         assert time.monotonic() < deadline, "the private broker did not come back within 120 s"
         time.sleep(0.02)
     moment = time.time_ns()
