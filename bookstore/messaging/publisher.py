@@ -229,7 +229,7 @@ class Publisher:
             if self._closed:
                 raise RuntimeError(f"publisher {self.name!r} is closed")
             if self._broker_down:
-                raise PublishFailed(call.message_ids, f"not connected to the broker ({self._last_error})")
+                raise PublishFailed(call.message_ids, f"not connected to the broker: {self._last_error}")
             self._unsent.extend(messages)
             self._wake_locked()
         self._wait(call)
@@ -352,7 +352,7 @@ class Publisher:
         self._channel = None
         self._broker_down = True
         self._connected.clear()
-        self._fail_all_locked(reason)
+        self._fail_all_locked(f"not connected to the broker: {reason}")
 
     # ------------------------------------------------------------------ I/O thread
 
