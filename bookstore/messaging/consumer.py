@@ -294,17 +294,21 @@ class Consumer:
         """Consume until ``stop()``; reconnects with capped exponential backoff when the broker goes."""
         self._ensure_tables()
         backoff = Backoff(cap_s=self.reconnect_max_s)
+        failing = 0  # attempts in a row that failed: an outage is logged once, not four times a second
         while not self._stop_requested.is_set():
             try:
                 self._connect()
                 backoff.reset()  # connected: the next outage starts from the smallest delay again
+                failing = 0
                 self._consume_until_stopped()
             except pika.exceptions.AMQPError as error:
                 self._drop_connection()
                 if self._stop_requested.is_set():
                     break
                 delay = backoff.next_delay()
-                log.warning(
+                failing += 1
+                log.log(
+                    logging.WARNING if failing == 1 else logging.DEBUG,
                     "consumer %s lost the broker (%s); reconnecting in %.1f s",
                     self.name,
                     type(error).__name__ + (f": {error}" if str(error) else ""),

@@ -265,15 +265,25 @@ class OutboxRelay:
     def _run(self) -> None:
         backoff = Backoff(min(self.poll_s, self.max_backoff_s), self.max_backoff_s)
         last_purge = backlog_read_at = time.monotonic()
+        failing = 0  # failures in a row: an outage is logged once, not four times a second
         while not self._stopping.is_set():
             try:
                 sent = self.relay_once()
             except Exception as error:  # the broker, the network or the database: try again later
                 self.failures += 1
+                failing += 1
                 delay = backoff.next_delay()
-                log.warning("outbox relay: %s; retrying within %.2f s", error, delay)
+                log.log(
+                    logging.WARNING if failing == 1 else logging.DEBUG,
+                    "outbox relay: %s; retrying within %.2f s",
+                    error,
+                    delay,
+                )
                 self._pause(delay)
                 continue
+            if failing:
+                log.warning("outbox relay: publishing again after %d failed attempt(s)", failing)
+                failing = 0
             backoff.reset()
             if sent == self.batch:
                 continue  # more may be waiting: no pause while catching up

@@ -358,7 +358,7 @@ class Publisher:
 
     def _run(self) -> None:
         backoff = Backoff()
-        first = True
+        first = first_failure = True
         while not self._closing.is_set():
             try:
                 opened = self._connect_once(redeclare=not first)
@@ -372,9 +372,14 @@ class Publisher:
             if opened:
                 backoff.reset()  # it worked until the broker went: try again soon
             delay = backoff.next_delay()
-            logger.warning(
-                "publisher %s: not connected (%s); next attempt in %.1f s", self.name, self._last_error, delay
+            logger.log(
+                logging.WARNING if opened or first_failure else logging.DEBUG,  # once per outage
+                "publisher %s: not connected (%s); next attempt in %.2f s",
+                self.name,
+                self._last_error,
+                delay,
             )
+            first_failure = False
             self._closing.wait(delay)
         logger.debug("publisher %s: I/O thread ends", self.name)
 

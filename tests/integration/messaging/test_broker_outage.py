@@ -136,9 +136,9 @@ def test_with_orders_flowing_the_outbox_drains_within_a_second_of_the_brokers_re
     with OrderFlow(http, auth) as flow:
         for _ in range(RUNS):
             eventually(lambda: outbox.backlog() == 0, timeout_s=60, what="the outbox empty before the outage")
-            placed_before = len(flow.placed)
             broker.stop_app()
             stopped = time.monotonic()
+            placed_before = len(flow.placed)  # counted from here: rabbitmqctl takes seconds to return
             eventually(
                 lambda placed_before=placed_before: len(flow.placed) >= placed_before + 3,
                 timeout_s=30,
