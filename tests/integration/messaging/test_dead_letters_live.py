@@ -16,10 +16,11 @@ import pika
 import pytest
 from sqlalchemy import Engine, select
 
+from bookstore.cli import main
 from bookstore.messaging.consumer import Consumer, Handler
 from bookstore.messaging.dead_letters import dead_letters, replay
 from bookstore.messaging.events import Event
-from bookstore.messaging.topology import DELIVERY_LIMIT
+from bookstore.messaging.topology import ANALYTICS, DELIVERY_LIMIT, Topology
 from bookstore.platform.database import make_engine
 from tests.integration.messaging.consumer_helpers import (
     ConsumerZygote,
@@ -192,3 +193,29 @@ def test_a_dead_letter_whose_replay_is_not_confirmed_stays_in_the_dead_letter_qu
             "no-queue",
         ]
         assert queues.depth()[0] == 1  # the one confirmed reached its queue
+
+
+def test_the_cli_lists_a_dead_letter_with_its_reason_and_replays_it_to_its_queue(
+    rabbitmq_url: str, topology: Topology, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = topology.dead_letter_queue(ANALYTICS)
+    with connection(rabbitmq_url) as conn:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        death = {"count": 11, "reason": "delivery_limit", "queue": topology.queue(ANALYTICS),
+                 "exchange": topology.exchange, "routing-keys": ["order.approved"]}  # fmt: skip
+        properties = pika.BasicProperties(
+            message_id="m-cli", type="order.approved", headers={"x-death": [death]}
+        )
+        channel.basic_publish("", dead, b"{}", properties)
+    where = ["--url", rabbitmq_url, "--prefix", topology.prefix]
+
+    assert main(["dlq", "list", "analytics", *where]) == 0
+    listed = capsys.readouterr().out
+    assert "m-cli" in listed and "delivery_limit" in listed and " 11 " in listed
+    assert main(["dlq", "replay", "analytics", *where]) == 2  # neither --all nor --id: refuses
+    assert main(["dlq", "replay", "analytics", "--all", *where]) == 0
+    assert "replayed 1" in capsys.readouterr().out
+    with connection(rabbitmq_url) as conn:
+        assert conn.channel().queue_declare(topology.queue(ANALYTICS), passive=True).method.message_count == 1
+        assert conn.channel().queue_declare(dead, passive=True).method.message_count == 0
