@@ -20,6 +20,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -28,10 +29,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bookstore.messaging.broker import broker_answers
-from bookstore.platform.processes import free_port, spawn, terminate
+from bookstore.platform.processes import spawn, terminate
 
 SCRIPTS = Path("/usr/lib/rabbitmq/bin")
 START_TIMEOUT_S = 120.0
+
+
+def stable_port() -> int:
+    """A free loopback port *below* the kernel's ephemeral range.
+
+    The node's AMQP port is free while its application is stopped, and every client keeps
+    trying to connect to it. A port inside the ephemeral range can then be taken by one of
+    those very attempts (Linux lets a connection to a closed local port pick that same port
+    as its source, and it connects to itself), and ``start_app`` fails with ``eaddrinuse``.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default start of the range
+    for _ in range(200):
+        port = secrets.randbelow(low - 10_000) + 10_000
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port found between 10000 and {low}")
 
 
 def _script(name: str) -> str | None:
@@ -105,7 +129,7 @@ def private_rabbitmq() -> Iterator[PrivateBroker]:
     """Start a private node, yield it once it answers AMQP, stop it and delete its data afterwards."""
     home = Path(tempfile.mkdtemp(prefix="bookstore-rabbitmq-"))
     node = f"bookstore-test-{os.getpid()}-{secrets.token_hex(3)}@localhost"
-    port = free_port()
+    port = stable_port()
     (home / "enabled_plugins").write_text("[].\n")  # no management plugin: a faster start
     (home / "rabbitmq-env.conf").write_text("")  # not the system's, which may name another node
     env = {
@@ -114,7 +138,7 @@ def private_rabbitmq() -> Iterator[PrivateBroker]:
         "RABBITMQ_NODENAME": node,
         "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
         "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(free_port()),
+        "RABBITMQ_DIST_PORT": str(stable_port()),
         "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
         "RABBITMQ_LOG_BASE": str(home / "log"),
         "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
