@@ -531,10 +531,11 @@ class Consumer:
     def _settle(self, batch: Sequence[_Delivery]) -> None:
         readable: list[tuple[_Delivery, Event]] = []
         for delivery in batch:
+            began = time.perf_counter()
             try:
                 readable.append((delivery, Event.from_message(delivery.properties, delivery.body)))
             except MalformedEvent as error:
-                self._dead_letter(delivery, error, self._attempt(delivery))
+                self._dead_letter(delivery, error, self._attempt(delivery), began)
         if len(readable) > 1 and self._apply_batch(readable):
             return
         for delivery, event in readable:
@@ -558,11 +559,9 @@ class Consumer:
                     self.max_attempts,
                     describe_error(error),
                 )
-                self._retry(delivery, error, attempt)
-                record_consumed(self.queue, "retried", time.perf_counter() - began)
+                self._retry(delivery, error, attempt, began)
             else:
-                self._dead_letter(delivery, error, attempt)
-                record_consumed(self.queue, "dead_lettered", time.perf_counter() - began)
+                self._dead_letter(delivery, error, attempt, began)
             return
         # Counted at the commit, before the ack: ``applied`` always equals the rows the handler
         # committed, even when the ack is then lost (the redelivery counts as a duplicate).
@@ -612,14 +611,20 @@ class Consumer:
                     applied += 1
             return applied
 
-    def _retry(self, delivery: _Delivery, error: BaseException, attempt: int) -> None:
+    def _retry(self, delivery: _Delivery, error: BaseException, attempt: int, began: float) -> None:
         """A confirmed copy, ``x-attempts`` raised, to the back of our queue; then ack the original."""
         # The default exchange routes by queue name: the copy reaches this queue and no other.
         if self._republish(delivery, error, attempt, exchange="", routing_key=self.queue):
             self._count(retried=1)
+        record_consumed(self.queue, "retried", time.perf_counter() - began)  # copied or requeued
 
-    def _dead_letter(self, delivery: _Delivery, error: BaseException, attempt: int) -> None:
-        """Publish a copy that says why, wait for the broker's confirm, then ack the original."""
+    def _dead_letter(self, delivery: _Delivery, error: BaseException, attempt: int, began: float) -> None:
+        """Publish a copy that says why, wait for the broker's confirm, then ack the original.
+
+        The metric is counted here, by what really happened, for every dead letter (a message
+        that cannot be read included): ``dead_lettered`` once the broker confirmed the copy,
+        ``retried`` when it refused it and the original went back to the queue.
+        """
         reason = UNREADABLE if isinstance(error, MalformedEvent) else ATTEMPTS_EXHAUSTED
         if self._republish(
             delivery,
@@ -630,6 +635,7 @@ class Consumer:
             reason=reason,
         ):
             self._count(dead_lettered=1)
+            record_consumed(self.queue, "dead_lettered", time.perf_counter() - began)
             log.error(
                 "consumer %s dead-lettered message %s after %d attempt(s): %s",
                 self.name,
@@ -637,6 +643,8 @@ class Consumer:
                 attempt,
                 describe_error(error),
             )
+        else:
+            record_consumed(self.queue, "retried", time.perf_counter() - began)
 
     def _republish(
         self,

@@ -186,6 +186,8 @@ class Cluster:
         # Resolved at start (finding a broker may mean waiting for one); "" without messaging.
         self.rabbitmq_url = rabbitmq_url or ""
         self._owns_prefix = messaging_prefix is None
+        # Set once the broker answered: a cluster that never reached it has no topology to delete.
+        self._broker_reached = False
         self.messaging_prefix = (
             (messaging_prefix if messaging_prefix is not None else f"bk-{secrets.token_hex(4)}.")
             if messaging
@@ -320,7 +322,11 @@ class Cluster:
                 grpc.channel_ready_future(self._channels[service]).result(timeout=self.startup_timeout_s)
 
     def scale(self, service: str, count: int) -> None:
-        """Run ``count`` replicas of a service; its callers restart to learn the new addresses."""
+        """Run ``count`` replicas of a service; its callers restart to learn the new addresses.
+
+        A Prometheus binary this cluster started follows the change without a restart (it
+        discovers its targets from files); a configured or containerised one does not.
+        """
         if count < 1:
             raise ValueError("count must be at least 1 (use stop() to stop a service)")
         self._require_running("scale")
@@ -345,6 +351,8 @@ class Cluster:
             for caller in CALLERS.get(service, ()):
                 if caller in self.replicas:
                     self.restart(caller)
+            if self._metrics_backend is not None:
+                self._metrics_backend.update_targets(self.metrics_targets())
 
     def __enter__(self) -> Cluster:
         return self.start()
@@ -522,6 +530,7 @@ class Cluster:
             messaging_prefix=state.get("messaging_prefix") if state.get("messaging") else None,
         )
         cluster._owns_prefix = bool(state.get("owns_prefix", False))
+        cluster._broker_reached = cluster.messaging  # the state file is written once it started
         cluster._owns_work_dir = False
         cluster.replicas = {
             name: [
@@ -660,6 +669,7 @@ class Cluster:
 
         self.rabbitmq_url = self.rabbitmq_url or resolve_rabbitmq_url()
         with connect(self.rabbitmq_url, "launcher") as connection:
+            self._broker_reached = True
             self.topology.declare(connection.channel())
 
     def _stop_telemetry(self) -> None:
@@ -671,7 +681,7 @@ class Cluster:
 
     def _remove_messaging(self) -> None:
         """Delete the exchanges and queues named after this cluster's own prefix (none else)."""
-        if not (self.messaging and self._owns_prefix and self.rabbitmq_url):
+        if not (self.messaging and self._owns_prefix and self.rabbitmq_url and self._broker_reached):
             return
         from bookstore.messaging.broker import connect
 

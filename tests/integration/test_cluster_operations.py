@@ -204,3 +204,14 @@ def test_a_service_restarted_from_a_short_lived_thread_outlives_that_thread() ->
         worker.join()
         time.sleep(0.5)  # a doomed child would receive SIGTERM as soon as the thread ended
         assert [s.state for s in cluster.status() if s.service == "payment"] == ["SERVING"]
+
+
+def test_a_cluster_whose_broker_never_answered_stops_without_a_warning_about_its_topology(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import pika.exceptions
+
+    cluster = Cluster(messaging=True, rabbitmq_url="amqp://guest:guest@127.0.0.1:1/%2F")
+    with caplog.at_level("WARNING"), pytest.raises(pika.exceptions.AMQPConnectionError):
+        cluster.start()
+    assert not [r for r in caplog.records if "topology" in r.getMessage()], caplog.text
