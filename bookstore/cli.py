@@ -3,6 +3,8 @@
 bookstore up [--replicas inventory=2] [--work-dir DIR]   start a detached cluster
 bookstore status [--work-dir DIR]                        show each process and its health
 bookstore down [--work-dir DIR]                          stop it
+bookstore dlq list QUEUE [--work-dir DIR]                the dead letters of a queue, with reason and deaths
+bookstore dlq replay QUEUE (--all | --id ID...)          publish them again to their original routing
 bookstore env [--json]                                   what this machine offers each week, what to install
 bookstore course run [--weeks 0,6-10] [--html]           execute the course notebooks headless
 bookstore exercises build [--check]                      build exercises/ from solutions/
@@ -16,8 +18,12 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bookstore.course import DEFAULT_WEEKS  # light: the runner imports nbclient only when it runs
+
+if TYPE_CHECKING:
+    from bookstore.messaging.dead_letters import DeadLetter
 
 DEFAULT_WORK_DIR = Path(".bookstore") / "cluster"
 
@@ -89,6 +95,62 @@ def _print_status(cluster: object) -> None:
     print(f"{'service':<14} {'replica':>7} {'pid':>8}  {'address':<16} state")
     for s in cluster.status():
         print(f"{s.service:<14} {s.replica:>7} {s.pid or '-':>8}  {s.address:<16} {s.state}")
+
+
+def _dead_letter_target(args: argparse.Namespace) -> tuple[str, str]:
+    """(broker URL, dead-letter queue) from --url/--prefix, else the running cluster, else the settings."""
+    from bookstore.messaging.dead_letters import dead_letter_queue_named
+    from bookstore.messaging.topology import Topology
+    from bookstore.platform.cluster import STATE_FILE, Cluster
+    from bookstore.platform.settings import Settings
+
+    settings = Settings.from_env()
+    url, prefix = args.url or settings.rabbitmq_url, args.prefix
+    if (not url or prefix is None) and (Path(args.work_dir) / STATE_FILE).exists():
+        cluster = Cluster.attach(args.work_dir, owned=False)  # `bookstore up --messaging` wrote both
+        url, prefix = url or cluster.rabbitmq_url, cluster.messaging_prefix if prefix is None else prefix
+    if not url:
+        from bookstore.messaging.broker import resolve_rabbitmq_url
+
+        url = resolve_rabbitmq_url(settings)
+    topology = Topology(settings.messaging_prefix if prefix is None else prefix)
+    return url, dead_letter_queue_named(topology, args.queue)
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    import pika.exceptions
+
+    from bookstore.messaging.broker import BrokerUnavailable
+    from bookstore.messaging.dead_letters import dead_letters, replay
+
+    try:
+        url, queue = _dead_letter_target(args)
+        if args.dlq_command == "list":
+            _print_dead_letters(queue, dead_letters(url, queue, limit=args.limit))
+            return 0
+        if not args.all and not args.ids:
+            print("say which: --all, or --id MESSAGE_ID (repeatable)", file=sys.stderr)
+            return 2
+        result = replay(url, queue, None if args.all else set(args.ids), limit=args.limit)
+    except (pika.exceptions.AMQPError, BrokerUnavailable) as error:
+        print(f"bookstore dlq: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(f"replayed {len(result.replayed)} (confirmed, removed from {queue}); left {result.kept}")
+    if result.failed:
+        print(f"not confirmed, still in the dead-letter queue: {', '.join(result.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_dead_letters(queue: str, letters: list[DeadLetter]) -> None:
+    print(f"{queue}: {len(letters)} dead letter(s)")
+    print(f"{'message_id':<36}  {'type':<18} {'reason':<18} {'deaths':>6}  replays to")
+    for letter in letters:
+        target = f"{letter.exchange or '(default exchange)'} {letter.routing_key}"
+        reason = f"{letter.reason:<18} {letter.deaths:>6}"
+        print(f"{letter.message_id:<36}  {letter.event_type:<18} {reason}  {target}")
+        if letter.error:
+            print(f"{'':<38}{letter.error}")
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -203,6 +265,28 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
         p.set_defaults(func=func)
+
+    dlq = sub.add_parser("dlq", help="week 9: list or replay a queue's dead letters")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    for name, text in (
+        ("list", "each dead letter with its reason and death count"),
+        ("replay", "publish dead letters again to their original routing, with confirms"),
+    ):
+        p = dlq_sub.add_parser(name, help=text)
+        p.add_argument(
+            "queue", metavar="QUEUE", help="analytics, notification, inventory, or a full queue name"
+        )
+        p.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR), help="the `bookstore up` cluster to ask")
+        p.add_argument(
+            "--url", default=None, help="the broker (default: the cluster's, BOOKSTORE_RABBITMQ_URL)"
+        )
+        p.add_argument("--prefix", default=None, help="queue name prefix (default: the cluster's)")
+        p.add_argument("--limit", type=int, default=10_000, help="look at this many at most (default 10000)")
+        p.set_defaults(func=cmd_dlq)
+    dlq_sub.choices["replay"].add_argument("--all", action="store_true", help="every dead letter")
+    dlq_sub.choices["replay"].add_argument(
+        "--id", dest="ids", action="append", default=[], metavar="MESSAGE_ID", help="this one (repeatable)"
+    )
 
     env = sub.add_parser("env", help="what this machine offers each week (RabbitMQ, Prometheus, Docker, ...)")
     env.add_argument("--json", action="store_true", help="the findings as JSON")

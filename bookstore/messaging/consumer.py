@@ -12,24 +12,37 @@ delivery). That one is repairable: the dedupe row committed with the work, so th
 finds it, is acked, and is not applied twice. At-least-once delivery plus an idempotent
 consumer is what "exactly once" means in practice: *effectively once*.
 
-When a handler fails, the message is not lost and not retried forever:
+When a handler fails, the message is not lost and not retried forever. The consumer counts
+the *handler's* failures itself, in the message's ``x-attempts`` header:
 
-* it is rejected with ``requeue=True`` while its attempt (counted by the quorum queue in the
-  ``x-delivery-count`` header) is below ``max_attempts``: transient trouble gets retried;
-* on the last attempt the consumer publishes a copy to the dead-letter exchange, with headers
-  saying why (``x-error``, ``x-attempts``, ``x-consumer``, ``x-original-routing-key``), waits
-  for the broker's confirm, and only then acks the original: a dead-letter queue that says why
-  each message is there is one a human can triage and replay;
+* while the attempts are below ``max_attempts``, it publishes a copy of the message back to
+  its own queue (the default exchange, routed by queue name) with ``x-attempts`` raised by one
+  and the last error in ``x-error``, waits for the broker's confirm, and only then acks the
+  original. The copy goes to the back of the queue: transient trouble gets time to clear, at
+  the price of order (the messages that were behind it are applied before its retry);
+* on the last attempt it publishes the copy to the dead-letter exchange instead, with headers
+  saying why (``x-error``, ``x-attempts``, ``x-consumer``, ``x-original-routing-key``), and
+  acks the original only after the confirm: a dead-letter queue that says why each message is
+  there is one a human can triage and replay (``bookstore.messaging.dead_letters``);
 * a message that cannot be read (``MalformedEvent``) goes there at once: retrying cannot fix it.
 
-The queue's own ``x-delivery-limit`` stays the safety net for the one case the consumer cannot
-handle: a message that kills the process before any decision is made. Note that the broker
-counts *deliveries*, not failures: a message that was prefetched when a consumer crashed,
-reconnected or stopped counts one more attempt. Give the queue a delivery limit well above
-``max_attempts`` (twice is plenty), so the consumer, which knows the reason, decides first.
+What counts towards which limit, and why. The broker counts *deliveries* (``x-delivery-count``
+in a quorum queue): every prefetched, unacked message counts one more each time a consumer's
+channel dies, whether the message did anything wrong or not. A consumer process in a crash
+loop, with 100 messages prefetched, adds one to all 100 at every crash. Had the consumer
+decided on that count, crashes alone would park healthy messages. So the decision about
+handler failures uses the consumer's own header, which crashes do not touch, and the queue's
+``x-delivery-limit`` is kept high (``topology.DELIVERY_LIMIT``, 50) as the backstop for the one
+case the consumer cannot handle: a message that kills the process before any decision is
+made. The trade-off is that such a message costs up to 50 crashes before it is parked, and
+the healthy messages prefetched with it share its fate (replay them from the dead-letter
+queue). One thing softens the crash loop: a *redelivered* message may be the one that killed
+the last process, so the acks of everything committed before it are sent before it is touched.
 
-The consumer reconnects by itself, with capped exponential backoff, when the broker goes
-away; what was unacked at that moment is redelivered, which the dedupe table makes harmless.
+The consumer reconnects by itself when the broker goes away (``bookstore.messaging.backoff``:
+doubling delays capped at a quarter of a second, from the smallest again after every successful
+connection); what was unacked at that moment is redelivered, which the dedupe table makes
+harmless.
 
 Throughput. The acks of committed messages go out as one ``multiple`` ack every half prefetch
 window (never before their commits): one round trip through pika for many messages.
@@ -54,7 +67,6 @@ import enum
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -66,6 +78,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bookstore.messaging import dedupe
+from bookstore.messaging.backoff import RECONNECT_CAP_S, Backoff
 from bookstore.messaging.events import Event, MalformedEvent
 from bookstore.observability import consumer_span, record_consumed, set_queue_depth
 from bookstore.platform.database import retry_on_lock, session_factory
@@ -80,33 +93,35 @@ ATTEMPTS_HEADER = "x-attempts"
 CONSUMER_HEADER = "x-consumer"
 ORIGINAL_ROUTING_KEY_HEADER = "x-original-routing-key"
 ORIGINAL_EXCHANGE_HEADER = "x-original-exchange"
+DEAD_REASON_HEADER = "x-dead-letter-reason"  # set by the consumer on its dead letters only
+CONSUMER_DEATHS_HEADER = "x-consumer-deaths"  # times consumers dead-lettered it; kept across replays
+ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+UNREADABLE = "unreadable"
 
 MAX_ERROR_LENGTH = 1000  # an x-error header is for a human; a whole traceback belongs in the logs
-INITIAL_BACKOFF_S = 0.1
 POLL_S = 0.5  # the longest the loop waits for the broker before looking at the stop flag again
 DEPTH_EVERY_S = 1.0  # how often the queue-depth gauge is refreshed
-LOCAL_ATTEMPTS_REMEMBERED = 10_000
 
 
 class Decision(enum.Enum):
     """What becomes of one delivery once the consumer has tried it."""
 
     ACK = "ack"  # applied now, or already applied before: the broker may forget it
-    RETRY = "retry"  # basic_nack(requeue=True): the broker delivers it again
+    RETRY = "retry"  # a confirmed copy with x-attempts + 1 to the back of its queue, then ack
     DEAD_LETTER = "dead-letter"  # a confirmed copy to the dead-letter exchange, then ack
 
 
-def delivery_attempt(headers: Mapping[str, Any] | None, redelivered: bool, failures_seen: int = 0) -> int:
-    """Which attempt this delivery is, counting from 1.
+def delivery_attempt(headers: Mapping[str, Any] | None) -> int:
+    """Which attempt of the handler this delivery is, counting from 1.
 
-    A quorum queue says it in ``x-delivery-count``: how often the message was delivered and
-    returned before (0, or absent, the first time). A classic queue only says ``redelivered``;
-    then ``failures_seen``, what this consumer process remembers, is the best we know.
+    ``x-attempts`` says how many attempts failed before (absent the first time). The broker's
+    ``x-delivery-count`` is ignored on purpose: it also counts deliveries that died with a
+    crashed consumer, which say nothing about the message (see the module docstring).
     """
-    count = (headers or {}).get(DELIVERY_COUNT_HEADER)
-    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
-        return count + 1
-    return max(failures_seen + 1, 2 if redelivered else 1)
+    failed = (headers or {}).get(ATTEMPTS_HEADER)
+    if isinstance(failed, int) and not isinstance(failed, bool) and failed >= 0:
+        return failed + 1
+    return 1
 
 
 def decide(error: BaseException | None, attempt: int, max_attempts: int) -> Decision:
@@ -124,7 +139,7 @@ def describe_error(error: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
 
 
-def dead_letter_headers(
+def failure_headers(
     original: Mapping[str, Any] | None,
     *,
     error: BaseException,
@@ -132,20 +147,51 @@ def dead_letter_headers(
     exchange: str,
     attempts: int,
     consumer: str,
+    dead_reason: str = "",
 ) -> dict[str, Any]:
-    """The original headers plus why the message is dead; the broker's delivery count is dropped
-    (it describes the old queue, and would confuse the dead-letter queue's own count on a replay)."""
+    """The original headers plus why the message failed, for a retry copy or a dead letter.
+
+    A dead letter (``dead_reason`` given) also says why it is dead and counts one more death.
+
+    ``attempts`` is how many attempts have failed so far. The first routing is kept: a retry
+    copy travels through the default exchange under the queue's name, but its dead letter must
+    still name the exchange and key it was published with. The broker's delivery count is
+    dropped: it describes the old delivery, and would confuse the next queue's own count.
+    """
     headers = {k: v for k, v in (original or {}).items() if k != DELIVERY_COUNT_HEADER}
+    headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, routing_key)
+    headers.setdefault(ORIGINAL_EXCHANGE_HEADER, exchange)
     headers.update(
-        {
-            ERROR_HEADER: describe_error(error),
-            ORIGINAL_ROUTING_KEY_HEADER: routing_key,
-            ORIGINAL_EXCHANGE_HEADER: exchange,
-            ATTEMPTS_HEADER: attempts,
-            CONSUMER_HEADER: consumer,
-        }
+        {ERROR_HEADER: describe_error(error), ATTEMPTS_HEADER: attempts, CONSUMER_HEADER: consumer}
     )
+    if dead_reason:
+        headers[DEAD_REASON_HEADER] = dead_reason
+        headers[CONSUMER_DEATHS_HEADER] = int(headers.get(CONSUMER_DEATHS_HEADER) or 0) + 1
     return headers
+
+
+dead_letter_headers = failure_headers  # the same headers say why a message is dead
+
+
+def copied_properties(source: pika.BasicProperties, headers: Mapping[str, Any]) -> pika.BasicProperties:
+    """``source``'s properties with ``headers``, persistent: for a copy of a delivered message.
+
+    No expiration: a copy waits for its consumer, or a dead letter for a human. No user_id: the
+    broker checks it against the publishing connection's user.
+    """
+    return pika.BasicProperties(
+        content_type=source.content_type,
+        content_encoding=source.content_encoding,
+        headers=dict(headers),
+        delivery_mode=pika.DeliveryMode.Persistent,
+        priority=source.priority,
+        correlation_id=source.correlation_id,
+        reply_to=source.reply_to,
+        message_id=source.message_id,
+        timestamp=source.timestamp,
+        type=source.type,
+        app_id=source.app_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -201,7 +247,7 @@ class Consumer:
         dead_letter_exchange: str,
         prefetch: int = 100,
         max_attempts: int = 5,
-        reconnect_max_s: float = 5.0,
+        reconnect_max_s: float = RECONNECT_CAP_S,
         batch_size: int = 1,
     ) -> None:
         if prefetch < 1 or max_attempts < 1 or batch_size < 1:
@@ -241,32 +287,34 @@ class Consumer:
         self._cancelled_by_broker = False
         self._ever_connected = False
         self._consuming = threading.Event()  # subscribed to the queue right now
-        # Failures per message id, only for queues that do not count deliveries themselves.
-        self._failures: OrderedDict[str, int] = OrderedDict()
 
     # -- running and stopping --------------------------------------------------------------
 
     def run(self) -> None:
         """Consume until ``stop()``; reconnects with capped exponential backoff when the broker goes."""
         self._ensure_tables()
-        delay = INITIAL_BACKOFF_S
+        backoff = Backoff(cap_s=self.reconnect_max_s)
+        failing = 0  # attempts in a row that failed: an outage is logged once, not four times a second
         while not self._stop_requested.is_set():
             try:
                 self._connect()
-                delay = INITIAL_BACKOFF_S
+                backoff.reset()  # connected: the next outage starts from the smallest delay again
+                failing = 0
                 self._consume_until_stopped()
             except pika.exceptions.AMQPError as error:
                 self._drop_connection()
                 if self._stop_requested.is_set():
                     break
-                log.warning(
+                delay = backoff.next_delay()
+                failing += 1
+                log.log(
+                    logging.WARNING if failing == 1 else logging.DEBUG,
                     "consumer %s lost the broker (%s); reconnecting in %.1f s",
                     self.name,
                     type(error).__name__ + (f": {error}" if str(error) else ""),
                     delay,
                 )
                 self._stop_requested.wait(delay)
-                delay = min(delay * 2, self.reconnect_max_s)
         self._drop_connection()
 
     def start(self) -> Consumer:
@@ -455,6 +503,10 @@ class Consumer:
         while self._received:
             batch = self._received[: self.batch_size]
             del self._received[: len(batch)]
+            if any(delivery.redelivered for delivery in batch):
+                # It may be the message that killed the last consumer: should it kill this one
+                # too, what is already committed must not die with it and be counted again.
+                self._flush_acks()
             self._settle(batch)
         self._flush_acks()
 
@@ -483,14 +535,14 @@ class Consumer:
             try:
                 readable.append((delivery, Event.from_message(delivery.properties, delivery.body)))
             except MalformedEvent as error:
-                self._dead_letter(delivery, error, self._attempt(delivery, None), began)
+                self._dead_letter(delivery, error, self._attempt(delivery), began)
         if len(readable) > 1 and self._apply_batch(readable):
             return
         for delivery, event in readable:
             self._settle_one(delivery, event)
 
     def _settle_one(self, delivery: _Delivery, event: Event) -> None:
-        attempt = self._attempt(delivery, event.message_id)
+        attempt = self._attempt(delivery)
         began = time.perf_counter()
         try:
             # A child of the span that published the message: the trace goes on through the queue.
@@ -500,23 +552,19 @@ class Consumer:
             decision = decide(error, attempt, self.max_attempts)
             if decision is Decision.RETRY:
                 log.warning(
-                    "consumer %s: message %s failed (attempt %d of %d), requeued: %s",
+                    "consumer %s: message %s failed (attempt %d of %d), retried: %s",
                     self.name,
                     event.message_id,
                     attempt,
                     self.max_attempts,
                     describe_error(error),
                 )
-                self._remember_failure(event.message_id)
-                self._require_channel().basic_nack(delivery.tag, requeue=True)
-                self._count(retried=1)
-                record_consumed(self.queue, "retried", time.perf_counter() - began)
+                self._retry(delivery, error, attempt, began)
             else:
                 self._dead_letter(delivery, error, attempt, began)
             return
         # Counted at the commit, before the ack: ``applied`` always equals the rows the handler
         # committed, even when the ack is then lost (the redelivery counts as a duplicate).
-        self._failures.pop(event.message_id, None)
         if applied:
             self._count(applied=1)
         else:
@@ -547,8 +595,6 @@ class Consumer:
         except Exception as error:
             log.debug("consumer %s: batch of %d failed (%s); one at a time", self.name, len(readable), error)
             return False
-        for _, event in readable:
-            self._failures.pop(event.message_id, None)
         self._count(applied=applied, duplicates=len(readable) - applied)
         self._ack_later(max(d.tag for d, _ in readable), len(readable))
         return True
@@ -565,6 +611,13 @@ class Consumer:
                     applied += 1
             return applied
 
+    def _retry(self, delivery: _Delivery, error: BaseException, attempt: int, began: float) -> None:
+        """A confirmed copy, ``x-attempts`` raised, to the back of our queue; then ack the original."""
+        # The default exchange routes by queue name: the copy reaches this queue and no other.
+        if self._republish(delivery, error, attempt, exchange="", routing_key=self.queue):
+            self._count(retried=1)
+        record_consumed(self.queue, "retried", time.perf_counter() - began)  # copied or requeued
+
     def _dead_letter(self, delivery: _Delivery, error: BaseException, attempt: int, began: float) -> None:
         """Publish a copy that says why, wait for the broker's confirm, then ack the original.
 
@@ -572,85 +625,91 @@ class Consumer:
         that cannot be read included): ``dead_lettered`` once the broker confirmed the copy,
         ``retried`` when it refused it and the original went back to the queue.
         """
+        reason = UNREADABLE if isinstance(error, MalformedEvent) else ATTEMPTS_EXHAUSTED
+        if self._republish(
+            delivery,
+            error,
+            attempt,
+            exchange=self.dead_letter_exchange,
+            routing_key=self.queue,
+            reason=reason,
+        ):
+            self._count(dead_lettered=1)
+            record_consumed(self.queue, "dead_lettered", time.perf_counter() - began)
+            log.error(
+                "consumer %s dead-lettered message %s after %d attempt(s): %s",
+                self.name,
+                delivery.properties.message_id,
+                attempt,
+                describe_error(error),
+            )
+        else:
+            record_consumed(self.queue, "retried", time.perf_counter() - began)
+
+    def _republish(
+        self,
+        delivery: _Delivery,
+        error: BaseException,
+        attempt: int,
+        *,
+        exchange: str,
+        routing_key: str,
+        reason: str = "",
+    ) -> bool:
+        """Publish a copy saying why it failed; ack the original once the copy is confirmed.
+
+        False if the broker did not take the copy: the original is then requeued (acking it
+        would lose it), and the queue's delivery limit ends the loop should that persist.
+        """
         source = delivery.properties
-        properties = pika.BasicProperties(
-            content_type=source.content_type,
-            content_encoding=source.content_encoding,
-            headers=dead_letter_headers(
-                source.headers,
-                error=error,
-                routing_key=delivery.routing_key,
-                exchange=delivery.exchange,
-                attempts=attempt,
-                consumer=self.name,
-            ),
-            delivery_mode=pika.DeliveryMode.Persistent,
-            priority=source.priority,
-            correlation_id=source.correlation_id,
-            reply_to=source.reply_to,
-            message_id=source.message_id,
-            timestamp=source.timestamp,
-            type=source.type,
-            app_id=source.app_id,
-            # No expiration: a dead letter waits for a human. No user_id: the broker checks it
-            # against this connection's user.
+        headers = failure_headers(
+            source.headers,
+            error=error,
+            routing_key=delivery.routing_key,
+            exchange=delivery.exchange,
+            attempts=attempt,
+            consumer=self.name,
+            dead_reason=reason,
         )
+        properties = copied_properties(source, headers)
         try:
-            self._require_dead_letter_channel().basic_publish(
-                self.dead_letter_exchange, self.queue, delivery.body, properties, mandatory=True
+            self._require_confirm_channel().basic_publish(
+                exchange, routing_key, delivery.body, properties, mandatory=True
             )
         except (
             pika.exceptions.UnroutableError,
             pika.exceptions.NackError,
             pika.exceptions.ChannelClosed,
         ) as failure:
-            # Acking now would lose the message. Requeue it: the queue's delivery limit ends the loop.
             self._dead_letter_channel = None
             log.error(
-                "consumer %s could not dead-letter message %s to %r (%s); requeued",
+                "consumer %s could not republish message %s to %r (%s); requeued",
                 self.name,
                 source.message_id,
-                self.dead_letter_exchange,
+                exchange or routing_key,
                 failure,
             )
             self._require_channel().basic_nack(delivery.tag, requeue=True)
             self._count(retried=1)
-            record_consumed(self.queue, "retried", time.perf_counter() - began)
-            return
-        # At once and alone: a redelivery would be dead-lettered twice; and ``multiple`` could
-        # cover a message of the same batch that is not committed yet.
+            return False
+        # At once and alone: a redelivery would be copied twice; and ``multiple`` could cover
+        # a message of the same batch that is not committed yet.
         self._require_channel().basic_ack(delivery.tag)
-        if source.message_id:
-            self._failures.pop(source.message_id, None)
-        self._count(dead_lettered=1)
-        record_consumed(self.queue, "dead_lettered", time.perf_counter() - began)
-        log.error(
-            "consumer %s dead-lettered message %s after %d attempt(s): %s",
-            self.name,
-            source.message_id,
-            attempt,
-            describe_error(error),
-        )
+        return True
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _attempt(self, delivery: _Delivery, message_id: str | None) -> int:
-        seen = self._failures.get(message_id, 0) if message_id else 0
-        return delivery_attempt(delivery.properties.headers, delivery.redelivered, seen)
-
-    def _remember_failure(self, message_id: str) -> None:
-        self._failures[message_id] = self._failures.get(message_id, 0) + 1
-        self._failures.move_to_end(message_id)
-        while len(self._failures) > LOCAL_ATTEMPTS_REMEMBERED:
-            self._failures.popitem(last=False)
+    @staticmethod
+    def _attempt(delivery: _Delivery) -> int:
+        return delivery_attempt(delivery.properties.headers)
 
     def _require_channel(self) -> BlockingChannel:
         if self._channel is None:
             raise pika.exceptions.ChannelWrongStateError("the consumer has no open channel")
         return self._channel
 
-    def _require_dead_letter_channel(self) -> BlockingChannel:
-        """A second channel, in confirm mode, for dead letters only: opened on first use.
+    def _require_confirm_channel(self) -> BlockingChannel:
+        """A second channel, in confirm mode, for retry copies and dead letters: opened on first use.
 
         Apart from the consuming channel so that waiting for a confirm never mixes with the
         deliveries' flow, and so that the broker closing it (an exchange that does not exist)

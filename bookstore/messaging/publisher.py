@@ -24,10 +24,16 @@ messages, appends them to a queue of unsent messages and wakes the I/O thread wi
 ``ioloop.add_callback_threadsafe``, the one thread-safe call pika offers; then it waits. The
 I/O thread publishes while the window allows, maps delivery tags to messages, notes the
 ``message_id`` of every returned message (a return arrives before the ack of the same
-message), settles messages as confirms arrive and wakes the waiting callers. When the
-connection drops it fails what was in flight and reconnects with exponential backoff (0.1 s
-doubling up to 5 s); messages not yet sent wait for the next connection, for at most the
-caller's timeout.
+message), settles messages as confirms arrive and wakes the waiting callers.
+
+When the connection drops, the publisher says so at once: every call still waiting fails
+with ``PublishFailed`` (what was in flight *and* what was not sent yet), and so does every
+``publish`` until a new confirm channel is open; nothing waits out a confirm timeout for a
+connection that is known to be gone. Meanwhile the I/O thread reconnects (``Backoff``: 0.05 s
+doubling up to 0.25 s, from the start again after each success), and ``wait_connected`` tells a
+caller such as the outbox relay the moment it is back, so it can publish again at once.
+Messages that were sent but not confirmed count as not sent: the caller publishes them again,
+and some may reach the queue twice, which the consumers' dedupe absorbs.
 
 When not to use this: a script that publishes a handful of messages is simpler with a
 ``BlockingConnection`` and ``confirm_delivery``; a publisher that may lose messages (metrics,
@@ -51,6 +57,7 @@ from pika.adapters.select_connection import SelectConnection
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
+from bookstore.messaging.backoff import Backoff
 from bookstore.messaging.broker import connect, connection_parameters
 from bookstore.messaging.events import Event
 from bookstore.messaging.topology import Topology
@@ -60,8 +67,6 @@ logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 2_000
 CHUNK = 256  # messages published per I/O-loop turn, so confirms are read in between
-BACKOFF_MIN_S = 0.1
-BACKOFF_MAX_S = 5.0
 
 _PENDING: Final = 0
 _CONFIRMED: Final = 1
@@ -176,6 +181,8 @@ class Publisher:
         self._unsent: deque[_Message] = deque()
         self._connection: SelectConnection | None = None
         self._ready = False  # a channel in confirm mode is open: the I/O thread may publish
+        self._broker_down = False  # the last connection was lost or refused: publish fails at once
+        self._connected = threading.Event()  # set while a confirm channel is open (wait_connected)
         self._pump_scheduled = False
         self._closing = threading.Event()
         self._closed = False
@@ -221,6 +228,8 @@ class Publisher:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"publisher {self.name!r} is closed")
+            if self._broker_down:
+                raise PublishFailed(call.message_ids, f"not connected to the broker: {self._last_error}")
             self._unsent.extend(messages)
             self._wake_locked()
         self._wait(call)
@@ -268,6 +277,10 @@ class Publisher:
     def connected(self) -> bool:
         """Whether a confirm channel is open right now."""
         return self._ready
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a confirm channel to be open; whether one is."""
+        return self._connected.wait(timeout_s)
 
     # ------------------------------------------------------------------ caller side
 
@@ -333,11 +346,19 @@ class Publisher:
         while self._unsent:
             self._abandon_locked(self._unsent.popleft().call, reason)
 
+    def _lost_locked(self, reason: str) -> None:
+        """No confirm channel any more: fail every waiting call now, and new ones until reconnected."""
+        self._ready = False
+        self._channel = None
+        self._broker_down = True
+        self._connected.clear()
+        self._fail_all_locked(f"not connected to the broker: {reason}")
+
     # ------------------------------------------------------------------ I/O thread
 
     def _run(self) -> None:
-        delay = BACKOFF_MIN_S
-        first = True
+        backoff = Backoff()
+        first = first_failure = True
         while not self._closing.is_set():
             try:
                 opened = self._connect_once(redeclare=not first)
@@ -348,10 +369,17 @@ class Publisher:
             first = False
             if self._closing.is_set():
                 break
-            delay = BACKOFF_MIN_S if opened else min(delay * 2, BACKOFF_MAX_S)
-            logger.warning(
-                "publisher %s: not connected (%s); next attempt in %.1f s", self.name, self._last_error, delay
+            if opened:
+                backoff.reset()  # it worked until the broker went: try again soon
+            delay = backoff.next_delay()
+            logger.log(
+                logging.WARNING if opened or first_failure else logging.DEBUG,  # once per outage
+                "publisher %s: not connected (%s); next attempt in %.2f s",
+                self.name,
+                self._last_error,
+                delay,
             )
+            first_failure = False
             self._closing.wait(delay)
         logger.debug("publisher %s: I/O thread ends", self.name)
 
@@ -365,6 +393,8 @@ class Publisher:
                     self.topology.declare(connection.channel())
             except (pika.exceptions.AMQPError, OSError) as error:
                 self._last_error = f"cannot declare the topology: {error!r}"
+                with self._lock:
+                    self._lost_locked(self._last_error)
                 return False
         connection = SelectConnection(
             connection_parameters(self.url, self.name, connection_attempts=1),
@@ -381,8 +411,7 @@ class Publisher:
         finally:
             with self._lock:  # close() and callers only touch the ioloop under _lock
                 self._connection = None
-                self._ready = False
-                self._fail_in_flight_locked("the connection to the broker was lost")
+                self._lost_locked(f"the connection to the broker was lost ({self._last_error})")
             connection.ioloop.close()
         return self._opened_since_start
 
@@ -399,14 +428,14 @@ class Publisher:
 
     def _on_connection_open_error(self, connection: SelectConnection, error: BaseException) -> None:
         self._last_error = f"cannot connect: {error!r}"
+        with self._lock:
+            self._lost_locked(self._last_error)
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection: SelectConnection, reason: BaseException) -> None:
-        with self._lock:
-            self._ready = False
-            self._channel = None
-            self._fail_in_flight_locked(f"the connection to the broker was lost: {reason}")
         self._last_error = f"connection closed: {reason!r}"
+        with self._lock:
+            self._lost_locked(f"the connection to the broker was lost: {reason}")
         connection.ioloop.stop()
 
     def _on_channel_open(self, channel: Channel) -> None:
@@ -421,6 +450,8 @@ class Publisher:
             self._channel = channel
             self._next_tag = 1
             self._ready = True
+            self._broker_down = False
+            self._connected.set()
             self._pump_scheduled = False
             self._opened_since_start = True
             self.connections_opened += 1

@@ -9,12 +9,16 @@ dead-letters to a direct exchange under its own name, and the dead-letter queue 
 Run a consumer as a child: ``python -m tests.integration.messaging.consumer_helpers --url ...``
 (see ``main``); ``--crash-after-commits N`` makes it SIGKILL itself right after its N-th commit,
 before the ack: the one window in which only the dedupe table prevents a double apply.
+``--fork-per-line`` makes it a zygote instead (``ConsumerZygote``): it imports everything once,
+then forks a fresh consumer process for every line it reads, so a test can crash consumers
+many times without paying a Python start-up for each.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import logging
 import os
 import secrets
@@ -36,7 +40,7 @@ from sqlalchemy.orm import Session
 from bookstore.messaging.consumer import Consumer
 from bookstore.messaging.events import ORDER_APPROVED, Event
 from bookstore.platform.database import READ_ONLY_OPTION, initialize, make_engine
-from bookstore.platform.processes import PARENT_PID_VARIABLE, tie_to_parent
+from bookstore.platform.processes import PARENT_PID_VARIABLE, PR_SET_PDEATHSIG, pid_alive, tie_to_parent
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -261,6 +265,7 @@ def spawn_consumer(
     delay_s: float = 0.0,
     crash_after_commits: int = 0,
     batch_size: int = 1,
+    extra: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     arguments: list[str] = [
         sys.executable,
@@ -282,9 +287,42 @@ def spawn_consumer(
         str(crash_after_commits),
         "--batch-size",
         str(batch_size),
+        *extra,
     ]
     env = {**os.environ, PARENT_PID_VARIABLE: str(os.getpid()), "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(arguments, cwd=REPO, env=env, stdin=subprocess.DEVNULL)
+    pipes = subprocess.PIPE if extra else subprocess.DEVNULL
+    return subprocess.Popen(
+        arguments, cwd=REPO, env=env, stdin=pipes, stdout=subprocess.PIPE if extra else None
+    )
+
+
+class ConsumerZygote:
+    """A child that forks consumer processes on demand: ``fork()`` gives a new one's pid.
+
+    Each forked consumer is a process of its own, with its own connection: SIGKILLing it is a
+    crash as the broker sees one (the connection dies with its unacked messages).
+    """
+
+    def __init__(self, queues: TestQueues, db_url: str, *, name: str, delay_s: float = 0.0) -> None:
+        arguments = ["--fork-per-line"]
+        self._process = spawn_consumer(queues, db_url, name=name, delay_s=delay_s, extra=arguments)
+
+    def fork(self) -> int:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(b"fork\n")
+        stdin.flush()
+        return int(stdout.readline())
+
+    @staticmethod
+    def kill(pid: int) -> None:
+        """SIGKILL a forked consumer and wait until it is gone."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), 10, f"consumer {pid} gone")
+
+    def close(self) -> None:
+        kill(self._process)
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:
@@ -321,9 +359,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--delay-s", type=float, default=0.0)
     parser.add_argument("--crash-after-commits", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--fork-per-line", action="store_true", help="fork a consumer per line of stdin")
     args = parser.parse_args(argv)
     tie_to_parent()
     logging.basicConfig(level=logging.WARNING, format="child %(levelname)s %(name)s: %(message)s")
+    if args.fork_per_line:
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the killed consumers
+        for _ in sys.stdin:
+            pid = os.fork()  # single-threaded here, nothing connected yet: a clean copy
+            if pid == 0:
+                break
+            print(pid, flush=True)
+        else:
+            return
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        with contextlib.suppress(OSError, AttributeError):  # die with the zygote, like it with the test
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     engine = make_engine(args.db)
     create_sales_table(engine)

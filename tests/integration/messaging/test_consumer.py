@@ -4,17 +4,14 @@ letters, a SIGKILL, a clean stop and a broker restart.
 Each test declares its own queues under a random prefix and deletes them afterwards (see
 ``consumer_helpers``). The database is an SQLite file, and MariaDB too where the test takes
 the ``engine`` fixture (skipped, saying why, when MariaDB does not answer). Nothing here
-asserts on time: every wait polls a condition against a generous deadline.
+asserts on time: every wait polls a condition against a generous deadline. The broker restart
+stops a RabbitMQ node of the test session's own (``private_broker``), never the shared one.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pika
 import pytest
@@ -48,6 +45,7 @@ from tests.integration.messaging.consumer_helpers import (
     temporary_queues,
     wait_for,
 )
+from tests.integration.messaging.private_broker import PrivateBroker
 
 pytestmark = pytest.mark.integration
 
@@ -278,47 +276,23 @@ def test_a_consumer_whose_broker_does_not_answer_keeps_trying_and_still_stops_at
     assert consumer.stats().received == 0
 
 
-def rabbitmq_node(url: str) -> str:
-    """The node ``rabbitmqctl`` reaches, if it is the broker at ``url``; else the test skips.
-
-    Checked through the node's own list of AMQP listeners, so the test never restarts some
-    other broker on this machine (a second node on another port, a remote one).
-    """
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmqctl is not on PATH: cannot restart the broker")
-    parts = urlsplit(url)
-    if parts.hostname not in ("127.0.0.1", "localhost"):
-        pytest.skip(f"the broker at {url} is not local: rabbitmqctl cannot restart it")
-    port = parts.port or 5672
-    status = subprocess.run(
-        ["rabbitmqctl", "status", "--formatter", "json"], capture_output=True, text=True, timeout=60
-    )
-    if status.returncode != 0:
-        pytest.skip(f"rabbitmqctl status failed: {status.stderr.strip()[:200]}")
-    for listener in json.loads(status.stdout).get("listeners", []):
-        if listener.get("protocol") == "amqp" and listener.get("port") == port:
-            return str(listener["node"])
-    pytest.skip(f"the node rabbitmqctl reaches does not listen on AMQP port {port}")
-
-
-def rabbitmqctl(node: str, *arguments: str) -> None:
-    subprocess.run(["rabbitmqctl", "-n", node, *arguments], check=True, capture_output=True, timeout=120)
-
-
 def test_the_consumer_reconnects_after_a_broker_restart_and_loses_nothing(
-    queues: TestQueues, sqlite_engine: Engine
+    private_broker: PrivateBroker, sqlite_engine: Engine
 ) -> None:
-    node = rabbitmq_node(queues.url)
+    with temporary_queues(private_broker.url) as queues:  # a node of our own: we stop it
+        restart_under_a_consumer(private_broker, queues, sqlite_engine)
+
+
+def restart_under_a_consumer(broker: PrivateBroker, queues: TestQueues, sqlite_engine: Engine) -> None:
     publish(queues, order_events(1500))  # confirmed: on disk in the quorum queue before the restart
     consumer = consumer_for(queues, sqlite_engine, slow(record_sale, 0.002), reconnect_max_s=1.0).start()
     try:
         consumer.wait_until(lambda s: s.applied >= 100, timeout=DEADLINE_S)
         try:
-            rabbitmqctl(node, "stop_app")
+            broker.stop_app()
             applied_before_restart = consumer.stats().applied
         finally:
-            rabbitmqctl(node, "start_app")
-            rabbitmqctl(node, "await_startup")
+            broker.start_app()
         stats = consumer.wait_until(lambda s: s.reconnects >= 1 and s.applied >= 1500, timeout=DEADLINE_S)
     finally:
         consumer.stop(timeout=DEADLINE_S)

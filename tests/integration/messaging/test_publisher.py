@@ -1,22 +1,16 @@
 """The publisher against the real RabbitMQ: complete, ordered, persistent; unroutable; outages.
 
-The broker-restart test stops and starts the RabbitMQ application with ``rabbitmqctl`` (which
-must be on PATH and control the broker the URL names; set ``BOOKSTORE_TEST_RABBITMQ_NODE`` to
-pass ``-n <node>`` for a broker that is not rabbitmqctl's default node). It restarts the app in
-a ``finally`` block, so the broker always comes back; other tests using the same broker at
-that moment see it go away for a few seconds.
+The broker-restart test stops and starts the RabbitMQ application of a node of its own
+(``private_broker``), never the shared broker other tests and notebooks use; it skips, saying
+why, where no such node can be started.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
@@ -24,7 +18,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 from bookstore.messaging.broker import broker_answers, connect
 from bookstore.messaging.events import CONTENT_TYPE, ORDER_APPROVED, ORDER_EVENTS, PERSISTENT, Event
 from bookstore.messaging.publisher import Publisher, PublishFailed, Unroutable
-from bookstore.messaging.topology import ANALYTICS, NOTIFICATION, Topology
+from bookstore.messaging.topology import ANALYTICS, NOTIFICATION, Topology, temporary_topology
+from tests.integration.messaging.private_broker import PrivateBroker
 
 from .conftest import count, read_all
 
@@ -211,12 +206,6 @@ def test_a_deleted_exchange_fails_the_publish_and_the_publisher_declares_it_agai
 # ----------------------------------------------------------------------------- broker restart
 
 
-def rabbitmqctl(*args: str) -> None:
-    node = os.environ.get("BOOKSTORE_TEST_RABBITMQ_NODE")
-    command = ["rabbitmqctl", *(["-n", node] if node else []), *args]
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-
 class Stream:
     """Publishes batches in a thread until stopped, remembering what was confirmed and what failed."""
 
@@ -250,26 +239,25 @@ class Stream:
 
 
 def test_a_broker_restart_fails_the_publishes_in_between_and_loses_no_confirmed_message(
-    rabbitmq_url: str, topology: Topology
+    private_broker: PrivateBroker,
 ) -> None:
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("restarting the broker needs rabbitmqctl on PATH")
-    if urlsplit(rabbitmq_url).hostname not in ("127.0.0.1", "localhost", "::1"):
-        pytest.skip(f"rabbitmqctl can only restart a local broker, not {urlsplit(rabbitmq_url).hostname}")
+    with temporary_topology(private_broker.url) as topology:
+        confirmed = restart_while_publishing(private_broker, topology)
+    assert confirmed
+
+
+def restart_while_publishing(broker: PrivateBroker, topology: Topology) -> list[str]:
+    rabbitmq_url = broker.url
     with Publisher(rabbitmq_url, topology, name="restart-test", confirm_timeout_s=2.0) as publisher:
         with Stream(publisher) as stream:
             wait_until(lambda: len(stream.confirmed) >= 200, "confirmed messages before the restart")
             failed_before = len(stream.failures)
             try:
-                rabbitmqctl("stop_app")
-                assert not broker_answers(rabbitmq_url), (
-                    "the broker still answers after `rabbitmqctl stop_app`: rabbitmqctl controls another "
-                    "node; set BOOKSTORE_TEST_RABBITMQ_NODE"
-                )
+                broker.stop_app()
+                assert not broker_answers(rabbitmq_url), "the private broker still answers after stop_app"
                 wait_until(lambda: len(stream.failures) > failed_before, "a failed publish during the outage")
             finally:
-                rabbitmqctl("start_app")
-                rabbitmqctl("await_startup")
+                broker.start_app()
             confirmed_before = len(stream.confirmed)
             wait_until(lambda: len(stream.confirmed) >= confirmed_before + 200, "confirms after the restart")
         assert publisher.connections_opened >= 2
@@ -280,3 +268,4 @@ def test_a_broker_restart_fails_the_publishes_in_between_and_loses_no_confirmed_
         received = {p.message_id for _, p, _ in read_all(reader, topology.queue(NOTIFICATION))}
     missing = set(stream.confirmed) - received
     assert not missing, f"{len(missing)} confirmed messages lost in the restart, e.g. {sorted(missing)[:3]}"
+    return stream.confirmed

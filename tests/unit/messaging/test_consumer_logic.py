@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 from bookstore.messaging import dedupe
 from bookstore.messaging.consumer import (
     ATTEMPTS_HEADER,
+    CONSUMER_DEATHS_HEADER,
     CONSUMER_HEADER,
+    DEAD_REASON_HEADER,
     ERROR_HEADER,
     MAX_ERROR_LENGTH,
     ORIGINAL_ROUTING_KEY_HEADER,
@@ -41,31 +43,26 @@ from bookstore.platform.database import initialize, make_engine
 # -- attempts ---------------------------------------------------------------------------------
 
 
-def test_a_first_delivery_is_attempt_one_whether_or_not_the_quorum_queue_sends_a_count() -> None:
-    assert delivery_attempt({"x-delivery-count": 0}, redelivered=False) == 1
-    assert delivery_attempt(None, redelivered=False) == 1
-    assert delivery_attempt({}, redelivered=False) == 1
+def test_a_first_delivery_is_attempt_one() -> None:
+    assert delivery_attempt(None) == 1
+    assert delivery_attempt({}) == 1
 
 
-def test_the_quorum_queue_delivery_count_is_the_number_of_earlier_attempts() -> None:
-    assert delivery_attempt({"x-delivery-count": 1}, redelivered=True) == 2
-    assert delivery_attempt({"x-delivery-count": 4}, redelivered=True) == 5
+def test_the_attempts_header_counts_the_failed_attempts_before_this_one() -> None:
+    assert delivery_attempt({ATTEMPTS_HEADER: 1}) == 2
+    assert delivery_attempt({ATTEMPTS_HEADER: 4}) == 5
 
 
-def test_the_broker_count_wins_over_what_this_process_remembers() -> None:
-    # Another consumer may have failed it too: the broker saw every attempt, we saw ours.
-    assert delivery_attempt({"x-delivery-count": 3}, redelivered=True, failures_seen=1) == 4
+def test_the_brokers_delivery_count_does_not_make_an_attempt() -> None:
+    # 40 deliveries that died with crashed consumers say nothing about the message itself.
+    assert delivery_attempt({"x-delivery-count": 40}) == 1
+    assert delivery_attempt({"x-delivery-count": 40, ATTEMPTS_HEADER: 2}) == 3
 
 
-def test_without_a_count_a_redelivery_is_at_least_the_second_attempt() -> None:
-    assert delivery_attempt(None, redelivered=True) == 2
-    assert delivery_attempt(None, redelivered=True, failures_seen=3) == 4
-
-
-def test_a_count_header_that_is_not_a_whole_number_is_ignored() -> None:
-    assert delivery_attempt({"x-delivery-count": "7"}, redelivered=False) == 1
-    assert delivery_attempt({"x-delivery-count": True}, redelivered=True) == 2
-    assert delivery_attempt({"x-delivery-count": -1}, redelivered=False) == 1
+def test_an_attempts_header_that_is_not_a_whole_number_is_ignored() -> None:
+    assert delivery_attempt({ATTEMPTS_HEADER: "7"}) == 1
+    assert delivery_attempt({ATTEMPTS_HEADER: True}) == 1
+    assert delivery_attempt({ATTEMPTS_HEADER: -1}) == 1
 
 
 # -- decisions --------------------------------------------------------------------------------
@@ -111,6 +108,33 @@ def test_dead_letter_headers_say_why_where_from_how_often_and_who() -> None:
     assert headers[CONSUMER_HEADER] == "analytics"
     assert headers["trace"] == "abc"  # the original headers travel along
     assert "x-delivery-count" not in headers  # it counted deliveries from the old queue
+    assert DEAD_REASON_HEADER not in headers  # a retry copy, not a dead letter
+
+
+def test_a_dead_letter_says_why_it_died_and_counts_its_deaths_across_replays() -> None:
+    first = dead_letter_headers(
+        {}, error=KeyError("x"), routing_key="k", exchange="e", attempts=5, consumer="c", dead_reason="r"
+    )
+    again = dead_letter_headers(
+        first, error=KeyError("x"), routing_key="k", exchange="e", attempts=5, consumer="c", dead_reason="r"
+    )
+    assert (first[DEAD_REASON_HEADER], first[CONSUMER_DEATHS_HEADER]) == ("r", 1)
+    assert again[CONSUMER_DEATHS_HEADER] == 2
+
+
+def test_a_retry_copy_keeps_the_routing_it_was_first_published_with() -> None:
+    retried = dead_letter_headers(
+        {ORIGINAL_ROUTING_KEY_HEADER: "order.approved", "x-original-exchange": "bookstore.events"},
+        error=KeyError("x"),
+        routing_key="order.analytics",  # the copy came through the default exchange, by queue name
+        exchange="",
+        attempts=2,
+        consumer="analytics",
+    )
+    assert (retried[ORIGINAL_ROUTING_KEY_HEADER], retried["x-original-exchange"]) == (
+        "order.approved",
+        "bookstore.events",
+    )
 
 
 def test_an_error_description_is_cut_to_a_readable_length() -> None:
@@ -256,14 +280,20 @@ def make_consumer(
     return consumer, channel, dead_letters
 
 
-def delivery(tag: int, message_id: str, *, count: int = 0, body: bytes | None = None) -> _Delivery:
+def delivery(
+    tag: int, message_id: str, *, count: int = 0, attempts: int = 0, body: bytes | None = None
+) -> _Delivery:
+    """A delivery the broker made ``count`` times before, after ``attempts`` failed attempts."""
     event = Event(ORDER_APPROVED, {"order_id": tag}, message_id=message_id)
+    headers: dict[str, int] = {"x-delivery-count": count}
+    if attempts:
+        headers[ATTEMPTS_HEADER] = attempts
     return _Delivery(
         tag=tag,
         exchange="events",
         routing_key=ORDER_APPROVED,
         redelivered=count > 0,
-        properties=event.properties(headers={"x-delivery-count": count}),
+        properties=event.properties(headers=headers),
         body=event.body() if body is None else body,
     )
 
@@ -334,22 +364,62 @@ def test_a_redelivered_message_already_applied_is_acked_without_running_the_hand
     assert (stats.applied, stats.duplicates) == (1, 1)
 
 
-def test_a_failing_handler_is_rolled_back_and_requeued_before_its_last_attempt(sqlite_engine: Engine) -> None:
-    consumer, channel, dead_letters = make_consumer(sqlite_engine, Handler(failing={"m-1"}))
+def test_a_failing_handler_is_rolled_back_and_retried_as_a_copy_that_counts_the_attempt(
+    sqlite_engine: Engine,
+) -> None:
+    consumer, channel, confirming = make_consumer(sqlite_engine, Handler(failing={"m-1"}))
     hand(consumer, delivery(1, "m-1", count=0))
-    assert channel.requeued == [1]
-    assert channel.acked == []
     assert sales_count(sqlite_engine) == 0  # the row the handler wrote went with the rollback
     assert dedupe.processed_count(sqlite_engine, "analytics") == 0
-    assert dead_letters.published == []
+    [(exchange, routing_key, _, properties)] = confirming.published
+    assert (exchange, routing_key) == ("", "q")  # the default exchange: back to our queue only
+    assert properties.headers[ATTEMPTS_HEADER] == 1
+    assert properties.headers[ORIGINAL_ROUTING_KEY_HEADER] == ORDER_APPROVED
+    assert DEAD_REASON_HEADER not in properties.headers
+    assert (channel.acked, channel.requeued) == ([1], [])  # acked once the copy was confirmed
     assert consumer.stats().retried == 1
+
+
+def test_deliveries_that_died_with_crashed_consumers_do_not_bring_a_failure_closer_to_the_dlq(
+    sqlite_engine: Engine,
+) -> None:
+    consumer, _, confirming = make_consumer(sqlite_engine, Handler(failing={"m-1"}), max_attempts=3)
+    hand(consumer, delivery(1, "m-1", count=40))
+    [(exchange, _, _, properties)] = confirming.published
+    assert exchange == ""  # retried, not dead-lettered
+    assert properties.headers[ATTEMPTS_HEADER] == 1
+    assert consumer.stats().dead_lettered == 0
+
+
+def test_a_redelivered_message_is_handled_only_after_the_acks_of_what_committed_before_it(
+    sqlite_engine: Engine,
+) -> None:
+    acked_when_applied: list[list[int]] = []
+    consumer, channel, _ = make_consumer(sqlite_engine, Handler(), prefetch=100)
+
+    def watch(event: Event, session: Session) -> None:
+        acked_when_applied.append(list(channel.acked))
+        record_sale(event, session)
+
+    consumer._handler = watch
+    hand(consumer, delivery(1, "m-1"), delivery(2, "m-2"), delivery(3, "m-3", count=4))
+    # m-3 may have killed the last consumer: m-1 and m-2 were acked before it was touched.
+    assert acked_when_applied == [[], [], [1, 2]]
+    assert channel.acked == [1, 2, 3]
+
+
+def test_a_retry_copy_the_broker_refuses_leaves_the_original_requeued(sqlite_engine: Engine) -> None:
+    consumer, channel, confirming = make_consumer(sqlite_engine, Handler(failing={"m-1"}))
+    confirming.publish_error = pika.exceptions.NackError([])
+    hand(consumer, delivery(1, "m-1"))
+    assert (channel.acked, channel.requeued) == ([], [1])  # the delivery limit ends a loop
 
 
 def test_a_failing_handler_on_its_last_attempt_is_dead_lettered_with_why_and_then_acked(
     sqlite_engine: Engine,
 ) -> None:
     consumer, channel, dead_letters = make_consumer(sqlite_engine, Handler(failing={"m-1"}), max_attempts=3)
-    hand(consumer, delivery(7, "m-1", count=2))
+    hand(consumer, delivery(7, "m-1", attempts=2))
     assert channel.acked == [7]
     [(exchange, routing_key, body, properties)] = dead_letters.published
     assert (exchange, routing_key) == ("dlx", "q")
@@ -357,6 +427,7 @@ def test_a_failing_handler_on_its_last_attempt_is_dead_lettered_with_why_and_the
     assert properties.delivery_mode == 2
     assert properties.headers[ERROR_HEADER] == "ValueError: cannot apply m-1"
     assert properties.headers[ATTEMPTS_HEADER] == 3
+    assert properties.headers[DEAD_REASON_HEADER] == "attempts_exhausted"
     assert json.loads(body)["data"] == {"order_id": 7}
     assert consumer.stats().dead_lettered == 1
 
@@ -429,10 +500,10 @@ def test_a_batch_applies_a_message_repeated_inside_it_once(sqlite_engine: Engine
 def test_a_batch_with_a_failing_message_falls_back_to_one_at_a_time_and_only_that_one_is_retried(
     sqlite_engine: Engine,
 ) -> None:
-    consumer, channel, _ = make_consumer(sqlite_engine, Handler(failing={"m-2"}), batch_size=10)
+    consumer, channel, confirming = make_consumer(sqlite_engine, Handler(failing={"m-2"}), batch_size=10)
     hand(consumer, delivery(1, "m-1"), delivery(2, "m-2"), delivery(3, "m-3"))
-    assert channel.acked == [1, 3]
-    assert channel.requeued == [2]
+    assert channel.acked == [2, 1, 3]  # the retried one's at once, after its copy; the others after commit
+    assert [properties.message_id for _, _, _, properties in confirming.published] == ["m-2"]
     assert sorted(sales(sqlite_engine)) == ["m-1", "m-3"]  # the batch's first try left nothing behind
     stats = consumer.stats()
     assert (stats.applied, stats.retried) == (2, 1)
