@@ -199,7 +199,8 @@ def test_learner_code_cannot_read_private_attributes_set_attributes_or_get_dange
 def test_a_hung_learner_call_fails_its_check_alone_and_the_kernel_thread_is_stopped(
     ns: RemoteNamespace,
 ) -> None:
-    source = CHECKS_SOURCE + '\n\n@check("q4", points=1, timeout_s=0.5)\ndef hangs(ns):\n    ns["forever"]()\n'
+    hangs = '\n\n@check("q4", points=1, timeout_s=0.5)\ndef hangs(ns):\n    ns["forever"]()\n'
+    source = CHECKS_SOURCE + hangs
     results = run_checks(load_checks(source), ns, default_timeout_s=5)
     assert results[-1].message.startswith("timed out after 0.5 s")
     assert ns["add"](1, 1) == 2, "the channel still serves after a cancelled call"
