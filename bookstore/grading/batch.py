@@ -321,7 +321,7 @@ def _to_result(
     redact: Redactor | None = None,
 ) -> SubmissionResult:
     result = _interpret(name, path, week, specs, worker, timeout_s)
-    # Everything below passed through the learner's kernel: plain sentences, no hidden source.
+    # Messages may quote what the learner's kernel answered: plain sentences, no hidden source.
     clean = redact or (lambda text: text)
     result.message = clean(grpc_sentence(result.message))
     result.outcomes = [

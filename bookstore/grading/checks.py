@@ -1,4 +1,4 @@
-"""Hidden checks: how an instructor writes them and how they run inside the learner's kernel.
+"""Hidden checks: how an instructor writes them, and how they run in the grader against the kernel.
 
 An instructor keeps one check module per week in ``solutions/checks/weekNN.py``::
 
@@ -171,8 +171,8 @@ def check(
 def load_checks(source: str) -> CheckModule:
     """Execute a check module's source in a private namespace and collect its checks.
 
-    While it runs, ``bookstore.grading.checks`` names *this* module object, so that inside a
-    learner's kernel the hidden source binds to the pristine copy the grader loaded.
+    While it runs, ``bookstore.grading.checks`` names *this* module object, so that the hidden
+    source binds to this copy even where another was imported under that name.
     """
     global _collecting
     with _load_lock:
