@@ -74,7 +74,14 @@ from bookstore.grading.report import (
     summary_table,
     write_outputs,
 )
-from bookstore.grading.sandbox import Limits, SandboxSpec, detect, make_pids_cgroup, remove_cgroup
+from bookstore.grading.sandbox import (
+    Limits,
+    SandboxSpec,
+    detect,
+    make_memory_cgroup,
+    make_pids_cgroup,
+    remove_cgroup,
+)
 from bookstore.grading.worker import (
     DEFAULT_CELL_TIMEOUT_S,
     TOKEN_VARIABLE,
@@ -268,8 +275,9 @@ class _Workers:
                 with self._lock:
                     self._live.pop(token, None)
                 kill_marked(token)
-                if spec is not None and spec.cgroup is not None:
-                    remove_cgroup(spec.cgroup)
+                for cgroup in (spec.cgroup, spec.memory_cgroup) if spec is not None else ():
+                    if cgroup is not None:
+                        remove_cgroup(cgroup)
         try:  # a notebook that deleted its parent directory took the log with it
             tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
         except OSError:
@@ -458,6 +466,7 @@ def grade_batch(
                 limits=limits,
                 isolated=sandboxing.isolated,
                 cgroup=make_pids_cgroup(cgroups, token, limits.processes),
+                memory_cgroup=make_memory_cgroup(cgroups, token, limits.total_memory_bytes),
             )
 
         pool = _Workers(

@@ -7,6 +7,8 @@ points) when the attack is contained and the notebook goes on. The cases:
 
 * a memory bomb, stopped by the address-space limit (``MemoryError``, the kernel lives);
 * a fork bomb, stopped by the process limit (``BlockingIOError``);
+* a spreader: four processes each under the per-process limit and together over the
+  submission's total, one or more of them ended by the memory cgroup;
 * a loop that swallows the per-cell interrupt, stopped by the notebook's time limit (0, timeout);
 * survivors: a process in a new session under ``env -i``, and a double-forked daemon;
 * a writer: grades.csv and the victim's feedback, from inside the kernel;
@@ -42,7 +44,14 @@ import pytest
 
 from bookstore.grading.batch import BatchResult, grade_batch
 from bookstore.grading.regions import SOLUTIONS_DIR
-from bookstore.grading.sandbox import GIB, Limits, detect, make_pids_cgroup, remove_cgroup
+from bookstore.grading.sandbox import (
+    GIB,
+    Limits,
+    detect,
+    make_memory_cgroup,
+    make_pids_cgroup,
+    remove_cgroup,
+)
 from tests.unit.grading.synthetic import ADD_SOLUTION, PLANTED, make_week, notebook, solution_notebook, write
 
 pytestmark = pytest.mark.integration
@@ -50,7 +59,9 @@ pytestmark = pytest.mark.integration
 ISOLATION = detect()
 ADD = ADD_SOLUTION.replace("    # BEGIN SOLUTION\n", "").replace("\n    # END SOLUTION", "")
 MARK = f"9{os.getpid()}"  # in the command line of every process an attacker leaves behind
-LIMITS = Limits(memory_bytes=2 * GIB, cpu_seconds=120, file_bytes=GIB // 4, processes=48)
+LIMITS = Limits(
+    memory_bytes=2 * GIB, cpu_seconds=120, file_bytes=GIB // 4, processes=48, total_memory_bytes=3 * GIB
+)
 
 # Lets go of what it took once the limit says no: a kernel left at its limit could not start
 # the threads the checks run in (that notebook would score 0, "crashed", its own doing).
@@ -75,6 +86,22 @@ finally:
     for pid in children:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)"""
+
+# Each child stays under the per-process limit; together they pass the submission's total.
+SPREADER = """import os, signal, time
+children = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        hog = b"\\x01" * (900 * 1024**2)
+        time.sleep(3)
+        os._exit(0)
+    children.append(pid)
+killed = 0
+for pid in children:
+    _, status = os.waitpid(pid, 0)
+    killed += os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+raise RuntimeError(f"SPREAD {killed} OF 4 KILLED")"""
 
 STUBBORN_LOOP = """while True:
     try:
@@ -240,6 +267,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
     attackers = {
         "memory": MEMORY_BOMB,
         "forks": FORK_BOMB,
+        "spreader": SPREADER,
         "stubborn": STUBBORN_LOOP,
         "survivor": SURVIVORS,
         "writer": writer([out / "grades.csv", victim_feedback]),
@@ -270,7 +298,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
 
 def test_every_submission_is_graded_and_the_victim_keeps_full_marks(hostile: Hostile) -> None:
     assert [r.name for r in hostile.batch.results] == [
-        "victim", "memory", "forks", "stubborn", "survivor", "writer", "reader", "killer",
+        "victim", "memory", "forks", "spreader", "stubborn", "survivor", "writer", "reader", "killer",
         *(f"forger-{name}" for name in FORGERS),
     ]  # fmt: skip
     assert hostile.rows("victim")["TOTAL"] == ("6", "graded")
@@ -298,6 +326,16 @@ def test_a_fork_bomb_meets_the_process_limit(hostile: Hostile) -> None:
     assert hostile.rows("forks")["TOTAL"] == ("3", "graded")
     assert "BlockingIOError" in hostile.feedback("forks")
     assert not marked("1"), "a forked process outlived grading"
+
+
+def test_processes_that_together_pass_the_memory_total_meet_the_memory_cgroup(hostile: Hostile) -> None:
+    probe = make_memory_cgroup(Path(f"bookstore-probe-{os.getpid()}"), "probe", GIB)
+    if probe is None:
+        pytest.skip("no writable memory cgroup here: only each process's memory is bounded")
+    remove_cgroup(probe)
+    killed = int(hostile.feedback("spreader").split("RuntimeError: SPREAD ")[1].split()[0])
+    assert killed >= 1, "four processes of 900 MB each fit in a 3 GiB total"
+    assert hostile.rows("spreader")["TOTAL"] == ("3", "graded")
 
 
 def test_a_loop_that_swallows_interrupts_meets_the_notebook_time_limit(hostile: Hostile) -> None:
