@@ -414,7 +414,13 @@ class Endpoint:
         except OSError as error:
             raise ChannelClosed(f"the channel is closed: {error}") from None
         while True:
-            reply = inbox.get()
+            try:
+                reply = inbox.get(timeout=0.5)
+            except queue.Empty:
+                # A chain opened after the channel closed never receives the closing mark.
+                reply = _CLOSED if self.closed.is_set() else None
+            if reply is None:
+                continue
             if reply is _CLOSED:
                 raise ChannelClosed("the learner's kernel is gone" if self.trusted else "the grader is gone")
             if "op" in reply:
