@@ -60,7 +60,16 @@ MAX_CHAINS = 64  # threads one side may make the other serve at once
 MAX_DEPTH = 40
 MAX_TEXT = 2000
 # Modules whose classes may be rebuilt on this side from a name the other side sent.
-REBUILDABLE = ("builtins", "bookstore", "grpc", "google.protobuf", "sqlite3", "json", "concurrent.futures")
+REBUILDABLE = (
+    "builtins",
+    "bookstore",
+    "grpc",
+    "google.protobuf",
+    "sqlite3",
+    "json",
+    "concurrent.futures",
+    "pika",
+)
 # Built-ins and modules whose functions never cross from the grader: they reach the file
 # system, processes or the interpreter itself.
 _DANGEROUS_MODULES = frozenset({
