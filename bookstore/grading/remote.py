@@ -791,8 +791,16 @@ def serve_kernel(namespace: dict[str, Any], host: str, port: int, token: str) ->
     """
     sock = socket.create_connection((host, port), timeout=10)
     sock.settimeout(None)
+    _no_delay(sock)
     sock.sendall((token + "\n").encode())
     return Endpoint(sock, trusted=False, namespace=namespace).start()
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """Small messages, each awaited: Nagle's algorithm would hold some back for a delayed ACK
+    (measured here: 4-6x slower round trips on loopback TCP)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def agent_cell_source(host: str, port: int, token: str) -> str:
@@ -832,6 +840,7 @@ def accept_kernel(listener: socket.socket, token: str, timeout_s: float) -> Endp
             line = b""
         if line.strip() == token.encode():
             sock.settimeout(None)
+            _no_delay(sock)
             return Endpoint(sock, trusted=True).start()
         sock.close()
     return None
