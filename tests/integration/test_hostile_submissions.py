@@ -7,8 +7,8 @@ points) when the attack is contained and the notebook goes on. The cases:
 
 * a memory bomb, stopped by the address-space limit (``MemoryError``, the kernel lives);
 * a fork bomb, stopped by the process limit (``BlockingIOError``);
-* a spreader: four processes each under the per-process limit and together over the
-  submission's total, one or more of them ended by the memory cgroup;
+* a spreader (in a batch of its own): three processes each under the per-process limit and
+  together over the submission's total, one or more of them ended by the memory cgroup;
 * a loop that swallows the per-cell interrupt, stopped by the notebook's time limit (0, timeout);
 * survivors: a process in a new session under ``env -i``, and a double-forked daemon;
 * a writer: grades.csv and the victim's feedback, from inside the kernel;
@@ -59,9 +59,7 @@ pytestmark = pytest.mark.integration
 ISOLATION = detect()
 ADD = ADD_SOLUTION.replace("    # BEGIN SOLUTION\n", "").replace("\n    # END SOLUTION", "")
 MARK = f"9{os.getpid()}"  # in the command line of every process an attacker leaves behind
-LIMITS = Limits(
-    memory_bytes=2 * GIB, cpu_seconds=120, file_bytes=GIB // 4, processes=48, total_memory_bytes=3 * GIB
-)
+LIMITS = Limits(memory_bytes=2 * GIB, cpu_seconds=120, file_bytes=GIB // 4, processes=48)
 
 # Lets go of what it took once the limit says no: a kernel left at its limit could not start
 # the threads the checks run in (that notebook would score 0, "crashed", its own doing).
@@ -90,10 +88,10 @@ finally:
 # Each child stays under the per-process limit; together they pass the submission's total.
 SPREADER = """import os, signal, time
 children = []
-for _ in range(4):
+for _ in range(3):
     pid = os.fork()
     if pid == 0:
-        hog = b"\\x01" * (900 * 1024**2)
+        hog = b"\\x01" * (250 * 1024**2)
         time.sleep(3)
         os._exit(0)
     children.append(pid)
@@ -101,7 +99,7 @@ killed = 0
 for pid in children:
     _, status = os.waitpid(pid, 0)
     killed += os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-raise RuntimeError(f"SPREAD {killed} OF 4 KILLED")"""
+raise RuntimeError(f"SPREAD {killed} OF 3 KILLED")"""
 
 STUBBORN_LOOP = """while True:
     try:
@@ -267,7 +265,6 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
     attackers = {
         "memory": MEMORY_BOMB,
         "forks": FORK_BOMB,
-        "spreader": SPREADER,
         "stubborn": STUBBORN_LOOP,
         "survivor": SURVIVORS,
         "writer": writer([out / "grades.csv", victim_feedback]),
@@ -298,7 +295,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
 
 def test_every_submission_is_graded_and_the_victim_keeps_full_marks(hostile: Hostile) -> None:
     assert [r.name for r in hostile.batch.results] == [
-        "victim", "memory", "forks", "spreader", "stubborn", "survivor", "writer", "reader", "killer",
+        "victim", "memory", "forks", "stubborn", "survivor", "writer", "reader", "killer",
         *(f"forger-{name}" for name in FORGERS),
     ]  # fmt: skip
     assert hostile.rows("victim")["TOTAL"] == ("6", "graded")
@@ -328,14 +325,33 @@ def test_a_fork_bomb_meets_the_process_limit(hostile: Hostile) -> None:
     assert not marked("1"), "a forked process outlived grading"
 
 
-def test_processes_that_together_pass_the_memory_total_meet_the_memory_cgroup(hostile: Hostile) -> None:
+def test_processes_that_together_pass_the_memory_total_meet_the_memory_cgroup(tmp_path: Path) -> None:
+    if not ISOLATION.isolated:
+        pytest.skip(f"no sandbox on this machine: {ISOLATION.how}")
     probe = make_memory_cgroup(Path(f"bookstore-probe-{os.getpid()}"), "probe", GIB)
     if probe is None:
         pytest.skip("no writable memory cgroup here: only each process's memory is bounded")
     remove_cgroup(probe)
-    killed = int(hostile.feedback("spreader").split("RuntimeError: SPREAD ")[1].split()[0])
-    assert killed >= 1, "four processes of 900 MB each fit in a 3 GiB total"
-    assert hostile.rows("spreader")["TOTAL"] == ("3", "graded")
+    solutions = make_week(tmp_path)
+    # A batch of its own: a total below one process's limit, which the batch above cannot have
+    # (its memory bomb must meet the per-process limit first).
+    batch = grade_batch(
+        [write(tmp_path / "subs" / "spreader.ipynb", notebook(SPREADER, ADD))],
+        week=99,
+        out_dir=tmp_path / "out",
+        solutions_dir=solutions,
+        workers=1,
+        timeout_s=120,
+        cell_timeout_s=60,
+        progress=False,
+        echo=lambda _line: None,
+        isolation="bwrap",
+        limits=Limits(memory_bytes=2 * GIB, cpu_seconds=180, processes=48, total_memory_bytes=GIB // 2),
+    )
+    feedback = (tmp_path / "out" / "feedback" / "week99" / "spreader.md").read_text()
+    killed = int(feedback.split("RuntimeError: SPREAD ")[1].split()[0])
+    assert killed >= 1, "three processes of 250 MB each, and the kernel, fit in 512 MiB"
+    assert batch.results[0].total(batch.specs) == (3.0, 6.0)
 
 
 def test_a_loop_that_swallows_interrupts_meets_the_notebook_time_limit(hostile: Hostile) -> None:
