@@ -20,6 +20,12 @@ The output is meant to be read in a terminal and in a CI log alike, so it stays 
 * kernels talk to the runner over IPC (Unix sockets in a private temporary folder) instead
   of loopback TCP. ipykernel warns, once per kernel, that TCP is unencrypted; with IPC there
   is nothing to warn about, and no other user of the machine can connect to the kernel.
+* a missed wake-up is bounded. With IPC sockets (and with encrypted TCP), the asyncio poll
+  that waits for a cell's reply sometimes sleeps through the message: the reply has arrived,
+  but the poll only sees it when its timeout ends. Week 8's live breaker experiment then
+  "took" the whole cell timeout (300 s) although the kernel answered after 5 s. The runner's
+  kernel client therefore polls in one-second slices (``PatientChannel``): a missed wake-up
+  costs at most a second, and a real timeout still ends at its deadline.
 * IPython colours tracebacks with ANSI escape codes. They are kept in the executed notebooks
   (Jupyter and the HTML show them as colour) but stripped from a failure printed to a file
   or a pipe, where they would show as ``\\x1b[31m`` noise.
@@ -33,7 +39,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from queue import Empty
+from typing import TYPE_CHECKING, Any, TextIO
+
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from traitlets import Type
 
 if TYPE_CHECKING:
     from traitlets.config import Config
@@ -43,6 +54,32 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 DEFAULT_WEEKS = "0,6-10"
+POLL_SLICE_S = 1.0
+
+
+class PatientChannel(AsyncZMQSocketChannel):
+    """A kernel channel whose wait for a message looks again every ``POLL_SLICE_S`` seconds.
+
+    The wait still ends with ``Empty`` at ``timeout`` (``None`` waits for ever), so nbclient's
+    cell timeout means what it says; only a missed wake-up is cut short.
+    """
+
+    async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:  # type: ignore[override]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = POLL_SLICE_S if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await super().get_msg(timeout=min(POLL_SLICE_S, left))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+
+class PatientKernelClient(AsyncKernelClient):
+    """nbclient's kernel client, with ``PatientChannel`` for the replies and the outputs."""
+
+    shell_channel_class = Type(PatientChannel)  # type: ignore[assignment]
+    iopub_channel_class = Type(PatientChannel)  # type: ignore[assignment]
 
 
 def parse_weeks(spec: str) -> list[int]:
@@ -83,7 +120,15 @@ def ipc_kernel(socket_prefix: Path) -> Config:
     """
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "ipc", "ip": str(socket_prefix.absolute())}})
+    return Config(
+        {
+            "KernelManager": {
+                "transport": "ipc",
+                "ip": str(socket_prefix.absolute()),
+                "client_class": f"{__name__}.PatientKernelClient",
+            }
+        }
+    )
 
 
 def run_course(weeks: list[int], *, html: bool, out_dir: Path, notebooks: Path = NOTEBOOKS) -> int:

@@ -12,7 +12,9 @@ same four pieces for that loop:
   default runs unattended; ``experiment`` re-runs a function each time a knob is released,
   which is what makes sweeping a range cheap (``ipywidgets.interact``).
 - ``verdict`` / ``show_verdict``: prediction and measurement side by side, with whether the
-  prediction held and the explanation of why.
+  prediction held and the explanation of why. Given to ``experiment(..., verdict=...)``, the
+  verdict renders under every run's result, so it compares the prediction with the run the
+  learner is looking at, not only with the default one.
 - ``quick_question``: a multiple-choice or numeric question with feedback at once; nothing is
   graded or stored. Graded questions live in ``exercises/``.
 
@@ -143,17 +145,34 @@ def knob(
     return widgets.Dropdown(options=list(options), value=default, **common)
 
 
-def experiment(run: Callable[..., T], **knobs: widgets.ValueWidget) -> T:
+def experiment(
+    run: Callable[..., T],
+    *,
+    verdict: Callable[[T], object] | None = None,
+    **knobs: widgets.ValueWidget,
+) -> T:
     """Run ``run(**defaults)`` now, and again whenever a knob changes; return the first result.
 
     In a kernel the knobs appear above an output area that each run replaces. The first run
     raises like any cell (so an unattended run fails loudly); a later run started by a knob
     shows its error in the output area instead, in one paragraph (``rerun_failure``), since no
     cell is running to raise it.
+
+    ``verdict``, if given, is called with each run's result and renders below it, in the same
+    output area: a verdict in a cell of its own would go on comparing the prediction with the
+    default run after the learner has moved a knob. It may print (``show_verdict`` does) or
+    return what to show: a string is printed, any other object but ``None`` displayed.
     """
+
+    def run_and_judge(**settings: Any) -> T:
+        result = run(**settings)
+        if verdict is not None:
+            _show_result(verdict(result))
+        return result
+
     defaults = {name: control.value for name, control in knobs.items()}
     if not _in_kernel():
-        return run(**defaults)
+        return run_and_judge(**defaults)
     from IPython.display import clear_output
 
     out = widgets.Output()
@@ -163,14 +182,23 @@ def experiment(run: Callable[..., T], **knobs: widgets.ValueWidget) -> T:
         with out:
             clear_output(wait=True)
             try:
-                run(**{name: control.value for name, control in knobs.items()})
+                run_and_judge(**{name: control.value for name, control in knobs.items()})
             except Exception as error:
                 print(rerun_failure(error))
 
     for control in knobs.values():
         control.observe(rerun, names="value")
     with out:
-        return run(**defaults)
+        return run_and_judge(**defaults)
+
+
+def _show_result(shown: object) -> None:
+    if shown is None:
+        return
+    if isinstance(shown, str) or not _in_kernel():  # without a frontend, its text is all there is
+        print(shown)
+    else:
+        _display(shown)
 
 
 def rerun_failure(error: BaseException) -> str:
@@ -211,7 +239,7 @@ def verdict(predicted: Any, measured: Any, *, tolerance: float = 0.0, relative: 
         miss = (
             "spot on"
             if math.isclose(predicted, measured)
-            else f"{'over' if off > 0 else 'under'} by {abs(off):g}"
+            else f"{'over' if off > 0 else 'under'} by {float(f'{abs(off):.3g}'):g}"
         )
         return Verdict(predicted, measured, held, miss)
     held = predicted == measured

@@ -479,10 +479,11 @@ class Consumer:
     def _settle(self, batch: Sequence[_Delivery]) -> None:
         readable: list[tuple[_Delivery, Event]] = []
         for delivery in batch:
+            began = time.perf_counter()
             try:
                 readable.append((delivery, Event.from_message(delivery.properties, delivery.body)))
             except MalformedEvent as error:
-                self._dead_letter(delivery, error, self._attempt(delivery, None))
+                self._dead_letter(delivery, error, self._attempt(delivery, None), began)
         if len(readable) > 1 and self._apply_batch(readable):
             return
         for delivery, event in readable:
@@ -511,8 +512,7 @@ class Consumer:
                 self._count(retried=1)
                 record_consumed(self.queue, "retried", time.perf_counter() - began)
             else:
-                self._dead_letter(delivery, error, attempt)
-                record_consumed(self.queue, "dead_lettered", time.perf_counter() - began)
+                self._dead_letter(delivery, error, attempt, began)
             return
         # Counted at the commit, before the ack: ``applied`` always equals the rows the handler
         # committed, even when the ack is then lost (the redelivery counts as a duplicate).
@@ -565,8 +565,13 @@ class Consumer:
                     applied += 1
             return applied
 
-    def _dead_letter(self, delivery: _Delivery, error: BaseException, attempt: int) -> None:
-        """Publish a copy that says why, wait for the broker's confirm, then ack the original."""
+    def _dead_letter(self, delivery: _Delivery, error: BaseException, attempt: int, began: float) -> None:
+        """Publish a copy that says why, wait for the broker's confirm, then ack the original.
+
+        The metric is counted here, by what really happened, for every dead letter (a message
+        that cannot be read included): ``dead_lettered`` once the broker confirmed the copy,
+        ``retried`` when it refused it and the original went back to the queue.
+        """
         source = delivery.properties
         properties = pika.BasicProperties(
             content_type=source.content_type,
@@ -610,6 +615,7 @@ class Consumer:
             )
             self._require_channel().basic_nack(delivery.tag, requeue=True)
             self._count(retried=1)
+            record_consumed(self.queue, "retried", time.perf_counter() - began)
             return
         # At once and alone: a redelivery would be dead-lettered twice; and ``multiple`` could
         # cover a message of the same batch that is not committed yet.
@@ -617,6 +623,7 @@ class Consumer:
         if source.message_id:
             self._failures.pop(source.message_id, None)
         self._count(dead_lettered=1)
+        record_consumed(self.queue, "dead_lettered", time.perf_counter() - began)
         log.error(
             "consumer %s dead-lettered message %s after %d attempt(s): %s",
             self.name,

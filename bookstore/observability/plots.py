@@ -9,6 +9,9 @@
   percentiles computed elsewhere (PromQL's ``histogram_quantile``, or
   ``prometheus.histogram_quantile`` on a direct scrape).
 * ``plot_quantile_timeseries(series)`` draws the result of a ``query_range`` over time.
+* ``plot_dashboard(panels, query_range, start, end)`` draws a Grafana dashboard's panels
+  (``observability.dashboards``) from their own PromQL, one small chart per panel, so the
+  notebook shows what the team's dashboard would show, from the same queries.
 
 Each returns the ``Axes`` it drew on; pass ``ax=`` to draw into a figure of your own.
 """
@@ -16,13 +19,15 @@ Each returns the ``Axes`` it drew on; pass ``ax=`` to draw into a figure of your
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
 from bookstore.observability.collector import SpanRecord
+from bookstore.observability.dashboards import Panel
+from bookstore.observability.prometheus import Series
 
 DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
 
@@ -195,3 +200,48 @@ def plot_quantile_timeseries(
     ax.set_title(title)
     ax.legend()
     return ax
+
+
+def plot_dashboard(
+    panels: Sequence[Panel],
+    query_range: Callable[[str, float, float, float], Sequence[Series]],
+    start: float,
+    end: float,
+    *,
+    step_s: float = 1.0,
+    columns: int = 2,
+) -> list[Axes]:
+    """One chart per panel, each series labelled as Grafana would (``legendFormat``).
+
+    ``query_range(promql, start, end, step_s)`` is Prometheus's (``MetricsBackend.query_range``);
+    time is drawn in seconds from ``start``. A query that returns nothing leaves its panel
+    with a "no data" note, as Grafana does: a blank panel is a finding, not a plotting error.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = max(1, math.ceil(len(panels) / columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(6.2 * columns, 2.6 * rows), squeeze=False)
+    axes = list(grid.flat)
+    for ax, panel in zip(axes, panels, strict=False):  # more axes than panels: the spares hide
+        drawn = 0
+        for query in panel.queries:
+            for series in query_range(query.expr, start, end, step_s):
+                finite = [(t - start, v) for t, v in series.points if math.isfinite(v)]
+                if finite:
+                    times, values = zip(*finite, strict=True)
+                    ax.plot(times, values, label=query.label_for(series.labels)[:40])
+                    drawn += 1
+        ax.set_title(panel.title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        if panel.unit:
+            ax.set_ylabel(panel.unit, fontsize=8)
+        if drawn == 0:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
+        elif drawn <= 6:
+            ax.legend(fontsize=6, loc="upper left")
+    for spare in axes[len(panels) :]:
+        spare.set_visible(False)
+    for ax in grid[-1]:
+        ax.set_xlabel("seconds", fontsize=8)
+    figure.tight_layout()
+    return axes[: len(panels)]

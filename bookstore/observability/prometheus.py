@@ -83,11 +83,19 @@ def prometheus_config(
     *,
     scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
     template: Path | None = INFRA_CONFIG,
+    targets_dir: Path | None = None,
 ) -> dict[str, Any]:
     """A Prometheus configuration scraping ``targets`` (job -> ``host:port`` list) every interval.
 
     Each job keeps the ``metrics_path`` the template gives it (``infra/prometheus.yml``);
     jobs the template does not know scrape ``/metrics``.
+
+    With ``targets_dir``, each job's addresses are not written into the configuration but
+    read from ``targets_dir/<job>.json`` (Prometheus's file-based service discovery), which
+    ``write_target_files`` keeps up to date: Prometheus watches those files, so a replica
+    added or removed later is scraped or dropped within a few seconds, without a restart.
+    This is the smallest real form of service discovery; Consul (``consul_sd_configs``) and
+    Kubernetes (``kubernetes_sd_configs``) answer the same question from a registry instead.
     """
     import yaml
 
@@ -107,12 +115,38 @@ def prometheus_config(
             {
                 "job_name": job,
                 "metrics_path": paths.get(job, "/metrics"),
-                "static_configs": [{"targets": list(addresses)}],
+                **_where_targets_come_from(job, addresses, targets_dir),
             }
             for job, addresses in targets.items()
-            if addresses
+            if addresses or targets_dir is not None
         ],
     }
+
+
+def _where_targets_come_from(job: str, addresses: Sequence[str], targets_dir: Path | None) -> dict[str, Any]:
+    """A job's static list, or the file that discovery reads it from."""
+    if targets_dir is None:
+        return {"static_configs": [{"targets": list(addresses)}]}
+    return {"file_sd_configs": [{"files": [str(target_file(targets_dir, job))], "refresh_interval": "5s"}]}
+
+
+def target_file(targets_dir: Path, job: str) -> Path:
+    """Where file-based discovery reads ``job``'s addresses."""
+    return targets_dir / f"{job}.json"
+
+
+def write_target_files(targets: Mapping[str, Sequence[str]], targets_dir: Path) -> None:
+    """Write each job's addresses where ``prometheus_config(targets_dir=...)`` points Prometheus.
+
+    Each file is replaced whole (written aside, then renamed), so Prometheus never reads half
+    a list; the 5 s refresh is only the fallback to its file watch.
+    """
+    targets_dir.mkdir(parents=True, exist_ok=True)
+    for job, addresses in targets.items():
+        final = target_file(targets_dir, job)
+        aside = final.with_suffix(".json.new")
+        aside.write_text(json.dumps([{"targets": list(addresses)}]))
+        os.replace(aside, final)
 
 
 def write_prometheus_config(
@@ -120,13 +154,15 @@ def write_prometheus_config(
     path: str | Path,
     *,
     scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
+    targets_dir: Path | None = None,
 ) -> Path:
     """Write ``prometheus_config(targets)`` as YAML to ``path`` (for a binary or a container); the path."""
     import yaml
 
     written = Path(path)
     written.parent.mkdir(parents=True, exist_ok=True)
-    written.write_text(yaml.safe_dump(prometheus_config(targets, scrape_interval_s=scrape_interval_s)))
+    config = prometheus_config(targets, scrape_interval_s=scrape_interval_s, targets_dir=targets_dir)
+    written.write_text(yaml.safe_dump(config))
     return written
 
 
@@ -156,6 +192,14 @@ class PrometheusServer:
         self, jobs: Iterable[str] | None = None, timeout_s: float = 30.0
     ) -> dict[str, float]:
         return wait_for_targets(self.url, jobs, timeout_s)
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.work_dir / "targets"
+
+    def update_targets(self, targets: Mapping[str, Sequence[str]]) -> None:
+        """Scrape these addresses from now on (file-based discovery: no restart, no reload)."""
+        write_target_files(targets, self.targets_dir)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.process.poll() is None:
@@ -197,8 +241,9 @@ def start_prometheus(
         )
     home = Path(work_dir) / "prometheus"
     (home / "data").mkdir(parents=True, exist_ok=True)
+    write_target_files(targets, home / "targets")  # PrometheusServer.targets_dir
     config_path = write_prometheus_config(
-        targets, home / "prometheus.yml", scrape_interval_s=scrape_interval_s
+        targets, home / "prometheus.yml", scrape_interval_s=scrape_interval_s, targets_dir=home / "targets"
     )
     port = port or free_port()
     # Through the launcher's spawner: Prometheus, too, dies with the kernel that started it.

@@ -111,6 +111,18 @@ class MetricsBackend:
         """Poll until every job (or those named) is scraped with ``up == 1``; job -> up."""
         return wait_for_targets(self._url(), jobs, timeout_s)
 
+    def update_targets(self, targets: Mapping[str, Sequence[str]]) -> bool:
+        """Scrape these addresses from now on; False where this backend cannot follow a change.
+
+        A Prometheus binary started here discovers its targets from files and follows at once;
+        a configured server or a container keeps the targets it was given (restart the cluster
+        to have them scrape new replicas).
+        """
+        if self.server is None:
+            return False
+        self.server.update_targets(targets)
+        return True
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()

@@ -320,7 +320,11 @@ class Cluster:
                 grpc.channel_ready_future(self._channels[service]).result(timeout=self.startup_timeout_s)
 
     def scale(self, service: str, count: int) -> None:
-        """Run ``count`` replicas of a service; its callers restart to learn the new addresses."""
+        """Run ``count`` replicas of a service; its callers restart to learn the new addresses.
+
+        A Prometheus binary this cluster started follows the change without a restart (it
+        discovers its targets from files); a configured or containerised one does not.
+        """
         if count < 1:
             raise ValueError("count must be at least 1 (use stop() to stop a service)")
         self._require_running("scale")
@@ -345,6 +349,8 @@ class Cluster:
             for caller in CALLERS.get(service, ()):
                 if caller in self.replicas:
                     self.restart(caller)
+            if self._metrics_backend is not None:
+                self._metrics_backend.update_targets(self.metrics_targets())
 
     def __enter__(self) -> Cluster:
         return self.start()

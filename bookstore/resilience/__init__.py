@@ -57,7 +57,9 @@ One breaker guards one dependency in one process; each calling process learns on
 
 **Where the pieces are.** ``breaker`` is the state machine; ``interceptor`` puts one breaker
 per service (or per method) in front of a gRPC channel, so every stub on it is protected:
-``protected_channel(target, "payment", BreakerRegistry.from_settings(settings))``.
+``protected_channel(target, "payment", BreakerRegistry.from_settings(settings))``. ``timeline``
+records and draws what breakers and their callers did; ``drill`` replays a payment outage
+against a real breaker in simulated time, to weigh settings (week 8's design task).
 """
 
 from bookstore.resilience.breaker import (

@@ -2,18 +2,22 @@
 
 Each check receives the learner kernel's globals and raises CheckFailed with a message that
 says which behaviour was expected, without revealing these inputs' source or the answers.
-Time is a ManualClock, so no check sleeps; no cluster is needed.
+Time is a ManualClock, so no check sleeps; no cluster is needed. Question 4 measures the
+learner's breaker settings with ``payment_drill``: the real breaker against a modelled payment,
+in simulated time, so a grading machine's load cannot change a grade.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from bookstore.grading.checks import CheckFailed, check
-from bookstore.resilience import CircuitOpenError, CircuitOpenRpcError, State
+from bookstore.resilience import BreakerSettings, CircuitOpenError, CircuitOpenRpcError, State
+from bookstore.resilience.drill import DrillResult, Scenario, payment_drill
 from bookstore.resilience.timeline import ManualClock
 
 WEEK = 8
@@ -278,3 +282,97 @@ def q3_no_retry(ns: dict[str, Any]) -> None:
             raise CheckFailed(
                 f"{story} should be raised at once: got {script.calls} call(s) and {len(waits)} wait(s)"
             )
+
+
+# ----------------------------------------------------------------------------- question 4
+
+P99_BOUND_S = 0.1
+RECOVERY_BOUND_S = 15.0
+JUDGED_S = 180.0  # the incident is judged over 3 minutes from its start, wherever the fault clears
+# (when the fault clears, seed): drills the visible checks do not run. The first three vary the
+# draw of which calls hang, the last three also the moment the fault clears.
+_OTHER_DRAWS = ((60.0, 3), (60.0, 5), (53.0, 4))
+_OTHER_CLEARINGS = ((71.9, 2), (75.0, 4), (48.2, 3))
+_drills: dict[tuple[BreakerSettings, float, int], DrillResult] = {}
+
+
+def _settings(ns: dict[str, Any]) -> BreakerSettings:
+    chosen = _learner(ns, "PAYMENT_BREAKER")
+    if not isinstance(chosen, BreakerSettings):
+        raise CheckFailed(f"PAYMENT_BREAKER should be a BreakerSettings, not {type(chosen).__name__}")
+    # A plain BreakerSettings with the same fields: a subclass cannot change how the drill reads them.
+    return BreakerSettings(**{f.name: getattr(chosen, f.name) for f in dataclasses.fields(BreakerSettings)})
+
+
+def _drill(settings: BreakerSettings, fault_s: float, seed: int) -> DrillResult:
+    """One drill, run once for the p99 check and the recovery check together."""
+    scenario = Scenario(fault_s=fault_s, after_s=JUDGED_S - fault_s)
+    key = (settings, fault_s, seed)  # equal settings are equal fields: a frozen dataclass
+    try:
+        hash(key)
+    except TypeError:  # an unhashable is_failure: measure without remembering
+        return payment_drill(settings, scenario, seed=seed)
+    if key not in _drills:
+        _drills[key] = payment_drill(settings, scenario, seed=seed)
+    return _drills[key]
+
+
+def _p99_on(ns: dict[str, Any], drills: tuple[tuple[float, int], ...]) -> None:
+    settings = _settings(ns)
+    for fault_s, seed in drills:
+        result = _drill(settings, fault_s, seed)
+        if result.p99_s > P99_BOUND_S:
+            raise CheckFailed(
+                f"in one of these drills (seed and clearing time hidden), the p99 of checkout latency "
+                f"was {result.p99_s * 1000:.0f} ms ({result.outcomes['DEADLINE_EXCEEDED']} checkouts "
+                f"waited out a deadline); at most {P99_BOUND_S * 1000:.0f} ms was asked for"
+            )
+
+
+def _recovery_on(ns: dict[str, Any], drills: tuple[tuple[float, int], ...]) -> None:
+    settings = _settings(ns)
+    for fault_s, seed in drills:
+        result = _drill(settings, fault_s, seed)
+        if result.recovered_after_s > RECOVERY_BOUND_S:
+            raise CheckFailed(
+                f"in one of these drills (seed and clearing time hidden), the breaker was CLOSED for "
+                f"good only {result.recovered_after_s:.1f} s after it cleared; at most "
+                f"{RECOVERY_BOUND_S:g} s was asked for"
+            )
+
+
+@check(
+    "q4",
+    points=1,
+    title="p99 of checkout latency at most 100 ms, on other draws of which calls hang",
+    timeout_s=60,
+)
+def q4_p99_other_draws(ns: dict[str, Any]) -> None:
+    _p99_on(ns, _OTHER_DRAWS)
+
+
+@check(
+    "q4",
+    points=1,
+    title="p99 of checkout latency at most 100 ms, with the fault clearing at other times",
+    timeout_s=60,
+)
+def q4_p99_other_clearings(ns: dict[str, Any]) -> None:
+    _p99_on(ns, _OTHER_CLEARINGS)
+
+
+@check(
+    "q4", points=1, title="CLOSED for good within 15 s after the fault cleared, on other draws", timeout_s=60
+)
+def q4_recovery_other_draws(ns: dict[str, Any]) -> None:
+    _recovery_on(ns, _OTHER_DRAWS)
+
+
+@check(
+    "q4",
+    points=1,
+    title="CLOSED for good within 15 s after the fault cleared, when it clears at other times",
+    timeout_s=60,
+)
+def q4_recovery_other_clearings(ns: dict[str, Any]) -> None:
+    _recovery_on(ns, _OTHER_CLEARINGS)

@@ -27,6 +27,12 @@ def test_a_numeric_prediction_holds_within_its_tolerance_and_says_by_how_much_it
     assert not verdict(0.5, 0.3, tolerance=0.3, relative=True).held
 
 
+def test_a_miss_is_said_in_three_significant_digits_not_in_float_noise() -> None:
+    assert verdict(0.4, 1.269582).miss == "under by 0.87"
+    assert verdict(1000, 2234.5).miss == "under by 1230"
+    assert verdict(3, 1).miss == "over by 2"
+
+
 def test_a_choice_prediction_holds_only_when_equal() -> None:
     assert verdict("OPEN", "OPEN").held
     assert not verdict("OPEN", "CLOSED").held
@@ -83,6 +89,56 @@ def test_an_experiment_that_fails_raises_so_an_unattended_run_stops() -> None:
 
     with pytest.raises(RuntimeError, match="broke with 1"):
         experiment(run, n=knob("n", 1, (1, 3, 1)))
+
+
+def test_a_verdict_given_to_an_experiment_judges_its_result_once_outside_a_kernel(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    judged: list[int] = []
+
+    def judge(measured: int) -> str:
+        judged.append(measured)
+        return f"verdict on {measured}"
+
+    assert experiment(lambda n: n * 2, verdict=judge, n=knob("n", 3, (1, 5, 1))) == 6
+    assert judged == [6] and capsys.readouterr().out == "verdict on 6\n"
+
+
+def test_in_a_kernel_the_verdict_renders_under_each_run_including_a_knobs_rerun(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Moving a knob re-runs the experiment and re-judges it: the verdict is never the stale one."""
+    monkeypatch.setattr("bookstore.workbook._in_kernel", lambda: True)
+    monkeypatch.setattr("bookstore.workbook._display", lambda *objects: None)
+    guess = predict_number("How many?", 4, low=0, high=10)
+    n = knob("n", 2, (1, 5, 1))
+
+    def judge(measured: int) -> None:
+        show_verdict(guess, measured, "twice n")
+
+    assert experiment(lambda n: n * 2, verdict=judge, n=n) == 4
+    assert "prediction held" in capsys.readouterr().out
+    n.value = 5
+    rerun = capsys.readouterr().out
+    assert "measured:      10" in rerun and "prediction missed (under by 6)" in rerun
+
+
+def test_a_verdict_that_fails_on_a_rerun_says_so_in_the_output_area(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("bookstore.workbook._in_kernel", lambda: True)
+    monkeypatch.setattr("bookstore.workbook._display", lambda *objects: None)
+    n = knob("n", 1, (1, 5, 1))
+
+    def judge(measured: int) -> str:
+        if measured > 1:
+            raise ValueError(f"cannot judge {measured}")
+        return "judged"
+
+    experiment(lambda n: n, verdict=judge, n=n)
+    n.value = 3
+    printed = capsys.readouterr().out
+    assert "judged" in printed and "This run failed: ValueError: cannot judge 3" in printed
 
 
 def test_quick_question_feedback() -> None:

@@ -373,6 +373,30 @@ def test_a_malformed_message_is_dead_lettered_at_once_naming_the_reason(sqlite_e
     assert properties.headers[ATTEMPTS_HEADER] == 1
 
 
+def consumed_metric(outcome: str) -> float:
+    """The process's ``messages_consumed_total`` for queue "q" and ``outcome`` (what Prometheus scrapes)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("messages_consumed_total", {"queue": "q", "outcome": outcome}) or 0.0
+
+
+def test_a_malformed_message_counts_in_the_dead_lettered_metric_like_any_other(sqlite_engine: Engine) -> None:
+    consumer, _, _ = make_consumer(sqlite_engine, Handler())
+    before = consumed_metric("dead_lettered")
+    hand(consumer, delivery(3, "m-bad", body=b"not json"))
+    assert consumed_metric("dead_lettered") == before + 1
+
+
+def test_a_dead_letter_the_broker_refuses_counts_as_retried_in_the_metric_not_dead_lettered(
+    sqlite_engine: Engine,
+) -> None:
+    consumer, _, dead_letters = make_consumer(sqlite_engine, Handler(failing={"m-1"}), max_attempts=1)
+    dead_letters.publish_error = pika.exceptions.NackError([])
+    before = consumed_metric("dead_lettered"), consumed_metric("retried")
+    hand(consumer, delivery(3, "m-1"))
+    assert (consumed_metric("dead_lettered"), consumed_metric("retried")) == (before[0], before[1] + 1)
+
+
 def test_a_dead_letter_the_broker_refuses_is_requeued_not_acked(sqlite_engine: Engine) -> None:
     consumer, channel, dead_letters = make_consumer(sqlite_engine, Handler())
     dead_letters.publish_error = pika.exceptions.NackError([])

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bookstore.observability import metrics
+from bookstore.observability.dashboards import Query, all_panels, load_panels
 
 DASHBOARDS = Path(__file__).resolve().parents[3] / "infra" / "grafana" / "dashboards"
 PROMQL_WORDS = frozenset(
@@ -97,3 +98,37 @@ def test_the_name_finder_skips_functions_labels_and_strings() -> None:
     )
     assert metric_names(expr) == {"grpc_server_handling_seconds_bucket"}
     assert metric_names("sum(a_total) / sum(b_total)") == {"a_total", "b_total"}
+
+
+def test_the_panels_read_from_the_files_are_those_grafana_shows_with_their_queries_and_units() -> None:
+    panels = all_panels()
+    latency = next(p for p in panels if p.dashboard == "bookstore-overview" and p.title == "Gateway latency")
+    assert latency.unit == "s"
+    assert [q.legend for q in latency.queries] == ["P50", "P90", "P99"]
+    every_expr = {expr for path in dashboards() for expr in expressions(json.loads(path.read_text()))}
+    assert {q.expr for p in panels for q in p.queries} == every_expr
+
+
+def test_panels_folded_inside_a_collapsed_row_are_found_and_text_panels_skipped(tmp_path: Path) -> None:
+    board = {
+        "uid": "folded",
+        "panels": [
+            {"type": "text", "title": "Read me"},
+            {
+                "type": "row",
+                "title": "Row",
+                "panels": [{"title": "Inside", "targets": [{"expr": "up", "legendFormat": "{{job}}"}]}],
+            },
+        ],
+    }
+    (tmp_path / "folded.json").write_text(json.dumps(board))
+    [inside] = load_panels(tmp_path / "folded.json")
+    assert (inside.dashboard, inside.title, inside.unit) == ("folded", "Inside", "")
+    assert inside.queries == (Query("up", "{{job}}"),)
+
+
+def test_a_legend_is_filled_from_the_series_labels_as_grafana_does() -> None:
+    assert Query("x", "{{job}} {{ outcome }}").label_for({"job": "order", "outcome": "ok"}) == "order ok"
+    assert Query("x", "{{missing}}!").label_for({}) == "!"
+    assert Query("x").label_for({"b": "2", "a": "1"}) == "a=1, b=2"
+    assert Query("x").label_for({}) == "x"

@@ -106,3 +106,39 @@ def test_waterfall_labels_drop_only_the_package_of_a_grpc_method() -> None:
     assert short_name("bookstore.rpc.v1.OrderService/CreateOrder") == "OrderService/CreateOrder"
     assert short_name("publish order.created") == "publish order.created"
     assert short_name("POST /orders") == "POST /orders"
+
+
+def test_a_dashboard_draws_one_chart_per_panel_with_grafanas_legends_and_says_no_data_where_empty() -> None:
+    from bookstore.observability.dashboards import Panel, Query
+    from bookstore.observability.plots import plot_dashboard
+    from bookstore.observability.prometheus import Series
+
+    panels = [
+        Panel("d", "Requests", "reqps", (Query("rate_by_route", "{{route}}"),)),
+        Panel("d", "Failures", "", (Query("nothing"),)),
+        Panel("d", "Latency", "s", (Query("p50", "P50"), Query("p99", "P99"))),
+    ]
+    answers = {
+        "rate_by_route": [
+            Series({"route": "GET /books"}, [(100.0, 1.0), (101.0, 2.0)]),
+            Series({"route": "POST /orders"}, [(100.0, 0.5), (101.0, math.nan)]),
+        ],
+        "p50": [Series({}, [(100.0, 0.01), (101.0, 0.02)])],
+        "p99": [Series({}, [(101.0, 0.2)])],
+    }
+    asked = []
+
+    def query_range(expr: str, start: float, end: float, step_s: float) -> list[Series]:
+        asked.append((expr, start, end, step_s))
+        return answers.get(expr, [])
+
+    axes = plot_dashboard(panels, query_range, start=100.0, end=102.0)
+    assert len(axes) == 3 and [ax.get_title() for ax in axes] == ["Requests", "Failures", "Latency"]
+    assert [line.get_label() for line in axes[0].get_lines()] == ["GET /books", "POST /orders"]
+    assert list(axes[0].get_lines()[0].get_xdata()) == [0.0, 1.0]  # seconds from start
+    assert list(axes[0].get_lines()[1].get_xdata()) == [0.0]  # NaN points are left out
+    assert [t.get_text() for t in axes[1].texts] == ["no data"]
+    assert [line.get_label() for line in axes[2].get_lines()] == ["P50", "P99"]
+    assert {(start, end, step) for _, start, end, step in asked} == {(100.0, 102.0, 1.0)}
+    assert not axes[0].figure.axes[3].get_visible()  # 3 panels on a 2 x 2 grid: the spare hides
+    plt.close("all")

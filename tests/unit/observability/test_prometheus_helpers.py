@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from bookstore.observability.prometheus import (
     parse_samples,
     prometheus_config,
     start_prometheus,
+    write_target_files,
 )
 
 BUCKETS = [(0.001, 10.0), (0.01, 90.0), (0.1, 100.0), (math.inf, 100.0)]
@@ -77,6 +79,25 @@ def test_the_configuration_keeps_the_job_names_and_paths_of_infra_prometheus_yml
     by_job = {job["job_name"]: job for job in config["scrape_configs"]}
     assert by_job["order"]["static_configs"] == [{"targets": ["127.0.0.1:9001", "127.0.0.1:9002"]}]
     assert by_job["gateway"]["metrics_path"] == "/metrics"
+
+
+def test_with_a_targets_folder_each_job_reads_its_addresses_from_a_file_that_can_be_rewritten(
+    tmp_path: Path,
+) -> None:
+    targets = {"gateway": ["127.0.0.1:8000"], "order": ["127.0.0.1:9001"], "payment": []}
+    write_target_files(targets, tmp_path)
+    config = prometheus_config(targets, targets_dir=tmp_path)
+    by_job = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(by_job) == {"gateway", "order", "payment"}  # a job with no address yet is kept
+    [discovery] = by_job["order"]["file_sd_configs"]
+    assert discovery["files"] == [str(tmp_path / "order.json")]
+    assert "static_configs" not in by_job["order"]
+    assert json.loads((tmp_path / "order.json").read_text()) == [{"targets": ["127.0.0.1:9001"]}]
+
+    write_target_files({"order": ["127.0.0.1:9001", "127.0.0.1:9002"]}, tmp_path)
+    rewritten = json.loads((tmp_path / "order.json").read_text())
+    assert rewritten == [{"targets": ["127.0.0.1:9001", "127.0.0.1:9002"]}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway.json", "order.json", "payment.json"]
 
 
 def test_without_a_binary_starting_prometheus_says_how_to_get_one(
