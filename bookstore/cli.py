@@ -235,6 +235,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 memory_bytes=int(args.memory_limit * 1024**2),
                 cpu_seconds=math.ceil(args.timeout + SHUTDOWN_GRACE_S),
                 processes=args.process_limit,
+                total_memory_bytes=int(args.total_memory_limit * 1024**2),
             ),
         )
     except GradingError as error:
@@ -342,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=4096,
         help="MiB of address space per learner process (default 4096)",
+    )
+    grade.add_argument(
+        "--total-memory-limit",
+        type=float,
+        default=4096,
+        help="MiB of memory for all of a submission's processes together (memory cgroup; default 4096)",
     )
     grade.add_argument(
         "--process-limit", type=int, default=1024, help="processes and threads per submission (default 1024)"

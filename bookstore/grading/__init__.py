@@ -8,33 +8,33 @@ Three commands::
 
 The modules, in the order a submission meets them: :mod:`~bookstore.grading.regions` turns
 solution regions into TODO stubs; :mod:`~bookstore.grading.checks` is the API instructors
-write hidden checks with, and the code that runs them; :mod:`~bookstore.grading.worker`
+write hidden checks with, and the code that runs them; :mod:`~bookstore.grading.remote` is
+the channel through which they reach the learner's kernel; :mod:`~bookstore.grading.worker`
 grades one submission; :mod:`~bookstore.grading.batch` grades many in parallel;
 :mod:`~bookstore.grading.report` turns results into scores, CSV and feedback;
 :mod:`~bookstore.grading.release` writes what learners get.
 
 Why the design is what it is (each point answers a complaint heard about nbgrader or otter):
 
-* **Checks run in the learner's kernel, against the learner's globals.** After the notebook
-  has run top to bottom, one more cell runs the checks in that same kernel, and they look up
-  ``find_book_title`` in the learner's namespace. The alternative, importing the functions
-  into the grader or running checks beside the solution code, is how a grader ends up testing
-  the instructor's function (every learner passes) or the learner's ends up shadowed. The
-  check module executes in a private namespace, so its helpers never land in the learner's.
-* **Hidden means hidden.** Check source is read by the grader and handed to the kernel as a
-  string; it is never written next to the submission, compiled under a file name no traceback
-  can quote, and failures are reported as the instructor's message or ``"TypeName: message"``,
-  never a traceback. Feedback is built from titles and messages only.
-* **A nonce, not a marker.** The checks print one line ``<nonce> <json>``; the nonce is made up
-  *after* the learner's cells ran, so nothing a notebook prints (or saved in its outputs) can
-  pose as a result. Stderr is never read: a library warning costs nothing.
+* **Checks run in the grader, against the learner's kernel.** After the notebook has run top
+  to bottom, one more cell starts a small agent in that kernel, which connects back to the
+  grading worker; the checks run *in the worker* and look up ``find_book_title`` in the
+  learner's namespace through it (:mod:`~bookstore.grading.remote`): calls go to the kernel,
+  answers come back as data, and the worker decides pass or fail. Testing the learner's own
+  functions, in the kernel they were defined in, is what keeps a grader from testing the
+  instructor's function instead; deciding outside it is what keeps a notebook from grading
+  itself. Nothing it prints, patches or leaves running changes a verdict.
+* **Hidden means hidden.** Check source is read by the worker and executed there, in a
+  private namespace; it never enters the sandbox. Failures are reported as the instructor's
+  message or ``"TypeName: message"``, never a traceback. Feedback is built from titles and
+  messages only.
 * **A subprocess per submission.** An endless loop, ``sys.exit``, ``os._exit``, a notebook that
   deletes its working directory or is not JSON at all: each happens inside one worker, which
   reports a status (``timeout``, ``crashed``, ``invalid``, ``wrong-week``) and 0 points, or is
   killed with its whole process group at the hard deadline. The batch goes on; only the parent
   writes grades.csv and feedback, atomically.
 * **Parallel, with progress.** ``--workers N`` graders at once, a progress bar on stderr,
-  backing services (the bookstore cluster) started once per batch and shared.
+  backing services (a bookstore cluster per worker slot) started once per batch.
 * **A hung check costs one check.** Each check has its own timeout; a learner function that
   never returns fails that check and the others still run.
 * **A hung cell costs one cell.** Each learner cell has a time limit (``--cell-timeout``):
@@ -49,6 +49,7 @@ Why the design is what it is (each point answers a complaint heard about nbgrade
 * **Feedback the learner can read.** Their own frames, cut short; gRPC errors as sentences;
   no line of the hidden checks (:mod:`~bookstore.grading.redact`).
 
-What remains: the checks still run inside the learner's kernel, where learner code that is
-still running (a thread) can read them, or tamper with what they report, while they run.
+What remains shared: the loopback network (RabbitMQ, MariaDB, the batch's clusters); each
+week that needs a cluster gets one per worker slot, reset before every submission
+(:mod:`~bookstore.grading.clusters`).
 """

@@ -17,9 +17,11 @@ group with a private directory; this process only starts workers, waits, and wri
   corrupt them, and they are rewritten after each submission, so an interrupted batch keeps
   what it graded;
 * backing services start once per batch: when the week's check module says
-  ``NEEDS_CLUSTER = True``, one detached cluster is started here, its directory passed to
-  workers as ``BOOKSTORE_SHARED_CLUSTER_DIR`` (notebooks calling ``notebook_cluster()`` attach
-  to it instead of starting six processes each), and stopped at the end, whatever happens.
+  ``NEEDS_CLUSTER = True``, one detached cluster per worker slot is started here
+  (:mod:`bookstore.grading.clusters`); each submission borrows one, reset (services up,
+  faults cleared), its directory passed to its worker as ``BOOKSTORE_SHARED_CLUSTER_DIR``
+  (notebooks calling ``notebook_cluster()`` attach to it instead of starting six processes
+  each, and so do the checks), and all are stopped at the end, whatever happens.
 
 Each submission's kernel runs in a sandbox of its own (:mod:`bookstore.grading.sandbox`):
 its own PID namespace (nothing it starts outlives its grading, and it cannot see or signal
@@ -32,13 +34,12 @@ stays written: results are written after each submission, a worker killed by a s
 process did not send is the learner's crash (``crashed``), and workers die with this process.
 
 What the sandbox keeps shared: the network (loopback), since notebooks talk to RabbitMQ,
-MariaDB and the batch's shared cluster; and, until verdicts move out of the learner's kernel,
-the hidden checks themselves, which run in that kernel (:mod:`bookstore.grading.redact`
-removes their lines from the feedback).
+MariaDB and the batch's clusters. The hidden checks run in the worker, outside the sandbox
+(:mod:`bookstore.grading.remote`); :mod:`bookstore.grading.redact` still removes their lines
+from feedback, for the unsandboxed case.
 
-Sharing one cluster has a price: a notebook that kills a service or injects a fault changes
-it for the submissions graded after it. A week whose notebooks do that should leave
-``NEEDS_CLUSTER`` out, so that each notebook starts (and stops) a cluster of its own.
+A cluster is reset before each submission, so a fault one notebook injects never reaches
+the next; data written through the services (orders, stock) does carry over on that slot.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bookstore.grading.checks import DEFAULT_CHECK_TIMEOUT_S, CheckModule, CheckSpec, load_checks
+from bookstore.grading.clusters import ClusterPool
 from bookstore.grading.redact import Redactor, grpc_sentence
 from bookstore.grading.regions import SOLUTIONS_DIR
 from bookstore.grading.report import (
@@ -72,7 +74,14 @@ from bookstore.grading.report import (
     summary_table,
     write_outputs,
 )
-from bookstore.grading.sandbox import Limits, SandboxSpec, detect, make_pids_cgroup, remove_cgroup
+from bookstore.grading.sandbox import (
+    Limits,
+    SandboxSpec,
+    detect,
+    make_memory_cgroup,
+    make_pids_cgroup,
+    remove_cgroup,
+)
 from bookstore.grading.worker import (
     DEFAULT_CELL_TIMEOUT_S,
     TOKEN_VARIABLE,
@@ -89,7 +98,7 @@ _UNSAFE = re.compile(r"[^\w.-]+")
 _WEEK_IN_NAME = re.compile(r"week\s*\d{1,2}(?!\d)", re.IGNORECASE)
 
 if TYPE_CHECKING:
-    from bookstore.platform.cluster import Cluster
+    pass
 
 
 class GradingError(RuntimeError):
@@ -197,7 +206,7 @@ class _Workers:
         env: dict[str, str],
         hard_timeout_s: float,
         tmp: Path,
-        sandbox: Callable[[Path, str], SandboxSpec] | None = None,
+        sandbox: Callable[[Path, str, dict[str, str]], SandboxSpec] | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.command = list(command)
@@ -208,7 +217,7 @@ class _Workers:
         self._lock = threading.Lock()
         self._live: dict[str, subprocess.Popen[bytes]] = {}
 
-    def run(self, index: int, arguments: list[str]) -> WorkerExit:
+    def run(self, index: int, arguments: list[str], extra_env: dict[str, str] | None = None) -> WorkerExit:
         """Run one worker to its end, or kill it at the hard timeout."""
         if self.stopping.is_set():
             raise KeyboardInterrupt
@@ -229,10 +238,11 @@ class _Workers:
             "JUPYTER_RUNTIME_DIR": str(private / "runtime"),
             "IPYTHONDIR": str(private / "ipython"),
             "TMPDIR": str(private / "tmp"),
+            **(extra_env or {}),
         }
         log_path = private / "worker.log"
         arguments = [*arguments, "--work-dir", str(private / "work"), "--nonce-on-stdin"]
-        spec = self.sandbox(private, token) if self.sandbox is not None else None
+        spec = self.sandbox(private, token, env) if self.sandbox is not None else None
         if spec is not None:
             arguments += ["--sandbox", spec.to_json()]
         with open(log_path, "wb") as log:
@@ -265,8 +275,9 @@ class _Workers:
                 with self._lock:
                     self._live.pop(token, None)
                 kill_marked(token)
-                if spec is not None and spec.cgroup is not None:
-                    remove_cgroup(spec.cgroup)
+                for cgroup in (spec.cgroup, spec.memory_cgroup) if spec is not None else ():
+                    if cgroup is not None:
+                        remove_cgroup(cgroup)
         try:  # a notebook that deleted its parent directory took the log with it
             tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
         except OSError:
@@ -318,7 +329,7 @@ def _to_result(
     redact: Redactor | None = None,
 ) -> SubmissionResult:
     result = _interpret(name, path, week, specs, worker, timeout_s)
-    # Everything below passed through the learner's kernel: plain sentences, no hidden source.
+    # Messages may quote what the learner's kernel answered: plain sentences, no hidden source.
     clean = redact or (lambda text: text)
     result.message = clean(grpc_sentence(result.message))
     result.outcomes = [
@@ -436,7 +447,7 @@ def grade_batch(
 
     with tempfile.TemporaryDirectory(prefix="bookstore-grade-", ignore_cleanup_errors=True) as tmp:
         env = _worker_environment()
-        cluster: Cluster | None = None
+        clusters: ClusterPool | None = None
         batch_tmp = Path(tmp)
         cgroups = Path(f"bookstore-grade-{secrets.token_hex(6)}")
         # What no submission may read: the answers, the out dir, the others' files, this batch.
@@ -445,8 +456,8 @@ def grade_batch(
             checks_path, out_dir, *paths, *(p.parent for p in paths),
         )))  # fmt: skip
 
-        def sandbox_for(private: Path, token: str) -> SandboxSpec:
-            shared = env.get(SHARED_CLUSTER_VARIABLE)
+        def sandbox_for(private: Path, token: str, run_env: dict[str, str]) -> SandboxSpec:
+            shared = run_env.get(SHARED_CLUSTER_VARIABLE)
             return SandboxSpec(
                 scratch=private / "sandbox",
                 hidden=hidden,
@@ -455,6 +466,7 @@ def grade_batch(
                 limits=limits,
                 isolated=sandboxing.isolated,
                 cgroup=make_pids_cgroup(cgroups, token, limits.processes),
+                memory_cgroup=make_memory_cgroup(cgroups, token, limits.total_memory_bytes),
             )
 
         pool = _Workers(
@@ -468,8 +480,7 @@ def grade_batch(
         previous_sigterm = _sigterm_raises_system_exit()
         try:
             if module.needs_cluster:
-                cluster = _start_cluster(Path(tmp) / "cluster")
-                env[SHARED_CLUSTER_VARIABLE] = str(cluster.work_dir)
+                clusters = _start_clusters(Path(tmp), min(workers, len(paths)))
 
             def grade_one(index: int) -> SubmissionResult:
                 arguments = [
@@ -480,9 +491,14 @@ def grade_batch(
                     "--check-timeout", str(check_timeout_s),
                     "--cell-timeout", str(cell_timeout_s),
                 ]  # fmt: skip
-                result = _to_result(
-                    names[index], paths[index], week, specs, pool.run(index, arguments), timeout_s, redact
-                )
+                with contextlib.ExitStack() as borrowed:
+                    extra: dict[str, str] = {}
+                    if clusters is not None:  # this submission's own cluster, reset for it
+                        extra[SHARED_CLUSTER_VARIABLE] = str(
+                            borrowed.enter_context(clusters.borrow()).work_dir
+                        )
+                    worker = pool.run(index, arguments, extra)
+                result = _to_result(names[index], paths[index], week, specs, worker, timeout_s, redact)
                 result.isolation = sandboxing.label
                 return result
 
@@ -510,8 +526,8 @@ def grade_batch(
             raise
         finally:
             executor.shutdown(wait=True)
-            if cluster is not None:
-                cluster.stop()
+            if clusters is not None:
+                clusters.stop()
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
 
@@ -540,10 +556,10 @@ def _sigterm_raises_system_exit() -> signal.Handlers | Callable[..., object] | i
     return signal.signal(signal.SIGTERM, stop)
 
 
-def _start_cluster(work_dir: Path) -> Cluster:
-    from bookstore.platform.cluster import Cluster, ClusterError
+def _start_clusters(root: Path, size: int) -> ClusterPool:
+    from bookstore.platform.cluster import ClusterError
 
     try:
-        return Cluster(detached=True, work_dir=work_dir).start()
+        return ClusterPool(root, size)
     except (ClusterError, OSError) as error:
-        raise GradingError(f"the shared cluster did not start: {error}") from error
+        raise GradingError(f"the batch's clusters did not start: {error}") from error

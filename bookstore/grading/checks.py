@@ -1,4 +1,4 @@
-"""Hidden checks: how an instructor writes them and how they run inside the learner's kernel.
+"""Hidden checks: how an instructor writes them, and how they run in the grader against the kernel.
 
 An instructor keeps one check module per week in ``solutions/checks/weekNN.py``::
 
@@ -23,16 +23,31 @@ What a learner is told when a check fails, and why:
   alone, and the grader stops its thread if it can, so one endless loop costs one check.
 * a check returning ``False`` fails (a ``return got == 5`` meant as an assertion).
 
-How it runs. The grader executes the learner's notebook in a fresh kernel, then sends that
-same kernel one extra cell which loads a *pristine copy of this file* (from its path, so a
-notebook that monkeypatched ``bookstore.grading.checks`` changes nothing), executes the check
-source in a private namespace (the instructor's helpers never land in, nor shadow, the
-learner's globals) and calls :func:`report`. ``report`` runs every check against a copy of the
-learner's globals and prints ONE line: ``<nonce> <json>``. The grader made the nonce up after
-the learner's cells had finished, so no learner output can pose as a result.
+How it runs. The grader executes the learner's notebook in a fresh, sandboxed kernel, then
+runs the checks *in its own process*: the check source never enters the sandbox, and pass or
+fail is decided where learner code cannot reach. A check's ``ns`` is a
+:class:`RemoteNamespace`: ``ns["add"]`` is a proxy, and ``ns["add"](2, 3)`` runs ``add`` in
+the kernel and brings back ``5`` as data (:mod:`bookstore.grading.remote`). A missing name
+fails with "add is not defined". The check module executes in a private namespace, so its
+helpers never mix with anything.
 
-This module imports only the standard library: it is loaded inside learner kernels, where it
-should cost nothing and depend on nothing the learner might have broken.
+What a check author must know:
+
+* Call learner code and compare what comes back: numbers, strings, lists, dicts, tuples,
+  sets, bytes, enum members of the course, protobuf messages and frozen dataclasses of the
+  course arrive as real values; any other object (a learner's class instance, a channel)
+  arrives as a proxy that you can call, read attributes of and compare.
+* What you pass to learner code stays yours: a fake, a clock, a stub, ``waits.append`` are
+  called back in this process, so the check sees every call. Lists and dicts you pass are
+  copies, copied back after the call; a list *attribute* of your object is a copy each time
+  learner code reads it, so give your fakes methods (``ledger.add``) for learner code to change
+  them. Learner code cannot set your objects' attributes or read their ``_private`` ones.
+* Everything you pass is a capability: a real database connection can run any SQL. Pass
+  fakes, or measure a real service from outside (its own counters).
+* ``isinstance(got, SagaDefinition)`` works for the course's classes; a learner's own classes
+  are proxies whose ``type(got).__name__`` is the learner's class name.
+
+This module is the grader's; the kernel only ever loads :mod:`bookstore.grading.remote`.
 """
 
 from __future__ import annotations
@@ -40,14 +55,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ctypes
-import io
-import json
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from bookstore.grading.remote import Endpoint
 
 API_MODULE = "bookstore.grading.checks"
 # The name under which hidden sources are compiled: a name linecache cannot resolve, so even
@@ -157,8 +171,8 @@ def check(
 def load_checks(source: str) -> CheckModule:
     """Execute a check module's source in a private namespace and collect its checks.
 
-    While it runs, ``bookstore.grading.checks`` names *this* module object, so that inside a
-    learner's kernel the hidden source binds to the pristine copy the grader loaded.
+    While it runs, ``bookstore.grading.checks`` names *this* module object, so that the hidden
+    source binds to this copy even where another was imported under that name.
     """
     global _collecting
     with _load_lock:
@@ -180,11 +194,43 @@ def load_checks(source: str) -> CheckModule:
     return CheckModule(checks=tuple(collected), needs_cluster=namespace.get("NEEDS_CLUSTER") is True)
 
 
+def not_defined(name: str) -> CheckFailed:
+    return CheckFailed(f"{name} is not defined (define it, and run its cell, before submitting)")
+
+
 class LearnerNamespace(dict[str, Any]):
     """A copy of the learner's globals; a missing name fails the check with a plain message."""
 
     def __missing__(self, name: str) -> Any:
-        raise CheckFailed(f"{name} is not defined (define it, and run its cell, before submitting)")
+        raise not_defined(name)
+
+
+class RemoteNamespace(Mapping[str, Any]):
+    """The learner kernel's globals, seen from the grader: each value a proxy, or data.
+
+    ``ns["add"]`` asks the kernel's agent for the name; a function comes back as a
+    :class:`~bookstore.grading.remote.Proxy` whose calls run in the kernel. Nothing is cached:
+    each check sees the names as they are when it asks.
+    """
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.endpoint.request("ns_has", None, [name]) is True
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.endpoint.request("ns_get", None, [name])
+        except KeyError:
+            raise not_defined(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        names = self.endpoint.request("ns_keys", None, [])
+        return iter([n for n in names if isinstance(n, str)] if isinstance(names, list) else [])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
 
 
 def describe_failure(error: BaseException) -> str:
@@ -203,14 +249,22 @@ def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def run_check(check: Check, learner: Mapping[str, Any], *, default_timeout_s: float) -> CheckResult:
-    """Run one check in a daemon thread, so a hung learner function costs this check only."""
+def run_check(
+    check: Check, learner: Mapping[str, Any], *, default_timeout_s: float, cap_s: float | None = None
+) -> CheckResult:
+    """Run one check in a daemon thread, so a hung learner function costs this check only.
+
+    ``cap_s`` shortens its time limit (what is left of the notebook's), never lengthens it.
+    """
     timeout_s = check.spec.timeout_s or default_timeout_s
+    if cap_s is not None:
+        timeout_s = max(0.1, min(timeout_s, cap_s))
     outcome: dict[str, Any] = {}
+    namespace = learner if isinstance(learner, RemoteNamespace) else LearnerNamespace(learner)
 
     def target() -> None:
         try:
-            outcome["returned"] = check.function(LearnerNamespace(learner))
+            outcome["returned"] = check.function(namespace)  # type: ignore[arg-type]
         except BaseException as error:  # SystemExit from learner code must fail the check, not the run
             outcome["error"] = error
 
@@ -218,6 +272,8 @@ def run_check(check: Check, learner: Mapping[str, Any], *, default_timeout_s: fl
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
+        if isinstance(namespace, RemoteNamespace) and thread.ident is not None:
+            namespace.endpoint.cancel(thread.ident)  # stop the learner's call in the kernel
         _stop_thread(thread)
         return CheckResult(
             False, f"timed out after {timeout_s:g} s (an endless loop, or a call that never returns?)"
@@ -239,51 +295,8 @@ def _stop_thread(thread: threading.Thread) -> None:
     """Best effort: raise CheckTimedOut in a thread stuck in Python code (a C call finishes first)."""
     if thread.ident is None:
         return
-    # AttributeError: not CPython; the daemon thread is then left to end with the kernel.
+    # AttributeError: not CPython; the daemon thread is then left to end with the process.
     with contextlib.suppress(AttributeError, OSError):
         ctypes.pythonapi.PyThreadState_SetAsyncExc(
             ctypes.c_ulong(thread.ident), ctypes.py_object(CheckTimedOut)
         )
-
-
-class _Discard(io.TextIOBase):
-    """A text sink: what learner functions print during the checks is nobody's business.
-
-    A real TextIOBase, so learner code asking ``sys.stdout.isatty()`` still gets an answer.
-    """
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-
-def report(source: str, nonce: str, learner: Mapping[str, Any], default_timeout_s: float) -> None:
-    """Inside the learner's kernel: run the hidden checks, print ``<nonce> <json>`` on one line."""
-    began = time.perf_counter()
-    stdout, stderr = sys.stdout, sys.stderr
-    try:
-        sys.stdout = sys.stderr = _Discard()
-        module = load_checks(source)
-        results = run_checks(module, dict(learner), default_timeout_s=default_timeout_s)
-        payload: dict[str, object] = {
-            "ok": True,
-            "results": [r.to_json() for r in results],
-            "seconds": round(time.perf_counter() - began, 3),
-        }
-    except BaseException as error:  # the checks themselves broke: say what, never where
-        payload = {"ok": False, "error": describe_failure(error)}
-    finally:
-        sys.stdout, sys.stderr = stdout, stderr
-    # One write call, so no other thread's output can land inside the line.
-    sys.stdout.write(f"{nonce} {json.dumps(payload)}\n")
-    sys.stdout.flush()
-
-
-def parse_report(line: str, nonce: str) -> dict[str, Any]:
-    """Decode the line ``report`` printed; ValueError if it is not one."""
-    prefix = nonce + " "
-    if not line.startswith(prefix):
-        raise ValueError("not a grading line")
-    payload = json.loads(line[len(prefix) :])
-    if not isinstance(payload, dict) or not isinstance(payload.get("ok"), bool):
-        raise ValueError("malformed grading line")
-    return payload

@@ -13,11 +13,11 @@ fit to hand back:
   (``<_InactiveRpcError of RPC that terminated with: status = ... debug_error_string = ...>``);
   it becomes ``gRPC call failed: NOT_FOUND: book 31337 not found``, the status code and the
   details, which is what the learner can act on;
-* **no line of the hidden checks.** Checks run inside the learner's kernel, so learner code
-  can read their source (from a caller's frame, say) and put it into an exception message;
-  :class:`Redactor` removes every line of the check module that appears in the text. It stops
-  a copy, not an encoding of it (base64, one character at a time): keeping check source out
-  of the kernel altogether is the real answer, and the aim of the grading redesign.
+* **no line of the hidden checks.** Checks run in the grading worker, so their source never
+  reaches the kernel; but without the sandbox (``--isolation none``) a notebook can read the
+  check file from disk and put it into an exception message. :class:`Redactor` removes every
+  line of the check module that appears in the text. It stops a copy, not an encoding of it
+  (base64): the sandbox, which hides the file, is the real answer.
 """
 
 from __future__ import annotations

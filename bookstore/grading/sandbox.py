@@ -17,15 +17,18 @@ Flatpak uses, with:
   address space per process (a memory bomb gets ``MemoryError``), CPU seconds, file size,
   no core dumps; and a process count: a ``pids`` cgroup where one can be created, otherwise
   ``RLIMIT_NPROC`` (which the kernel does not enforce for root: a root grader without a
-  writable cgroup has no process limit). The pids cgroup counts threads too.
+  writable cgroup has no process limit). The pids cgroup counts threads too;
+* a **memory cgroup** bounding the resident memory of all the submission's processes
+  together (the kernel, the services its notebook starts, whatever they fork): past it the
+  kernel's OOM killer ends one of them, inside the submission. It is made *below the
+  grader's own* memory cgroup, so the grader's own limit (a container's, say) still holds
+  over it. Where none can be made (no writable memory controller), each process is still
+  bounded, and the total is not.
 
 What it keeps: the network namespace. Week 6 to 10 notebooks talk to RabbitMQ, MariaDB and the
 batch's shared cluster on loopback, so the sandbox shares the host's loopback; a learner can
 reach those services (and any other on loopback, or a Unix socket: a read-only mount does not
-stop ``connect``), though no longer any process of the grader. What it does not bound: the
-memory of all the submission's processes together (each is bounded, and so is their number);
-a memory cgroup would, but would move the grader's children out of whatever memory cgroup the
-grader itself was given.
+stop ``connect``), though no longer any process of the grader.
 
 Where bubblewrap is missing or cannot create namespaces (some containers forbid it), the
 grader still grades, with the limits alone, and marks every result "not isolated" with the
@@ -67,6 +70,7 @@ class Limits:
     cpu_seconds: int = 600
     file_bytes: int = GIB
     processes: int = 1024  # pids cgroup: processes and threads of the submission; or RLIMIT_NPROC
+    total_memory_bytes: int = 4 * GIB  # memory cgroup: all the submission's processes together
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class SandboxSpec:
     limits: Limits = field(default_factory=Limits)
     isolated: bool = True
     cgroup: Path | None = None  # a pids cgroup the launcher joins, or None
+    memory_cgroup: Path | None = None  # a memory cgroup the launcher joins, or None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -148,6 +153,7 @@ class SandboxSpec:
             limits=Limits(**data["limits"]),
             isolated=bool(data["isolated"]),
             cgroup=Path(data["cgroup"]) if data.get("cgroup") else None,
+            memory_cgroup=Path(data["memory_cgroup"]) if data.get("memory_cgroup") else None,
         )
 
     @property
@@ -205,8 +211,9 @@ class SandboxSpec:
         (the kernel's connection file, say) besides the spec's own readable paths."""
         limits = json.dumps(asdict(self.limits))
         launcher = [sys.executable, "-m", "bookstore.grading.sandbox", "--limits", limits]
-        if self.cgroup is not None:
-            launcher += ["--cgroup", str(self.cgroup)]
+        for cgroup in (self.cgroup, self.memory_cgroup):
+            if cgroup is not None:
+                launcher += ["--cgroup", str(cgroup)]
         launcher += ["--setenv", f"HOME={self.home}", "--setenv", f"TMPDIR={self.tmp}", "--"]
         if not self.isolated:
             return [*launcher, *argv]
@@ -227,6 +234,48 @@ def make_pids_cgroup(parent: Path, name: str, limit: int) -> Path | None:
             continue
         return folder
     return None
+
+
+MEMORY_CGROUP_ROOT = Path("/sys/fs/cgroup/memory")
+
+
+def own_cgroup(controller: str, proc_cgroup: Path = Path("/proc/self/cgroup")) -> Path | None:
+    """This process's cgroup folder for ``controller`` (v1), or its unified (v2) folder."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+    unified = next((line.split(":", 2)[2] for line in lines if line.startswith("0::")), None)
+    return Path("/sys/fs/cgroup") / unified.lstrip("/") if unified is not None else None
+
+
+def make_memory_cgroup(parent: Path, name: str, limit_bytes: int) -> Path | None:
+    """A memory cgroup below this process's own, limited to ``limit_bytes`` resident (and swap)."""
+    home = own_cgroup("memory")
+    if home is None:
+        return None
+    folder = home / parent / name
+    v1 = (home / "memory.limit_in_bytes").exists() or _within(home, MEMORY_CGROUP_ROOT)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if v1:
+            (folder / "memory.limit_in_bytes").write_text(str(limit_bytes))
+            with contextlib.suppress(OSError):  # without swap accounting there is no such file
+                (folder / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))
+        else:
+            (folder / "memory.max").write_text(str(limit_bytes))
+            with contextlib.suppress(OSError):
+                (folder / "memory.swap.max").write_text("0")
+    except OSError:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+            folder.parent.rmdir()
+        return None
+    return folder
 
 
 def remove_cgroup(folder: Path) -> None:
@@ -273,15 +322,15 @@ def apply_limits(limits: Limits) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bookstore.grading.sandbox")
     parser.add_argument("--limits", required=True, help="Limits as JSON")
-    parser.add_argument("--cgroup", type=Path, default=None)
+    parser.add_argument("--cgroup", type=Path, action="append", default=[])
     parser.add_argument("--setenv", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command to run")
-    if args.cgroup is not None:
-        (args.cgroup / "cgroup.procs").write_text(str(os.getpid()))
+    for cgroup in args.cgroup:
+        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
     for assignment in args.setenv:
         name, _, value = assignment.partition("=")
         os.environ[name] = value

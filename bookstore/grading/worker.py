@@ -13,9 +13,11 @@ with a learner's notebook goes wrong in here, where it can only cost this submis
    (KeyboardInterrupt, the kernel lives on) and the next cell runs; past the submission's
    time budget the kernel is killed and the status is ``timeout``; a kernel that dies is
    ``crashed``;
-4. make up a nonce, then send the same kernel one more cell that runs the hidden checks
-   against the learner's globals (see :mod:`bookstore.grading.checks`) and prints
-   ``<nonce> <json>``; only that line is read;
+4. run the hidden checks *here*, in this trusted process, against the kernel's globals over
+   a narrow channel (:mod:`bookstore.grading.remote`): one more cell starts a small agent in
+   the kernel that connects back to this process with a token made up only now, and each
+   check's ``ns["add"](2, 3)`` becomes a request the agent answers with data. The check
+   source never enters the kernel, and pass or fail is decided here;
 5. kill whatever the learner's code started (every process carrying this submission's
    ``BOOKSTORE_GRADING_RUN`` token), then print the result on a line of its own, prefixed by
    the nonce the batch grader sent on stdin. The kernel never sees that nonce, so a learner
@@ -34,16 +36,17 @@ directory, so an instructor's startup scripts cannot change how a learner's note
 With ``--sandbox`` the kernel starts inside a bubblewrap sandbox (:mod:`bookstore.grading.sandbox`),
 through a kernel manager that interrupts by message instead of by signal.
 
-The limit of all this: while the checks run, learner code that is still running in the same
-interpreter (a thread started by a cell) shares it with them and could, with effort, read the
-checks or the nonce. The sandbox does not change that; computing verdicts outside the
-learner's kernel does.
+What the kernel can still do while the checks run: answer them. A learner thread that
+patches ``json.dumps``, ``sys.stdout`` or the agent itself changes what the kernel *says*, and
+the checks trust nothing they cannot check: to pass, the answers must be right for inputs only
+the checks send.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import math
 import os
@@ -57,8 +60,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bookstore.grading.checks import STUB_MESSAGE, parse_report
+from bookstore.grading.checks import (
+    STUB_MESSAGE,
+    CheckModule,
+    CheckResult,
+    RemoteNamespace,
+    load_checks,
+    run_check,
+)
 from bookstore.grading.redact import learner_traceback
+from bookstore.grading.remote import accept_kernel, agent_cell_source
 from bookstore.grading.sandbox import SandboxSpec
 from bookstore.platform.processes import tie_to_parent
 
@@ -169,31 +180,6 @@ def first_line(source: str, width: int = 60) -> str:
     return ""
 
 
-def grading_cell_source(checks_source: str, nonce: str, check_timeout_s: float) -> str:
-    """The extra cell: load a pristine checks API from its file, run the hidden source, report.
-
-    It runs in a private namespace, reaching builtins through ``__import__`` so that a learner
-    who named something ``exec`` or ``compile`` does not break grading.
-    """
-    from bookstore.grading import checks
-
-    api_path = str(Path(checks.__file__).resolve())
-    runner = "\n".join(
-        [
-            "import importlib.util, sys",
-            f"spec = importlib.util.spec_from_file_location('bookstore_grading_pristine', {api_path!r})",
-            "api = importlib.util.module_from_spec(spec)",
-            "sys.modules[spec.name] = api",
-            "spec.loader.exec_module(api)",
-            f"api.report({checks_source!r}, {nonce!r}, LEARNER, {float(check_timeout_s)!r})",
-        ]
-    )
-    return (
-        "__import__('builtins').exec(__import__('builtins').compile("
-        f"{runner!r}, '<bookstore grader>', 'exec'), {{'LEARNER': __import__('builtins').globals()}})"
-    )
-
-
 def _kernel_manager_class(sandbox: SandboxSpec) -> type:
     """A kernel manager that starts the kernel inside ``sandbox`` and interrupts it by message.
 
@@ -215,13 +201,11 @@ def _kernel_manager_class(sandbox: SandboxSpec) -> type:
 
 
 def _make_client_class() -> type:
-    """A NotebookClient that keeps outputs up to a budget, and watches for the grading line."""
+    """A NotebookClient that keeps outputs up to a budget and interrupts a cell past its limit."""
     from nbclient import NotebookClient
 
     class GradingClient(NotebookClient):  # type: ignore[misc]
-        nonce: str | None = None
-        grading_line: str | None = None
-        _partial: str = ""
+        checking: bool = False
         _kept_chars: int = 0
         deadline: float = math.inf  # time.monotonic() past which the notebook is out of time
         grading_cell: Any = None
@@ -230,10 +214,8 @@ def _make_client_class() -> type:
         def output(
             self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int
         ) -> Any:
-            if self.nonce is not None:
-                if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
-                    self._scan(str(msg["content"].get("text", "")))
-                return None
+            if self.checking:
+                return None  # the agent's cell: nothing it shows is the learner's or counts
             if msg["msg_type"] == "error":
                 return super().output(outs, msg, display_id, cell_index)
             # Outputs never count towards a score; they are kept only for the learner's HTML
@@ -261,16 +243,6 @@ def _make_client_class() -> type:
             if index is not None and index not in self.interrupted:
                 self.interrupted.append(index)
             await ensure_async(self.km.interrupt_kernel())
-
-        def _scan(self, text: str) -> None:
-            data = self._partial + text
-            lines = data.split("\n")
-            self._partial = lines.pop()[-MAX_LINE_CHARS:]
-            for line in lines:
-                assert self.nonce is not None
-                at = line.find(self.nonce + " ")
-                if at >= 0 and self.grading_line is None:
-                    self.grading_line = line[at:]
 
     return GradingClient
 
@@ -311,6 +283,11 @@ def grade_submission(
     except SubmissionProblem as problem:
         return finish(problem.status, problem.message)
 
+    try:  # here, in this process: the check source never goes near the kernel
+        module = load_checks(checks_source)
+    except Exception as error:
+        return finish("error", f"the hidden checks did not load: {type(error).__name__}: {error}")
+
     import nbformat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -328,7 +305,7 @@ def grade_submission(
 
     def cell_limit(cell: object = None) -> int:
         if cell is not None and cell is client.grading_cell:
-            return remaining()  # the checks have their own limits; only the backstop applies
+            return remaining()  # the agent's cell: only the backstop applies
         return min(max(1, math.ceil(cell_timeout_s)), remaining())
 
     extra: dict[str, Any] = {}
@@ -347,7 +324,8 @@ def grade_submission(
     )
     client.deadline, client.interrupted = deadline, []
     running: int | None = None
-    grading = None
+    results: list[CheckResult] = []
+    unreachable = ""
     status, message = "graded", ""
     try:
         with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
@@ -355,16 +333,7 @@ def grade_submission(
                 running = index
                 client.execute_cell(cell, index)
             running = None
-            # Made up only now: nothing the learner's cells did could have known it.
-            client.nonce = secrets.token_hex(16)
-            grading = nbformat.v4.new_code_cell(
-                grading_cell_source(checks_source, client.nonce, check_timeout_s)
-            )
-            client.grading_cell = grading
-            # nbclient stores every executed cell back into the notebook by index, so the grading
-            # cell joins it for the moment it runs; it is removed below, before anything reads it.
-            notebook.cells.append(grading)
-            client.execute_cell(grading, len(notebook.cells) - 1, store_history=False)
+            results, unreachable = _check_in_grader(client, notebook, module, check_timeout_s, deadline)
     except CellTimeoutError:
         status = "timeout"
         message = f"the notebook did not finish within {timeout_s:g} s"
@@ -372,12 +341,12 @@ def grade_submission(
             message += f"; {_cell(notebook, running)} was still running"
     except DeadKernelError:
         status = "crashed"
-        where = _cell(notebook, running) if running is not None else "the hidden checks"
+        where = _cell(notebook, running) if running is not None else "the grader's agent cell"
         message = f"the kernel died while running {where}"
     except Exception as error:  # the kernel would not start, or nbclient failed: the grader's problem
         status, message = "error", f"the grader could not run this notebook: {type(error).__name__}: {error}"
 
-    if notebook.cells and notebook.cells[-1] is grading:
+    if notebook.cells and notebook.cells[-1] is client.grading_cell:
         notebook.cells.pop()
     why = f"interrupted after {cell_timeout_s:g} s, the time limit per cell"
     interrupted = dict.fromkeys(client.interrupted, why)
@@ -396,26 +365,46 @@ def grade_submission(
 
     if status != "graded":
         return ran(status, message, cell_errors=cell_errors)
-    if client.grading_line is None:
-        return ran(
-            "crashed",
-            "the checks could not report (did the notebook exit the kernel or replace sys.stdout?)",
-            cell_errors=cell_errors,
-        )
-    try:
-        payload = parse_report(client.grading_line, client.nonce or "")
-    except ValueError as error:
-        return ran("error", f"unreadable check results: {error}", cell_errors=cell_errors)
-    if not payload["ok"]:
-        # The check module loaded in the batch grader before any kernel started, so what
-        # breaks it here is the state the notebook left (memory, threads, files): the
-        # student's crash, not the grader's.
-        return ran(
-            "crashed",
-            f"the checks could not run in the kernel this notebook left behind: {payload.get('error')}",
-            cell_errors=cell_errors,
-        )
-    return ran("graded", message, results=payload.get("results"), cell_errors=cell_errors)
+    if unreachable:
+        # The check module loaded before any kernel started, so what keeps the checks from
+        # reaching the kernel is the state the notebook left it in: the student's crash.
+        return ran("crashed", unreachable, cell_errors=cell_errors)
+    return ran("graded", message, results=[r.to_json() for r in results], cell_errors=cell_errors)
+
+
+def _check_in_grader(
+    client: Any, notebook: Any, module: CheckModule, check_timeout_s: float, deadline: float
+) -> tuple[list[CheckResult], str]:
+    """Start the agent in the kernel, run every check here against it; (results, problem)."""
+    import socket
+
+    import nbformat
+
+    # Made up only now: nothing the learner's cells did could have known it.
+    token = secrets.token_hex(16)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        agent = nbformat.v4.new_code_cell(agent_cell_source("127.0.0.1", listener.getsockname()[1], token))
+        client.grading_cell, client.checking = agent, True
+        # nbclient stores every executed cell back into the notebook by index, so the agent's
+        # cell joins it for the moment it runs; it is removed before anything reads it.
+        notebook.cells.append(agent)
+        client.execute_cell(agent, len(notebook.cells) - 1, store_history=False)
+        endpoint = accept_kernel(listener, token, timeout_s=max(1.0, min(20.0, deadline - time.monotonic())))
+    if endpoint is None:
+        return [], "the checks could not reach the kernel this notebook left behind (sockets broken?)"
+    namespace = RemoteNamespace(endpoint)
+    results: list[CheckResult] = []
+    # What learner code makes the grader's callbacks print is nobody's business, and this
+    # process's stdout carries its result.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        for check in module.checks:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                results.append(CheckResult(False, "not run: the notebook's time limit had passed"))
+                continue
+            results.append(run_check(check, namespace, default_timeout_s=check_timeout_s, cap_s=left))
+    endpoint.close()
+    return results, ""
 
 
 def _cell(notebook: Any, index: int) -> str:

@@ -322,24 +322,28 @@ titles = [book.title for book in reply.books]
 cluster.stop()"""
 
 
-def test_a_week_that_needs_the_cluster_shares_one_per_batch_and_stops_it(tmp_path: Path) -> None:
+def test_a_week_that_needs_the_cluster_resets_it_between_submissions_and_stops_it(tmp_path: Path) -> None:
     solutions = make_week(tmp_path, CLUSTER_CHECKS, week=97)
+    # The first learner breaks the catalogue for whoever comes next; the reset must undo it.
+    saboteur = CLUSTER_NOTEBOOK + '\ncluster.inject_fault("catalog", "*", code="UNAVAILABLE")'
     submissions = [
-        write(tmp_path / f"learner{i}.ipynb", notebook(CLUSTER_NOTEBOOK, week=97)) for i in range(2)
+        write(tmp_path / "saboteur.ipynb", notebook(saboteur, week=97)),
+        write(tmp_path / "next.ipynb", notebook(CLUSTER_NOTEBOOK, week=97)),
     ]
     batch = grade_batch(
         submissions,
         week=97,
         out_dir=tmp_path / "out",
         solutions_dir=solutions,
-        workers=2,
+        workers=1,
         timeout_s=60,
         progress=False,
         echo=lambda _line: None,
     )
     assert [(r.status, r.total(batch.specs)) for r in batch.results] == [("graded", (1.0, 2.0))] * 2
+    assert not batch.results[1].cell_errors, "the next submission met the fault the first one injected"
     seen = [json.loads(r.outcomes[-1].message) for r in batch.results]
-    assert len(seen) == 2 and seen[0] == seen[1], "both submissions attached to the same cluster"
+    assert len(seen) == 2 and seen[0] == seen[1], "one worker slot, one cluster"
     assert seen[0]["pids"] and not any(pid_alive(pid) for pid in seen[0]["pids"]), (
         "the cluster was not stopped"
     )

@@ -7,11 +7,22 @@ points) when the attack is contained and the notebook goes on. The cases:
 
 * a memory bomb, stopped by the address-space limit (``MemoryError``, the kernel lives);
 * a fork bomb, stopped by the process limit (``BlockingIOError``);
+* a spreader (in a batch of its own): three processes each under the per-process limit and
+  together over the submission's total, one or more of them ended by the memory cgroup;
 * a loop that swallows the per-cell interrupt, stopped by the notebook's time limit (0, timeout);
 * survivors: a process in a new session under ``env -i``, and a double-forked daemon;
 * a writer: grades.csv and the victim's feedback, from inside the kernel;
 * a reader: the hidden checks and the solutions folder, whose source then goes into an error;
 * a killer: the grading worker and the batch grader, found through ``/proc``.
+
+Four forgers define nothing and try to score anyway; the checks run in the grader and only
+ask the kernel, so each must score exactly 0:
+
+* a thread that patches ``json.dumps`` so that every answer the kernel sends says "ok";
+* a thread that wraps ``sys.stdout`` and prints result lines of every shape the old grader read;
+* a loader hook that rewrites the grader's agent as it loads, to answer every request ``True``;
+* a notebook that defines the checks' own names (``check``, ``CheckFailed``, the check
+  functions, ``report``) and shadows ``exec``, ``compile`` and ``globals``.
 
 Without bubblewrap these cases skip, saying why. Two more tests run without the sandbox on
 purpose: a worker killed by the learner's code is the learner's crash, and a batch grader
@@ -33,7 +44,14 @@ import pytest
 
 from bookstore.grading.batch import BatchResult, grade_batch
 from bookstore.grading.regions import SOLUTIONS_DIR
-from bookstore.grading.sandbox import GIB, Limits, detect, make_pids_cgroup, remove_cgroup
+from bookstore.grading.sandbox import (
+    GIB,
+    Limits,
+    detect,
+    make_memory_cgroup,
+    make_pids_cgroup,
+    remove_cgroup,
+)
 from tests.unit.grading.synthetic import ADD_SOLUTION, PLANTED, make_week, notebook, solution_notebook, write
 
 pytestmark = pytest.mark.integration
@@ -67,6 +85,22 @@ finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)"""
 
+# Each child stays under the per-process limit; together they pass the submission's total.
+SPREADER = """import os, signal, time
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        hog = b"\\x01" * (250 * 1024**2)
+        time.sleep(3)
+        os._exit(0)
+    children.append(pid)
+killed = 0
+for pid in children:
+    _, status = os.waitpid(pid, 0)
+    killed += os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+raise RuntimeError(f"SPREAD {killed} OF 3 KILLED")"""
+
 STUBBORN_LOOP = """while True:
     try:
         while True:
@@ -81,6 +115,65 @@ if os.fork() == 0:
     if os.fork() == 0:
         os.execvp("sleep", ["sleep", "1000.{MARK}3"])
     os._exit(0)"""
+
+
+# Each leaves a thread running through the grading, patching again and again.
+FORGE_JSON = """import json, threading, time
+real = json.dumps
+def says_ok(obj, **kw):
+    if isinstance(obj, dict) and "id" in obj:
+        obj = {"id": obj["id"], "chain": obj.get("chain"), "ok": True}
+    return real(obj, **kw)
+def keep_patching():
+    while True:
+        json.dumps = says_ok
+        time.sleep(0.01)
+threading.Thread(target=keep_patching, daemon=True).start()"""
+
+FORGE_STDOUT = """import json, sys, threading, time
+line = json.dumps({"ok": True, "results": [{"passed": True, "message": ""}] * 5})
+class Loud:
+    def __init__(self, inner):
+        self.inner = inner
+    def write(self, text):
+        return self.inner.write(("0" * 32 + " " + line + "\\n") + text)
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+def keep_printing():
+    while True:
+        if not isinstance(sys.stdout, Loud):
+            sys.stdout = Loud(sys.stdout)
+        print("f" * 32, line, flush=True)
+        sys.__stdout__.write("graded 6/6\\n")
+        time.sleep(0.01)
+threading.Thread(target=keep_printing, daemon=True).start()"""
+
+# Hooks the loader, so the agent is rewritten the moment the grader loads it into the kernel.
+FORGE_AGENT = """import importlib.machinery
+real = importlib.machinery.SourceFileLoader.exec_module
+def hooked(self, module):
+    real(self, module)
+    if hasattr(module, "Endpoint"):
+        module.Endpoint._perform = lambda self, *args, **kwargs: True
+importlib.machinery.SourceFileLoader.exec_module = hooked"""
+
+FORGE_NAMES = """class CheckFailed(Exception):
+    pass
+def check(*args, **kwargs):
+    return lambda function: function
+adds_small = adds_negative = shouts = squares_positive = squares_negative = lambda ns: None
+report = run_checks = lambda *args, **kwargs: print("ok")
+LEARNER, RESULTS, agent, serve_kernel = {}, [True] * 5, None, None
+exec = compile = globals = None"""
+
+FORGERS = {"json": FORGE_JSON, "stdout": FORGE_STDOUT, "agent": FORGE_AGENT, "names": FORGE_NAMES}
+# What each forger's feedback shows when its forgery was live during the checks.
+EVIDENCE = {
+    "json": "'bool' object is not callable",
+    "stdout": "add is not defined",
+    "agent": "'bool' object is not callable",
+    "names": "add is not defined",
+}
 
 
 def writer(targets: list[Path]) -> str:
@@ -182,6 +275,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
     }
     paths = [write(subs / "victim.ipynb", solution_notebook())]
     paths += [write(subs / f"{name}.ipynb", notebook(attack, ADD)) for name, attack in attackers.items()]
+    paths += [write(subs / f"forger-{name}.ipynb", notebook(forgery)) for name, forgery in FORGERS.items()]
     batch = grade_batch(
         paths,
         week=99,
@@ -202,10 +296,19 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
 def test_every_submission_is_graded_and_the_victim_keeps_full_marks(hostile: Hostile) -> None:
     assert [r.name for r in hostile.batch.results] == [
         "victim", "memory", "forks", "stubborn", "survivor", "writer", "reader", "killer",
+        *(f"forger-{name}" for name in FORGERS),
     ]  # fmt: skip
     assert hostile.rows("victim")["TOTAL"] == ("6", "graded")
     assert all(r.isolation == "isolated" for r in hostile.batch.results)
     assert "Isolation: isolated." in hostile.feedback("victim")
+
+
+@pytest.mark.parametrize("forger", list(FORGERS))
+def test_a_blank_notebook_that_forges_results_scores_zero(hostile: Hostile, forger: str) -> None:
+    rows = hostile.rows(f"forger-{forger}")
+    assert rows["TOTAL"] == ("0", "graded"), rows
+    assert all(points == "0" for points, _ in rows.values()), rows
+    assert EVIDENCE[forger] in hostile.feedback(f"forger-{forger}")
 
 
 def test_a_memory_bomb_meets_the_memory_limit_and_the_notebook_goes_on(hostile: Hostile) -> None:
@@ -220,6 +323,35 @@ def test_a_fork_bomb_meets_the_process_limit(hostile: Hostile) -> None:
     assert hostile.rows("forks")["TOTAL"] == ("3", "graded")
     assert "BlockingIOError" in hostile.feedback("forks")
     assert not marked("1"), "a forked process outlived grading"
+
+
+def test_processes_that_together_pass_the_memory_total_meet_the_memory_cgroup(tmp_path: Path) -> None:
+    if not ISOLATION.isolated:
+        pytest.skip(f"no sandbox on this machine: {ISOLATION.how}")
+    probe = make_memory_cgroup(Path(f"bookstore-probe-{os.getpid()}"), "probe", GIB)
+    if probe is None:
+        pytest.skip("no writable memory cgroup here: only each process's memory is bounded")
+    remove_cgroup(probe)
+    solutions = make_week(tmp_path)
+    # A batch of its own: a total below one process's limit, which the batch above cannot have
+    # (its memory bomb must meet the per-process limit first).
+    batch = grade_batch(
+        [write(tmp_path / "subs" / "spreader.ipynb", notebook(SPREADER, ADD))],
+        week=99,
+        out_dir=tmp_path / "out",
+        solutions_dir=solutions,
+        workers=1,
+        timeout_s=120,
+        cell_timeout_s=60,
+        progress=False,
+        echo=lambda _line: None,
+        isolation="bwrap",
+        limits=Limits(memory_bytes=2 * GIB, cpu_seconds=180, processes=48, total_memory_bytes=GIB // 2),
+    )
+    feedback = (tmp_path / "out" / "feedback" / "week99" / "spreader.md").read_text()
+    killed = int(feedback.split("RuntimeError: SPREAD ")[1].split()[0])
+    assert killed >= 1, "three processes of 250 MB each, and the kernel, fit in 512 MiB"
+    assert batch.results[0].total(batch.specs) == (3.0, 6.0)
 
 
 def test_a_loop_that_swallows_interrupts_meets_the_notebook_time_limit(hostile: Hostile) -> None:

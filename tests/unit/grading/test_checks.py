@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 import threading
 import time
@@ -18,11 +16,8 @@ from bookstore.grading.checks import (
     check,
     describe_failure,
     load_checks,
-    parse_report,
-    report,
     run_checks,
 )
-from bookstore.grading.worker import grading_cell_source
 
 from .synthetic import CHECKS_SOURCE, PLANTED
 
@@ -175,40 +170,22 @@ def test_decorating_outside_a_load_only_marks_the_function() -> None:
     assert known.__bookstore_check__.question == "q7"  # type: ignore[attr-defined]
 
 
-def test_report_prints_exactly_one_nonce_line_and_swallows_what_checks_print() -> None:
-    noisy = correct() | {"add": lambda a, b: print("chatter") or a + b}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        report(CHECKS_SOURCE, "n0nce", noisy, 5.0)
-    lines = out.getvalue().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("n0nce {")
-    payload = parse_report(lines[0], "n0nce")
-    assert payload["ok"] is True
-    assert [r["passed"] for r in payload["results"]] == [True] * 5
-    with pytest.raises(ValueError):
-        parse_report(lines[0], "another-nonce")
+def test_the_agent_cell_connects_even_if_the_learner_shadowed_exec_and_compile() -> None:
+    import socket
 
+    from bookstore.grading.checks import RemoteNamespace
+    from bookstore.grading.remote import accept_kernel, agent_cell_source
 
-def test_report_says_what_broke_when_the_checks_themselves_do_not_load() -> None:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        report(f"x = 1\nraise RuntimeError('broken {PLANTED}'[:6])\n", "n", {}, 5.0)
-    payload = parse_report(out.getvalue().strip(), "n")
-    assert payload == {"ok": False, "error": "RuntimeError: broken"}
-
-
-def test_the_grading_cell_uses_a_pristine_api_even_if_the_learner_tampered_with_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # What a mischievous notebook might do: make every check pass, shadow exec and compile.
-    monkeypatch.setattr(checks, "run_check", lambda *a, **k: checks.CheckResult(True, ""))
-    kernel_globals: dict[str, Any] = {"exec": None, "compile": None, "globals": None, **learner(add=stub)}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(grading_cell_source(CHECKS_SOURCE, "cafe", 5.0), kernel_globals)
-    payload = parse_report(out.getvalue().strip(), "cafe")
-    assert payload["ok"] is True
-    assert not any(r["passed"] for r in payload["results"]), "the tampered runner was not used"
-    assert set(kernel_globals) <= {"exec", "compile", "globals", "add", "__builtins__"}, (
-        "no grader names leak"
+    kernel_globals: dict[str, Any] = {"exec": None, "compile": None, "globals": None, **correct()}
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        exec(agent_cell_source("127.0.0.1", listener.getsockname()[1], "t0ken"), kernel_globals)
+        endpoint = accept_kernel(listener, "t0ken", timeout_s=5)
+    assert endpoint is not None
+    try:
+        results = run_checks(load_checks(CHECKS_SOURCE), RemoteNamespace(endpoint), default_timeout_s=5)
+    finally:
+        endpoint.close()
+    assert [r.passed for r in results] == [True] * 5
+    assert set(kernel_globals) <= {"exec", "compile", "globals", "add", "shout", "square", "__builtins__"}, (
+        "no grader names leak into the learner's globals"
     )

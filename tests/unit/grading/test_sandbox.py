@@ -72,3 +72,29 @@ def test_without_bubblewrap_grading_is_not_isolated_and_says_why(monkeypatch: py
 
 def test_isolation_can_be_turned_off() -> None:
     assert sandbox.detect("none").label == "not isolated"
+
+
+def test_a_spec_with_both_cgroups_survives_its_json_round_trip_and_the_launcher_joins_both(
+    tmp_path: Path,
+) -> None:
+    original = SandboxSpec(
+        scratch=tmp_path, cgroup=tmp_path / "pids", memory_cgroup=tmp_path / "memory", limits=Limits()
+    )
+    assert SandboxSpec.from_json(original.to_json()) == original
+    command = original.command(["python"])
+    joined = [command[i + 1] for i, word in enumerate(command) if word == "--cgroup"]
+    assert joined == [str(tmp_path / "pids"), str(tmp_path / "memory")]
+
+
+@pytest.mark.parametrize(
+    ("proc_cgroup", "expected"),
+    [
+        ("5:devices:/\n4:memory:/process_api/abc\n0::/\n", "/sys/fs/cgroup/memory/process_api/abc"),
+        ("0::/user.slice/session-1.scope\n", "/sys/fs/cgroup/user.slice/session-1.scope"),
+    ],
+)
+def test_the_memory_cgroup_is_found_below_the_graders_own(
+    tmp_path: Path, proc_cgroup: str, expected: str
+) -> None:
+    (tmp_path / "cgroup").write_text(proc_cgroup)
+    assert sandbox.own_cgroup("memory", tmp_path / "cgroup") == Path(expected)
