@@ -24,8 +24,8 @@ The output is meant to be read in a terminal and in a CI log alike, so it stays 
   that waits for a cell's reply sometimes sleeps through the message: the reply has arrived,
   but the poll only sees it when its timeout ends. Week 8's live breaker experiment then
   "took" the whole cell timeout (300 s) although the kernel answered after 5 s. The runner's
-  kernel client therefore polls in one-second slices (``PatientChannel``): a missed wake-up
-  costs at most a second, and a real timeout still ends at its deadline.
+  kernel client therefore polls in one-second slices (``bookstore.kernel_client``): a missed
+  wake-up costs at most a second, and a real timeout still ends at its deadline.
 * IPython colours tracebacks with ANSI escape codes. They are kept in the executed notebooks
   (Jupyter and the HTML show them as colour) but stripped from a failure printed to a file
   or a pipe, where they would show as ``\\x1b[31m`` noise.
@@ -39,12 +39,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from queue import Empty
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.channels import AsyncZMQSocketChannel
-from traitlets import Type
+from bookstore.kernel_client import CLIENT_CLASS
 
 if TYPE_CHECKING:
     from traitlets.config import Config
@@ -54,32 +51,6 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 DEFAULT_WEEKS = "0,6-10"
-POLL_SLICE_S = 1.0
-
-
-class PatientChannel(AsyncZMQSocketChannel):
-    """A kernel channel whose wait for a message looks again every ``POLL_SLICE_S`` seconds.
-
-    The wait still ends with ``Empty`` at ``timeout`` (``None`` waits for ever), so nbclient's
-    cell timeout means what it says; only a missed wake-up is cut short.
-    """
-
-    async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:  # type: ignore[override]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = POLL_SLICE_S if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                return await super().get_msg(timeout=min(POLL_SLICE_S, left))
-            except Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-
-
-class PatientKernelClient(AsyncKernelClient):
-    """nbclient's kernel client, with ``PatientChannel`` for the replies and the outputs."""
-
-    shell_channel_class = Type(PatientChannel)  # type: ignore[assignment]
-    iopub_channel_class = Type(PatientChannel)  # type: ignore[assignment]
 
 
 def parse_weeks(spec: str) -> list[int]:
@@ -125,7 +96,7 @@ def ipc_kernel(socket_prefix: Path) -> Config:
             "KernelManager": {
                 "transport": "ipc",
                 "ip": str(socket_prefix.absolute()),
-                "client_class": f"{__name__}.PatientKernelClient",
+                "client_class": CLIENT_CLASS,
             }
         }
     )

@@ -308,12 +308,18 @@ def grade_submission(
             return remaining()  # the agent's cell: only the backstop applies
         return min(max(1, math.ceil(cell_timeout_s)), remaining())
 
+    from traitlets.config import Config
+
+    from bookstore.kernel_client import CLIENT_CLASS
+
     extra: dict[str, Any] = {}
     if sandbox is not None:
         extra["kernel_manager_class"] = _kernel_manager_class(sandbox)
     client = _make_client_class()(
         notebook,
         **extra,
+        # A reply's missed wake-up would look like a cell past its limit, interrupted and scored.
+        config=Config({"KernelManager": {"client_class": CLIENT_CLASS}}),
         timeout=remaining(),
         timeout_func=cell_limit,
         kernel_name=KERNEL_NAME,

@@ -1,4 +1,4 @@
-"""The course runner's kernel channel: it looks again every slice, and still times out on time."""
+"""The kernel client of the course runner and the grader: it looks again every slice, times out on time."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
-from bookstore import course
+from bookstore import course, kernel_client
 
 
 @pytest.fixture
@@ -29,8 +29,8 @@ def pair() -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
 def test_a_wait_with_nothing_to_read_ends_with_empty_at_its_deadline_not_at_the_first_slice(
     pair: tuple[zmq.asyncio.Socket, zmq.asyncio.Socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(course, "POLL_SLICE_S", 0.05)
-    channel = course.PatientChannel(pair[0], Session())
+    monkeypatch.setattr(kernel_client, "POLL_SLICE_S", 0.05)
+    channel = kernel_client.PatientChannel(pair[0], Session())
 
     began = time.monotonic()
     with pytest.raises(Empty):
@@ -41,10 +41,10 @@ def test_a_wait_with_nothing_to_read_ends_with_empty_at_its_deadline_not_at_the_
 def test_a_message_sent_after_several_slices_is_returned_whole(
     pair: tuple[zmq.asyncio.Socket, zmq.asyncio.Socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(course, "POLL_SLICE_S", 0.05)
+    monkeypatch.setattr(kernel_client, "POLL_SLICE_S", 0.05)
     receiver, sender = pair
     session = Session()
-    channel = course.PatientChannel(receiver, session)
+    channel = kernel_client.PatientChannel(receiver, session)
 
     async def reply_later() -> dict[str, object]:
         async def send() -> None:
@@ -66,5 +66,5 @@ def test_the_runner_configures_nbclient_with_the_patient_client_over_ipc(tmp_pat
 
     manager = config["KernelManager"]
     assert manager["transport"] == "ipc"
-    assert manager["client_class"] == "bookstore.course.PatientKernelClient"
-    assert course.PatientKernelClient.shell_channel_class.klass is course.PatientChannel  # type: ignore[attr-defined]
+    assert manager["client_class"] == "bookstore.kernel_client.PatientKernelClient"
+    assert kernel_client.PatientKernelClient.shell_channel_class.klass is kernel_client.PatientChannel  # type: ignore[attr-defined]
