@@ -26,7 +26,8 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 
 @pytest.fixture
 def http(cluster: Cluster) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=cluster.gateway_url, timeout=10) as client:
+    """A client of the gateway of the ``cluster`` fixture nearest the test (a module may have its own)."""
+    with httpx.Client(base_url=cluster.gateway_url, timeout=15) as client:
         yield client
 
 

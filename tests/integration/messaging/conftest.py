@@ -8,18 +8,15 @@ afterwards), so tests, parallel runs and open notebooks never see each other's m
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 
-import httpx
 import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
 from bookstore.messaging.broker import connect
 from bookstore.messaging.topology import Topology, temporary_topology
-from bookstore.platform.cluster import Cluster
 from tests.integration.messaging.private_broker import PrivateBroker, private_rabbitmq, unavailable_reason
 
 
@@ -31,22 +28,6 @@ def private_broker() -> Iterator[PrivateBroker]:
         pytest.skip(reason)
     with private_rabbitmq() as node:
         yield node
-
-
-@pytest.fixture
-def http(cluster: Cluster) -> Iterator[httpx.Client]:
-    """A client of the gateway of the module's own ``cluster`` fixture."""
-    with httpx.Client(base_url=cluster.gateway_url, timeout=15) as client:
-        yield client
-
-
-@pytest.fixture
-def auth(http: httpx.Client) -> dict[str, str]:
-    """A freshly registered user's bearer token."""
-    name = f"reader_{secrets.token_hex(4)}"
-    http.post("/auth/register", json={"username": name, "password": "correct horse"})
-    token = http.post("/auth/login", json={"username": name, "password": "correct horse"}).json()
-    return {"Authorization": f"Bearer {token['access_token']}"}
 
 
 @pytest.fixture

@@ -77,11 +77,11 @@ def ledger(cluster: Cluster, book_id: int) -> int:
 
 
 def test_each_order_reaches_every_consumer_that_binds_its_events(
-    cluster: Cluster, http: httpx.Client, auth: dict[str, str]
+    cluster: Cluster, http: httpx.Client, auth_headers: dict[str, str]
 ) -> None:
     cluster.stub("inventory").SetStock(inventory_pb2.SetStockRequest(book_id=11, quantity=2), timeout=5)
     placed = [
-        http.post("/orders", json={"items": [{"book_id": 11, "quantity": 1}]}, headers=auth).json()
+        http.post("/orders", json={"items": [{"book_id": 11, "quantity": 1}]}, headers=auth_headers).json()
         for _ in range(3)
     ]
     assert [o.get("status") for o in placed] == ["APPROVED", "APPROVED", "REJECTED"], placed

@@ -129,11 +129,11 @@ def unpublished_before(outbox_engine_url: str, moment_ns: int) -> tuple[int, int
 
 
 def test_with_orders_flowing_the_outbox_drains_within_a_second_of_the_brokers_return_five_times_of_five(
-    cluster: Cluster, broker: PrivateBroker, http: httpx.Client, auth: dict[str, str], outbox: Outbox
+    cluster: Cluster, broker: PrivateBroker, http: httpx.Client, auth_headers: dict[str, str], outbox: Outbox
 ) -> None:
     database = cluster.database_url("order")
     drains: list[float] = []
-    with OrderFlow(http, auth) as flow:
+    with OrderFlow(http, auth_headers) as flow:
         for _ in range(RUNS):
             eventually(lambda: outbox.backlog() == 0, timeout_s=60, what="the outbox empty before the outage")
             broker.stop_app()
@@ -169,14 +169,15 @@ def test_with_orders_flowing_the_outbox_drains_within_a_second_of_the_brokers_re
 
 
 def test_orders_succeed_while_the_broker_is_down_and_their_events_flow_in_order_when_it_returns(
-    cluster: Cluster, broker: PrivateBroker, http: httpx.Client, auth: dict[str, str], outbox: Outbox
+    cluster: Cluster, broker: PrivateBroker, http: httpx.Client, auth_headers: dict[str, str], outbox: Outbox
 ) -> None:
     placed: list[dict[str, str]] = []
     broker.stop_app()
     try:
         for _ in range(5):
             placed.append(
-                http.post("/orders", json={"items": [{"book_id": BOOK, "quantity": 1}]}, headers=auth).json()
+                http.post("/orders", json={"items": [{"book_id": BOOK, "quantity": 1}]}, headers=auth_headers)
+                .json()
             )
         assert [o.get("status") for o in placed] == ["APPROVED"] * 5, placed  # broker not on the path
         assert outbox.backlog() >= 10  # created and approved, for each order: waiting
