@@ -6,6 +6,9 @@ Two rules every outgoing call here follows:
   ``ipv4:127.0.0.1:7001,127.0.0.1:7002`` names every replica; with the ``round_robin``
   policy the channel keeps a connection to each and rotates calls over the ready ones,
   skipping a replica that went away. No home-made balancer, no proxy hop.
+* **Discovery that follows change.** A target ``registry:<path>`` names an entry the launcher
+  keeps (``bookstore.platform.discovery``); the channel follows the addresses it lists, so a
+  replica added or removed reaches callers without restarting them.
 * **A deadline on every call.** Without one, a call to a hung service waits forever and
   holds a thread while it does; that is how one slow service takes a whole system down.
 
@@ -21,13 +24,28 @@ import json
 import grpc
 
 from bookstore.observability.runtime import instrument_channel
+from bookstore.platform.discovery import FollowingChannel, registry_entry
 
 ROUND_ROBIN_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
 def open_channel(target: str) -> grpc.Channel:
-    """A channel to ``target`` that balances calls round-robin over its addresses."""
-    channel = grpc.insecure_channel(
+    """A channel to ``target`` that balances calls round-robin over its addresses.
+
+    ``target`` is a gRPC target (``ipv4:a,b``, ``127.0.0.1:7001``) or ``registry:<path>``,
+    whose addresses the channel follows as they change.
+    """
+    entry = registry_entry(target)
+    channel = (
+        FollowingChannel(entry, lambda addresses: _round_robin(multi_address_target(addresses)))
+        if entry is not None
+        else _round_robin(target)
+    )
+    return instrument_channel(channel)
+
+
+def _round_robin(target: str) -> grpc.Channel:
+    return grpc.insecure_channel(
         target,
         options=[
             ("grpc.service_config", ROUND_ROBIN_CONFIG),
@@ -37,7 +55,6 @@ def open_channel(target: str) -> grpc.Channel:
             ("grpc.max_reconnect_backoff_ms", 1000),
         ],
     )
-    return instrument_channel(channel)
 
 
 def multi_address_target(addresses: list[str]) -> str:

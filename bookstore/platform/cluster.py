@@ -10,12 +10,13 @@
     with Cluster(messaging=True) as cluster:   # plus RabbitMQ: the outbox relay and three consumers
         cluster.consumer_stats("analytics").applied
 
-Discovery is by settings: the launcher picks every port, then tells each process where its
-peers are through ``BOOKSTORE_<NAME>_TARGET``. A service with several replicas gets a
-multi-address target (``ipv4:a,b``) that gRPC's own round_robin policy balances. When a
-service is scaled, the services that call it are restarted with the new target; that is
-how a static configuration "discovers" (a registry such as Consul or Kubernetes DNS does
-the same without restarts).
+Discovery: the launcher picks every port and keeps a registry, one entry per service listing
+the replicas that passed their health check (``bookstore.platform.discovery``). Each process
+learns where its peers are through ``BOOKSTORE_<NAME>_TARGET``, which names that entry
+(``registry:<path>``); its channels follow the entry, and gRPC's own round_robin policy
+balances over the addresses it lists. Scaling a service republishes its entry and no caller
+restarts. ``Cluster(discovery="static")`` gives the older form instead: a fixed multi-address
+target (``ipv4:a,b``), so scaling a service restarts its callers with the new one.
 
 Messaging (week 9) is opt-in: ``Cluster(messaging=True)`` finds RabbitMQ
 (``bookstore.messaging.broker``), gives this cluster its own name prefix so that its exchange
@@ -61,6 +62,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bookstore.platform import containers, processes
 from bookstore.platform.channels import multi_address_target, open_channel
+from bookstore.platform.discovery import FOLLOW_INTERVAL_S, Registry
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import (
     admin_pb2,
@@ -85,7 +87,8 @@ MODULES = (
     | {GATEWAY: "bookstore.gateway"}
     | {name: f"bookstore.messaging.consumers.{name}" for name in CONSUMERS}
 )
-# Who calls whom: scaling a service restarts its callers so they learn the new addresses.
+# Who calls whom: with static discovery, scaling a service restarts its callers so they learn
+# the new addresses; switching the discovery mode restarts them all.
 CALLERS = {
     "catalog": ("order", GATEWAY),
     "inventory": ("order", "inventory_sync"),
@@ -101,6 +104,10 @@ STUBS: dict[str, Any] = {
     "order": order_pb2_grpc.OrderServiceStub,
 } | {name: consumer_pb2_grpc.ConsumerServiceStub for name in CONSUMERS}
 STATE_FILE = "cluster.json"
+DISCOVERY_MODES = ("registry", "static")
+# A removed replica keeps serving this long after the registry dropped it, so that every
+# following channel has looked at the registry (twice) before the replica stops.
+_DEREGISTER_GRACE_S = 2 * FOLLOW_INTERVAL_S + 0.2
 
 if TYPE_CHECKING:
     from bookstore.messaging.topology import Topology
@@ -173,7 +180,11 @@ class Cluster:
         messaging_prefix: str | None = None,
         telemetry: bool = False,
         prometheus: bool = False,
+        discovery: str = "registry",
     ) -> None:
+        if discovery not in DISCOVERY_MODES:
+            raise ValueError(f"discovery is one of {', '.join(DISCOVERY_MODES)}, not {discovery!r}")
+        self.discovery = discovery
         self.services: tuple[str, ...] = (*ALL_SERVICES, *CONSUMERS) if messaging else ALL_SERVICES
         unknown = set(replicas or {}) - set(self.services)
         if unknown:
@@ -196,6 +207,7 @@ class Cluster:
         self._owns_work_dir = work_dir is None
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="bookstore-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.registry = Registry(self.work_dir / "registry")
         self.db_url = db_url if db_url is not None else os.environ.get("BOOKSTORE_DB_URL", "")
         self.jwt_secret = jwt_secret or secrets.token_urlsafe(32)
         self.deadline_s = deadline_s
@@ -228,6 +240,9 @@ class Cluster:
 
                 self._trace_backend = start_trace_backend(self.work_dir / "logs")
             services = [name for name in self.services if name not in CONSUMERS]
+            # Published before anyone starts: start() returns only once every one is SERVING.
+            for name in GRPC_SERVICES:
+                self._publish(name)
             for name in services:
                 for replica in self.replicas[name]:
                     self._spawn(replica)
@@ -340,19 +355,39 @@ class Cluster:
                 for r in added:
                     self._spawn(r)
                 self._wait_ready(added)
+                self._publish(service)  # only once SERVING: no call reaches a process still importing
             else:
                 removed = current[count:]
                 del current[count:]
+                self._publish(service)
+                if self.discovery == "registry" and service in GRPC_SERVICES:
+                    time.sleep(_DEREGISTER_GRACE_S)  # followers stop sending before it stops
                 processes.terminate(
                     [r.pid for r in removed if r.pid is not None],
                     reap={r.pid: r.process for r in removed if r.pid and r.process},
                 )
             self._channels.pop(service, None)
-            for caller in CALLERS.get(service, ()):
-                if caller in self.replicas:
-                    self.restart(caller)
+            if self.discovery == "static":
+                for caller in CALLERS.get(service, ()):
+                    if caller in self.replicas:
+                        self.restart(caller)
+            self._write_state()
             if self._metrics_backend is not None:
                 self._metrics_backend.update_targets(self.metrics_targets())
+
+    def set_discovery(self, mode: str) -> None:
+        """Switch how callers find their peers (``registry`` or ``static``); restarts the callers."""
+        if mode not in DISCOVERY_MODES:
+            raise ValueError(f"discovery is one of {', '.join(DISCOVERY_MODES)}, not {mode!r}")
+        self._require_running("switch discovery")
+        with self._lock:
+            if mode == self.discovery:
+                return
+            self.discovery = mode
+            callers = {caller for callers in CALLERS.values() for caller in callers}
+            for caller in (name for name in self.services if name in callers):
+                self.restart(caller)
+            self._write_state()
 
     def __enter__(self) -> Cluster:
         return self.start()
@@ -528,6 +563,7 @@ class Cluster:
             messaging=state.get("messaging", False),
             rabbitmq_url=state.get("rabbitmq_url") or None,
             messaging_prefix=state.get("messaging_prefix") if state.get("messaging") else None,
+            discovery=state.get("discovery", "static"),
         )
         cluster._owns_prefix = bool(state.get("owns_prefix", False))
         cluster._broker_reached = cluster.messaging  # the state file is written once it started
@@ -592,7 +628,9 @@ class Cluster:
         if self.db_url:
             env["BOOKSTORE_DB_URL"] = self.db_url
         for name in GRPC_SERVICES:
-            env[f"BOOKSTORE_{name.upper()}_TARGET"] = self.target(name)
+            env[f"BOOKSTORE_{name.upper()}_TARGET"] = (
+                self.registry.target(name) if self.discovery == "registry" else self.target(name)
+            )
         if self.messaging:
             env["BOOKSTORE_RABBITMQ_URL"] = self.rabbitmq_url
             env["BOOKSTORE_MESSAGING_PREFIX"] = self.messaging_prefix
@@ -603,6 +641,11 @@ class Cluster:
         env.update(self._extra_env)
         env.update(self._service_env.get(replica.service, {}))
         return env
+
+    def _publish(self, service: str) -> None:
+        """Write ``service``'s registry entry: every replica this cluster keeps of it."""
+        if service in GRPC_SERVICES:
+            self.registry.publish(service, [r.address for r in self.replicas[service]])
 
     def _spawn(self, replica: Replica) -> None:
         process = processes.spawn(
@@ -719,6 +762,7 @@ class Cluster:
             "rabbitmq_url": self.rabbitmq_url,
             "messaging_prefix": self.messaging_prefix,
             "owns_prefix": self._owns_prefix,
+            "discovery": self.discovery,
             "replicas": {
                 name: [
                     {"index": r.index, "port": r.port, "pid": r.pid, "log_path": str(r.log_path)}

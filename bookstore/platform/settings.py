@@ -2,8 +2,9 @@
 
 Twelve-factor style: the launcher (or a learner's shell) decides ports, databases and the
 addresses of the other services, and passes them to each process through its environment.
-That is also this course's service discovery: a process learns where its peers are from
-its settings, and the launcher rewrites them when it scales a service.
+That is also where service discovery starts: a process learns where its peers are from its
+settings, either as fixed addresses or as a registry entry it follows
+(``bookstore.platform.discovery``).
 
 | variable | default | meaning |
 |---|---|---|
@@ -21,7 +22,7 @@ its settings, and the launcher rewrites them when it scales a service.
 | BOOKSTORE_CRASH_AT | (empty) | tests only: the order service SIGKILLs itself there, e.g. ``after:reserve`` |
 | BOOKSTORE_ORDER_FLOW | saga | order service: ``saga``, or ``plain`` (week 6's flow, a benchmark baseline) |
 | BOOKSTORE_GRPC_WORKERS | 16 | server thread pool size |
-| BOOKSTORE_<NAME>_TARGET | (none) | gRPC target of a peer, e.g. ``ipv4:127.0.0.1:7001,127.0.0.1:7002`` |
+| BOOKSTORE_<NAME>_TARGET | (none) | a peer: ``ipv4:127.0.0.1:7001,127.0.0.1:7002``, or ``registry:<path>`` |
 | BOOKSTORE_LOG_LEVEL | INFO | logging level |
 | BOOKSTORE_BREAKER_ENABLED | 1 | ``0``: call peers without circuit breakers (week 8's "before") |
 | BOOKSTORE_BREAKER_WINDOW_SIZE | 20 | a breaker judges the outcomes of this many latest calls |
