@@ -219,6 +219,9 @@ class Cluster:
         # Per-service overrides set by restart(env=...), e.g. arming a crash test in one service.
         self._service_env: dict[str, dict[str, str]] = {}
         self._lock = threading.RLock()
+        # Channels have a lock of their own: a sampler asking replicas for their counters must
+        # not wait for a scale() or restart() that holds ``_lock`` for seconds.
+        self._channels_lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         self.replicas: dict[str, list[Replica]] = {
             name: [self._new_replica(name, i) for i in range((replicas or {}).get(name, 1))]
@@ -332,12 +335,16 @@ class Cluster:
                 self._spawn(r)
             self._wait_ready(chosen)
             self._write_state()
-            if service in self._channels:
+            shared = self._channels.get(service)
+            if shared is not None:
                 # The shared channel may sit in reconnect backoff; wait until it sees the new process.
-                grpc.channel_ready_future(self._channels[service]).result(timeout=self.startup_timeout_s)
+                grpc.channel_ready_future(shared).result(timeout=self.startup_timeout_s)
 
     def scale(self, service: str, count: int) -> None:
-        """Run ``count`` replicas of a service; its callers restart to learn the new addresses.
+        """Run ``count`` replicas of a service; its callers follow (registry) or restart (static).
+
+        New replicas are published once SERVING; removed ones are unpublished, given time to
+        be forgotten by every follower, then stopped gracefully.
 
         A Prometheus binary this cluster started follows the change without a restart (it
         discovers its targets from files); a configured or containerised one does not.
@@ -366,8 +373,9 @@ class Cluster:
                     [r.pid for r in removed if r.pid is not None],
                     reap={r.pid: r.process for r in removed if r.pid and r.process},
                 )
-            self._channels.pop(service, None)
             if self.discovery == "static":
+                with self._channels_lock:
+                    self._channels.pop(service, None)  # the next stub() opens one to the new list
                 for caller in CALLERS.get(service, ()):
                     if caller in self.replicas:
                         self.restart(caller)
@@ -414,10 +422,14 @@ class Cluster:
         return f"http://{self.address(GATEWAY)}"
 
     def channel(self, service: str) -> grpc.Channel:
-        """A shared round-robin channel to a service (closed when the cluster stops)."""
-        with self._lock:
+        """A shared round-robin channel to a service (closed when the cluster stops); with registry
+        discovery it follows the replicas as they come and go."""
+        with self._channels_lock:
             if service not in self._channels:
-                self._channels[service] = open_channel(self.target(service))
+                follows = self.discovery == "registry" and service in GRPC_SERVICES
+                self._channels[service] = open_channel(
+                    self.registry.target(service) if follows else self.target(service)
+                )
             return self._channels[service]
 
     def stub(self, service: str) -> Any:
@@ -471,6 +483,23 @@ class Cluster:
             for r in self._grpc_replicas(service, None)
             if r.running()
         ]
+
+    def calls_served(self, service: str, method: str) -> dict[int, int]:
+        """How many ``method`` calls each replica served so far, by replica index.
+
+        Only the replicas that answer count: one that is starting or stopping is left out
+        rather than failing the whole question, which suits sampling while a service scales.
+        """
+        served: dict[int, int] = {}
+        for r in self._grpc_replicas(service, None):
+            try:
+                stats = self.admin(service, r.index).GetStats(
+                    admin_pb2.GetStatsRequest(), timeout=self.deadline_s
+                )
+            except grpc.RpcError:
+                continue
+            served[r.index] = stats.calls_by_method.get(method, 0)
+        return served
 
     def status(self) -> list[ReplicaStatus]:
         return [self._probe(r) for name in self.services for r in self.replicas[name]]
@@ -736,7 +765,7 @@ class Cluster:
 
     def _direct_channel(self, address: str) -> grpc.Channel:
         key = f"direct:{address}"
-        with self._lock:
+        with self._channels_lock:
             if key not in self._channels:
                 self._channels[key] = grpc.insecure_channel(
                     address,
@@ -748,9 +777,10 @@ class Cluster:
             return self._channels[key]
 
     def _close_channels(self) -> None:
-        for channel in self._channels.values():
+        with self._channels_lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
             channel.close()
-        self._channels.clear()
 
     def _write_state(self) -> None:
         if not self.detached:

@@ -7,7 +7,6 @@ cluster while a client keeps calling through the gateway.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from bookstore.platform.channels import open_channel
 from bookstore.platform.cluster import Cluster
 from bookstore.platform.discovery import FollowingChannel, Registry, registry_entry
 from bookstore.platform.processes import free_port
+from bookstore.platform.traffic import SteadyClient
 
 WHO = "/test.Who/Name"
 
@@ -165,35 +165,9 @@ def _closed(channel: grpc.Channel) -> bool:
 # ---------------------------------------------------------------------- a whole cluster
 
 
-class Browser:
-    """A client that keeps listing books through the gateway, counting failures, until stopped."""
-
-    def __init__(self, gateway_url: str) -> None:
-        self.ok = 0
-        self.failed: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(gateway_url,), daemon=True)
-
-    def _run(self, gateway_url: str) -> None:
-        with httpx.Client(base_url=gateway_url, timeout=10) as http:
-            while not self._stop.is_set():
-                response = http.get("/books")
-                if response.status_code == 200:
-                    self.ok += 1
-                else:
-                    self.failed.append(f"{response.status_code} {response.text[:200]}")
-
-    def __enter__(self) -> Browser:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-
 def list_books_calls(cluster: Cluster) -> list[int]:
-    return [s.calls_by_method.get("ListBooks", 0) for s in cluster.stats("catalog")]
+    served = cluster.calls_served("catalog", "ListBooks")
+    return [served.get(i, 0) for i in range(len(cluster.replicas["catalog"]))]
 
 
 def caller_pids(cluster: Cluster) -> dict[str, int | None]:
@@ -203,7 +177,7 @@ def caller_pids(cluster: Cluster) -> dict[str, int | None]:
 def test_scaling_a_service_reaches_running_callers_without_restarting_them() -> None:
     with Cluster() as cluster:
         pids_before = caller_pids(cluster)
-        with Browser(cluster.gateway_url) as browser:
+        with SteadyClient(cluster.gateway_url) as browser:
             assert eventually(lambda: browser.ok > 20)
             cluster.scale("catalog", 2)
             before = list_books_calls(cluster)
