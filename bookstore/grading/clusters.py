@@ -5,7 +5,8 @@ across the batch, so one student's ``inject_fault`` cost the next student points
 cluster per submission would add its start-up (1.5-3 s, six processes) to every notebook.
 The middle way, and a real guarantee for what the checks depend on:
 
-* one cluster per worker slot, so two submissions graded at the same time never share one;
+* one cluster per worker slot, so two submissions graded at the same time never share one
+  (the first starts before grading, the others while the first submissions are graded);
 * before each submission borrows it, the cluster is *reset*: every replica that is down is
   started again and every injected fault is cleared, on every service;
 * the submission's kernel and its checks see only the cluster it borrowed
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,21 +32,49 @@ if TYPE_CHECKING:
 
 
 class ClusterPool:
-    """``size`` detached clusters under ``root``; :meth:`borrow` one, reset, for a submission."""
+    """``size`` detached clusters under ``root``; :meth:`borrow` one, reset, for a submission.
+
+    The first cluster starts before this returns, so a batch whose services cannot start
+    fails at once. The others start in the background while the first submissions are
+    graded: a worker slot's cluster costs the batch nothing until that slot needs it. One that
+    fails to start leaves the batch with fewer clusters, which is slower, not wrong: a worker
+    waits in :meth:`borrow` for a free one.
+    """
 
     def __init__(self, root: Path, size: int) -> None:
-        from bookstore.platform.cluster import Cluster
-
         self.clusters: list[Cluster] = []
+        self.failures: list[str] = []
         self._free: queue.SimpleQueue[Cluster] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._starters: list[threading.Thread] = []
         try:
-            for slot in range(size):
-                cluster = Cluster(detached=True, work_dir=root / f"cluster-{slot}").start()
-                self.clusters.append(cluster)
-                self._free.put(cluster)
+            self._free.put(self._start(root, 0))
         except BaseException:
             self.stop()
             raise
+        for slot in range(1, size):
+            starter = threading.Thread(target=self._start_later, args=(root, slot), daemon=True)
+            starter.start()
+            self._starters.append(starter)
+
+    def _start(self, root: Path, slot: int) -> Cluster:
+        from bookstore.platform.cluster import Cluster
+
+        cluster = Cluster(detached=True, work_dir=root / f"cluster-{slot}")
+        with self._lock:
+            self.clusters.append(cluster)
+        return cluster.start()  # a start that fails stops what it started
+
+    def _start_later(self, root: Path, slot: int) -> None:
+        try:
+            cluster = self._start(root, slot)
+        except Exception as error:
+            self.failures.append(f"cluster {slot}: {error}")
+            return
+        with self._lock:
+            if not self._stopping:
+                self._free.put(cluster)
 
     @contextlib.contextmanager
     def borrow(self) -> Iterator[Cluster]:
@@ -56,9 +86,21 @@ class ClusterPool:
             self._free.put(cluster)
 
     def stop(self) -> None:
-        for cluster in self.clusters:
-            with contextlib.suppress(Exception):
-                cluster.stop()
+        """Stop every cluster, in parallel (each waits up to 5 s for its processes to exit)."""
+        with self._lock:
+            self._stopping = True
+        for starter in self._starters:
+            starter.join()
+        stoppers = [threading.Thread(target=_stop_quietly, args=(c,)) for c in self.clusters]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+
+
+def _stop_quietly(cluster: Cluster) -> None:
+    with contextlib.suppress(Exception):
+        cluster.stop()
 
 
 def reset(cluster: Cluster) -> None:
