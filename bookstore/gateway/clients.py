@@ -62,7 +62,8 @@ class GatewayClients:
     catalog: catalog_pb2_grpc.CatalogServiceStub
     order: order_pb2_grpc.OrderServiceStub
     deadline_s: float = 2.0
-    order_deadline_s: float = 7.0
+    # The saga's budget and one ordinary deadline, from the settings' defaults (order_deadline).
+    order_deadline_s: float = field(default_factory=lambda: order_deadline(Settings()))
     channels: tuple[grpc.Channel, ...] = field(default=(), repr=False)
     breakers: BreakerRegistry | None = field(default=None, repr=False)
     catalog_cache: LastKnownGood = field(default_factory=LastKnownGood, repr=False)

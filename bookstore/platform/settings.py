@@ -56,6 +56,7 @@ The ``BREAKER`` settings apply to every breaker in the process (see
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,13 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(f"BOOKSTORE_{name}", default)
 
+        if not env.get("BOOKSTORE_JWT_SECRET"):
+            # Loud, because it is silent otherwise: every token would verify with a key anyone
+            # can read in this file. The launcher always sets a random one.
+            logging.getLogger(__name__).warning(
+                "BOOKSTORE_JWT_SECRET is not set: tokens are signed with the development key, which "
+                "is public; set a long random secret wherever anyone but you can reach the services"
+            )
         targets = {
             name: env[f"BOOKSTORE_{name.upper()}_TARGET"]
             for name in SERVICE_NAMES

@@ -3,7 +3,7 @@ import pytest
 
 from bookstore.domain.errors import Unauthenticated
 from bookstore.platform.channels import multi_address_target
-from bookstore.platform.settings import Settings
+from bookstore.platform.settings import DEV_JWT_SECRET, Settings
 from bookstore.platform.tokens import ISSUER, issue_token, verify_token
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
@@ -73,3 +73,15 @@ def test_an_unsigned_alg_none_token_is_refused() -> None:
 def test_garbage_is_not_a_token() -> None:
     with pytest.raises(Unauthenticated):
         verify_token("not.a.token", secret=SECRET)
+
+
+def test_an_unset_jwt_secret_falls_back_to_the_development_key_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="bookstore.platform.settings"):
+        assert Settings.from_env({}).jwt_secret == DEV_JWT_SECRET
+    assert "BOOKSTORE_JWT_SECRET is not set" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bookstore.platform.settings"):
+        assert Settings.from_env({"BOOKSTORE_JWT_SECRET": SECRET}).jwt_secret == SECRET
+    assert caplog.text == ""
