@@ -162,6 +162,12 @@ PageToken = Annotated[
     UTF8,
     Query(description="next_page_token of the previous page (digits); empty for the first page."),
 ]
+SearchQuery = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH, pattern=NOT_ONLY_WHITESPACE),
+    UTF8,
+    Query(description="Text to find in title or author (not whitespace alone)."),
+]
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 books_router = APIRouter(prefix="/books", tags=["books"])
@@ -199,12 +205,7 @@ def list_books(
 def search_books(
     clients: Clients,
     response: Response,
-    q: Annotated[
-        str,
-        StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH, pattern=NOT_ONLY_WHITESPACE),
-        UTF8,
-        Query(description="Text to find in title or author (not whitespace alone)."),
-    ],
+    q: SearchQuery,
     page_size: PageSize = 0,
 ) -> BookSearchResult:
     """Books whose title or author contains ``q``."""
