@@ -157,7 +157,7 @@ def place_orders(
 
 
 def what_answers(url: str, headers: Mapping[str, str], *, timeout_s: float = 5.0) -> dict[str, str]:
-    """Browse and order once: each request's HTTP status, or ``REFUSED`` when nothing answered."""
+    """Browse and order once: each request's HTTP status (or ``REFUSED``) and how long it took."""
     requests = {
         "GET /books": ("GET", "/books", None),
         "POST /orders": ("POST", "/orders", {"items": [{"book_id": 1, "quantity": 1}]}),
@@ -165,8 +165,10 @@ def what_answers(url: str, headers: Mapping[str, str], *, timeout_s: float = 5.0
     answers: dict[str, str] = {}
     with httpx.Client(base_url=url, headers=dict(headers), timeout=timeout_s) as http:
         for label, (method, path, body) in requests.items():
+            started = time.perf_counter()
             try:
-                answers[label] = str(http.request(method, path, json=body).status_code)
+                status = str(http.request(method, path, json=body).status_code)
             except httpx.TransportError:
-                answers[label] = REFUSED
+                status = REFUSED
+            answers[label] = f"{status} after {time.perf_counter() - started:.2f} s"
     return answers
