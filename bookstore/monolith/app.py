@@ -40,11 +40,11 @@ from bookstore.gateway.app import (
     PageToken,
     SearchQuery,
     health_router,
+    install_edge,
     metrics_router,
 )
 from bookstore.gateway.auth import CurrentUser
-from bookstore.gateway.body import BodyGuard
-from bookstore.gateway.errors import headers_for, http_status_for, install_error_handlers
+from bookstore.gateway.errors import headers_for, http_status_for
 from bookstore.gateway.schemas import (
     MAX_INT64,
     Book,
@@ -61,7 +61,6 @@ from bookstore.gateway.schemas import (
 from bookstore.monolith import checkout
 from bookstore.monolith.modules import Modules
 from bookstore.observability import annotate_user
-from bookstore.observability.http import TelemetryMiddleware
 from bookstore.platform.settings import Settings
 from bookstore.services.catalog.servicer import MAX_QUERY_LEN
 from bookstore.services.status import status_for
@@ -206,11 +205,7 @@ def create_app(settings: Settings, modules: Modules | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.modules = modules
-    install_error_handlers(app)
-    app.add_exception_handler(BookstoreError, _on_domain_error)
     # The gateway's edge, so that the comparison with the services measures the architecture only.
-    app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES, read_timeout_s=settings.http_body_timeout_s)
-    app.add_middleware(TelemetryMiddleware)
-    for router in (auth_router, books_router, orders_router, health_router, metrics_router):
-        app.include_router(router)
+    install_edge(app, settings, (auth_router, books_router, orders_router, health_router, metrics_router))
+    app.add_exception_handler(BookstoreError, _on_domain_error)
     return app
