@@ -1,12 +1,13 @@
 """The microservice tax: the same order journey on the monolith and on the services.
 
 Run it with ``.venv/bin/python -m benchmarks.bench_monolith`` (``--quick`` checks that it
-runs; its figures mean little). It prints a table and writes the figures to
+runs; its figures mean little; ``--mariadb`` puts both sides' databases in MariaDB schemas on
+127.0.0.1:3306, dropped afterwards). It prints a table and writes the figures to
 ``build/bench_monolith.json``.
 
 What is measured: one registered user per side places one-copy orders over HTTP, with the
 same client code (``bookstore.monolith.tax.place_orders``) against two servers started in
-the same run, both on SQLite files in a fresh work directory:
+the same run, both on SQLite files in a fresh work directory (or both on MariaDB):
 
 * **the monolith**: one process (``bookstore.monolith``), one database, one transaction per
   order;
@@ -30,6 +31,7 @@ while the CPU figures stay. The client shares the two cores with the servers.
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import time
 from collections import Counter
@@ -40,8 +42,10 @@ from typing import Any
 from benchmarks import common
 from benchmarks.common import load_average
 from bookstore.monolith.launcher import MonolithProcess
+from bookstore.monolith.modules import NAME
 from bookstore.monolith.tax import OrderRun, place_orders, sign_up
-from bookstore.platform.cluster import Cluster
+from bookstore.platform.cluster import GRPC_SERVICES, Cluster
+from bookstore.platform.database import drop_mysql_databases, mysql_unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
 JSON_PATH = REPO / "build" / "bench_monolith.json"
@@ -49,6 +53,7 @@ COMMAND = ".venv/bin/python -m benchmarks.bench_monolith"
 # Every client orders one book over and over: give each book enough copies for the whole run.
 STOCK_ENV = {"BOOKSTORE_INITIAL_STOCK": "1000000"}
 SIDES = ("monolith", "services")
+MARIADB_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,10 @@ def merged(runs: list[OrderRun]) -> OrderRun:
     )
 
 
-def measure(counts: Counts) -> dict[int, dict[str, OrderRun]]:
+def measure(counts: Counts, db_url: str = "") -> dict[int, dict[str, OrderRun]]:
     """Start both sides, run the rounds, stop both; the merged runs by concurrency and side."""
-    with Cluster(env=STOCK_ENV) as cluster, MonolithProcess(env=STOCK_ENV) as monolith:
+    cluster, monolith = Cluster(env=STOCK_ENV, db_url=db_url), MonolithProcess(env=STOCK_ENV, db_url=db_url)
+    with cluster, monolith:
         servers = {
             "monolith": (monolith.url, [monolith.pid]),
             "services": (cluster.gateway_url, [r.pid for rs in cluster.replicas.values() for r in rs]),
@@ -152,25 +158,45 @@ def as_json(run: OrderRun) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few orders: checks that it runs")
-    parser.add_argument("--json", type=Path, default=JSON_PATH, help="where to write the figures")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write the figures (default build/bench_monolith.json, "
+        "or bench_monolith_mariadb.json with --mariadb)",
+    )
+    parser.add_argument(
+        "--mariadb", action="store_true", help="both sides on MariaDB schemas (127.0.0.1:3306), dropped after"
+    )
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else Counts()
     began = time.perf_counter()
     info = common.machine("httpx", "uvicorn", "grpcio")
     print(f"monolith against services: {info['cpus']} CPUs, Python {info['python']}, {asdict(counts)}")
     common.warn_if_busy(info, "every figure below is slower and noisier than on a quiet machine")
-    results = measure(counts)
+    db_url = f"{MARIADB_SERVER}bench_{secrets.token_hex(4)}_{{service}}" if args.mariadb else ""
+    if db_url and (reason := mysql_unavailable_reason(MARIADB_SERVER)):
+        print(f"--mariadb: {reason}")
+        return 1
+    try:
+        results = measure(counts, db_url)
+    finally:
+        if db_url:
+            drop_mysql_databases(db_url, [*GRPC_SERVICES, NAME])
+    print(f"\n  databases: {'MariaDB schemas' if db_url else 'SQLite files'}")
     print_report(results)
     report = {
         "command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
         "machine": info,
         "counts": asdict(counts),
+        "databases": "mariadb" if db_url else "sqlite",
         "runs": {str(c): {s: as_json(run) for s, run in by_side.items()} for c, by_side in results.items()},
         "ratios": {str(c): ratios(by_side) for c, by_side in results.items()},
         "total_seconds": time.perf_counter() - began,
         "load_average_1min_at_end": load_average(),
     }
-    common.write_report(args.json, report)
+    default = JSON_PATH.with_name("bench_monolith_mariadb.json") if args.mariadb else JSON_PATH
+    common.write_report(args.json or default, report)
     return 0
 
 
