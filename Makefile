@@ -65,6 +65,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_week06
+	$(BIN)/python -m benchmarks.bench_monolith
 	$(BIN)/python -m benchmarks.bench_week07
 	$(BIN)/python -m benchmarks.bench_breaker
 	$(BIN)/python -m benchmarks.bench_grading

@@ -64,7 +64,7 @@ import grpc
 import httpx
 from opentelemetry.sdk.trace import TracerProvider
 
-from benchmarks.bench_week07 import cpu_seconds, restock, run_clients
+from benchmarks.bench_week07 import restock, run_clients
 from benchmarks.common import (
     bearer_headers,
     load_average,
@@ -79,7 +79,7 @@ from bookstore.observability.collector import CollectorProcess
 from bookstore.observability.grpc_client import TelemetryClientInterceptor
 from bookstore.observability.grpc_server import TelemetryServerInterceptor
 from bookstore.platform.cluster import GRPC_SERVICES, Cluster
-from bookstore.platform.processes import free_port
+from bookstore.platform.processes import cpu_seconds, free_port
 from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc, order_pb2
 
 REPO = Path(__file__).resolve().parent.parent

@@ -81,6 +81,7 @@ from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.platform import processes
 from bookstore.platform.cluster import ALL_SERVICES, GRPC_SERVICES, Cluster
 from bookstore.platform.database import drop_mysql_databases, make_engine
+from bookstore.platform.processes import cpu_seconds
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, order_pb2, payment_pb2
 from bookstore.services.order.flow import OrderDependencies, place_order
@@ -229,12 +230,6 @@ class _Timed:
 
 
 # ------------------------------------------------------------------ CPU time per process
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a whole process (every thread), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def process_ids(cluster: Cluster) -> dict[str, int]:
     pids = {
         f"{name}[{replica.index}]" if len(cluster.replicas[name]) > 1 else name: replica.pid

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import sqlite3
 import statistics
 import sys
@@ -64,6 +63,7 @@ from sqlalchemy import make_url
 from benchmarks import common
 from benchmarks.common import bearer_headers, load_average, percentile, verdict
 from bookstore.platform.cluster import Cluster
+from bookstore.platform.processes import cpu_seconds
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import inventory_pb2, order_pb2, payment_pb2
 from bookstore.saga.log import IN_FLIGHT_STATES, SagaInstanceRow
@@ -164,17 +164,6 @@ class Stats:
             mean_ms=statistics.fmean(ordered) * 1000,
             order_cpu_ms_per_order=tally.order_cpu_s * 1000 / len(ordered),
         )
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User plus system CPU time of a whole process, from /proc; 0.0 where there is none."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ----------------------------------------------------------------------------- clients

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,7 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import httpx
+from bookstore.monolith.tax import sign_up
 
 BUSY_LOAD = 1.0  # a 1-minute load average above this means other work competes for the CPUs
 
@@ -40,13 +39,8 @@ def verdict(met: bool) -> str:
 
 
 def bearer_headers(gateway_url: str, timeout_s: float = 10.0) -> dict[str, str]:
-    """Register a fresh user and log in; the headers carry its JWT."""
-    credentials = {"username": f"bench_{secrets.token_hex(4)}", "password": "benchmark password"}
-    with httpx.Client(base_url=gateway_url, timeout=timeout_s) as client:
-        client.post("/auth/register", json=credentials).raise_for_status()
-        login = client.post("/auth/login", json=credentials)
-        login.raise_for_status()
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+    """Register a fresh user and log in; the headers carry its JWT (``tax.sign_up``'s)."""
+    return sign_up(gateway_url, timeout_s=timeout_s)
 
 
 @dataclass

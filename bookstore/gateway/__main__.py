@@ -20,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from bookstore.gateway.app import create_app
 from bookstore.gateway.protocol import HeadDeadlineProtocol
@@ -36,9 +38,11 @@ SHUTDOWN_GRACE_S = 5
 log = logging.getLogger("bookstore.gateway")
 
 
-def build_server(settings: Settings) -> uvicorn.Server:
+def build_server(
+    settings: Settings, app_factory: Callable[[Settings], FastAPI] = create_app
+) -> uvicorn.Server:
     config = uvicorn.Config(
-        create_app(settings),
+        app_factory(settings),
         host=settings.host,
         port=settings.port,
         # None: keep the logging configured by `configure_logging` instead of uvicorn's format.
@@ -51,14 +55,21 @@ def build_server(settings: Settings) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def main(settings: Settings | None = None) -> None:
+def main(
+    settings: Settings | None = None,
+    *,
+    service_name: str = SERVICE_NAME,
+    app_factory: Callable[[Settings], FastAPI] = create_app,
+) -> None:
+    """Serve ``app_factory(settings)`` until SIGTERM or SIGINT: the gateway, or another HTTP app
+    that wants the same edge (the monolith, ``bookstore.monolith``)."""
     settings = settings or Settings.from_env()
     if not settings.service:
-        settings = dataclasses.replace(settings, service=SERVICE_NAME)
+        settings = dataclasses.replace(settings, service=service_name)
     configure_logging(settings)
-    # The gateway serves /metrics on its own HTTP port; tracing must be on before channels open.
-    telemetry = setup_process_telemetry(SERVICE_NAME, settings.host, serve_metrics=False)
-    server = build_server(settings)
+    # The app serves /metrics on its own HTTP port; tracing must be on before channels open.
+    telemetry = setup_process_telemetry(service_name, settings.host, serve_metrics=False)
+    server = build_server(settings, app_factory)
 
     def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
         # uvicorn handles SIGTERM and SIGINT itself while it serves, and once shut down re-raises
@@ -69,7 +80,7 @@ def main(settings: Settings | None = None) -> None:
 
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, on_stop_signal)
-    log.info("starting the API gateway on %s:%d", settings.host, settings.port)
+    log.info("starting the %s on %s:%d", service_name, settings.host, settings.port)
     try:
         server.run()
     finally:

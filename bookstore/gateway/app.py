@@ -29,7 +29,7 @@ for a book id (and refused, since it is not an integer).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
@@ -162,6 +162,12 @@ PageToken = Annotated[
     UTF8,
     Query(description="next_page_token of the previous page (digits); empty for the first page."),
 ]
+SearchQuery = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH, pattern=NOT_ONLY_WHITESPACE),
+    UTF8,
+    Query(description="Text to find in title or author (not whitespace alone)."),
+]
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 books_router = APIRouter(prefix="/books", tags=["books"])
@@ -199,12 +205,7 @@ def list_books(
 def search_books(
     clients: Clients,
     response: Response,
-    q: Annotated[
-        str,
-        StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH, pattern=NOT_ONLY_WHITESPACE),
-        UTF8,
-        Query(description="Text to find in title or author (not whitespace alone)."),
-    ],
+    q: SearchQuery,
     page_size: PageSize = 0,
 ) -> BookSearchResult:
     """Books whose title or author contains ``q``."""
@@ -352,10 +353,24 @@ def create_app(settings: Settings, clients: GatewayClients | None = None) -> Fas
     app.state.settings = settings
     # Set now rather than in the lifespan, so a TestClient used without `with` works as well.
     app.state.clients = clients
-    install_error_handlers(app)
     install_exact_openapi(app)
+    install_edge(
+        app,
+        settings,
+        (auth_router, books_router, orders_router, health_router, internal_router, metrics_router),
+    )
+    return app
+
+
+def install_edge(app: FastAPI, settings: Settings, routers: Iterable[APIRouter]) -> None:
+    """What every bookstore HTTP app puts in front of its routes: the error handlers (gRPC status
+    to HTTP, 422 without echoes, 405 with ``Allow``), the body guard, telemetry, then ``routers``.
+
+    The gateway and the monolith (``bookstore.monolith.app``) share it, so that a client sees one
+    edge, and a comparison of the two measures what lies behind it.
+    """
+    install_error_handlers(app)
     app.add_middleware(BodyGuard, max_bytes=MAX_BODY_BYTES, read_timeout_s=settings.http_body_timeout_s)
     app.add_middleware(TelemetryMiddleware)
-    for router in (auth_router, books_router, orders_router, health_router, internal_router, metrics_router):
+    for router in routers:
         app.include_router(router)
-    return app

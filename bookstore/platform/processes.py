@@ -142,6 +142,21 @@ def _wait_gone(pid: int, reap: dict[int, subprocess.Popen[bytes]] | None) -> Non
         time.sleep(0.02)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time of a whole process (every thread), from ``/proc``.
+
+    0.0 for ``None``, for a process that is gone, and where there is no ``/proc`` (not Linux):
+    a measurement of CPU per request then says nothing, rather than failing.
+    """
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nobody listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -119,9 +119,18 @@ class CatalogStore:
     def batch_get(self, book_ids: Sequence[int]) -> list[Book]:
         """All the books, in the order asked; ``NotFound`` naming the first unknown id's position."""
         with self._sessions() as session:
-            rows = session.scalars(select(BookRow).where(BookRow.book_id.in_(book_ids)))
-            found = {row.book_id: row.to_domain() for row in rows}
+            found = self.find_in(session, book_ids)
         for index, book_id in enumerate(book_ids):
             if book_id not in found:
                 raise NotFound(f"no book with id {book_id}", field=f"book_ids[{index}]")
         return [found[book_id] for book_id in book_ids]
+
+    @staticmethod
+    def find_in(session: Session, book_ids: Sequence[int]) -> dict[int, Book]:
+        """The books among ``book_ids`` that exist, by id, read in the caller's transaction.
+
+        The in-process monolith (``bookstore.monolith``) prices an order this way, inside the
+        one transaction that also takes the stock and the money.
+        """
+        rows = session.scalars(select(BookRow).where(BookRow.book_id.in_(book_ids)))
+        return {row.book_id: row.to_domain() for row in rows}

@@ -212,28 +212,38 @@ class InventoryStore:
                 raise NotFound(f"no reservation for order {order_id}", field="order_id")
             return row.to_domain()
 
+    def reserve_in(self, session: Session, order_id: str, items: Sequence[StockItem]) -> Reservation:
+        """``reserve``'s work inside the caller's transaction, which commits or rolls it back.
+
+        No retries and no replay check: the caller owns the transaction, so a refusal here
+        (NotFound, FailedPrecondition) must roll back everything the caller did in it too.
+        The in-process monolith (``bookstore.monolith``) reserves this way, in its one
+        transaction per order. An order id that holds a reservation already returns it.
+        """
+        existing = session.get(ReservationRow, order_id, with_for_update=True)
+        if existing is not None:
+            return existing.to_domain()
+        row = ReservationRow(
+            order_id=order_id,
+            status=ReservationStatus.RESERVED.value,
+            updated_at_unix=int(time.time()),
+            items=[],
+        )
+        session.add(row)
+        # Insert now, before touching stock: the key is what a concurrent call for the
+        # same order waits on (MySQL) or fails on, so it never takes stock twice.
+        session.flush()
+        for index, item in sorted(enumerate(items), key=lambda pair: pair[1].book_id):
+            self._take(session, index, item)
+        row.items.extend(
+            ReservationItemRow(book_id=item.book_id, quantity=item.quantity, position=index)
+            for index, item in enumerate(items)
+        )
+        return Reservation(order_id=order_id, status=ReservationStatus.RESERVED, items=tuple(items))
+
     def _reserve_once(self, order_id: str, items: Sequence[StockItem]) -> Reservation:
         with self._sessions.begin() as session:
-            existing = session.get(ReservationRow, order_id, with_for_update=True)
-            if existing is not None:
-                return existing.to_domain()
-            row = ReservationRow(
-                order_id=order_id,
-                status=ReservationStatus.RESERVED.value,
-                updated_at_unix=int(time.time()),
-                items=[],
-            )
-            session.add(row)
-            # Insert now, before touching stock: the key is what a concurrent call for the
-            # same order waits on (MySQL) or fails on, so it never takes stock twice.
-            session.flush()
-            for index, item in sorted(enumerate(items), key=lambda pair: pair[1].book_id):
-                self._take(session, index, item)
-            row.items.extend(
-                ReservationItemRow(book_id=item.book_id, quantity=item.quantity, position=index)
-                for index, item in enumerate(items)
-            )
-            return Reservation(order_id=order_id, status=ReservationStatus.RESERVED, items=tuple(items))
+            return self.reserve_in(session, order_id, items)
 
     @staticmethod
     def _take(session: Session, index: int, item: StockItem) -> None:

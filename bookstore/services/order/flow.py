@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -78,10 +78,12 @@ __all__ = [
     "OrderDependencies",
     "PaymentClient",
     "ValidOrderRequest",
+    "new_order",
     "place_order",
     "price_items",
     "status_of",
     "validate_order_request",
+    "with_prices",
 ]
 
 MAX_ITEMS = 50
@@ -196,7 +198,13 @@ def validate_order_request(
 
 def draft_order(deps: OrderDependencies, valid: ValidOrderRequest) -> Order:
     """A new PENDING order priced by the catalog (client prices are ignored); nothing is written."""
-    priced = price_items(deps, valid.items)
+    return new_order(valid, price_items(deps, valid.items))
+
+
+def new_order(
+    valid: ValidOrderRequest, priced: tuple[OrderItem, ...], status: OrderStatus = OrderStatus.PENDING
+) -> Order:
+    """A new ``status`` order of ``priced`` items; InvalidArgument past what payment may charge."""
     total = Order.total_of(priced)
     if total > MAX_TOTAL_CENTS:
         raise InvalidArgument(
@@ -207,7 +215,7 @@ def draft_order(deps: OrderDependencies, valid: ValidOrderRequest) -> Order:
         order_id=str(uuid.uuid4()),
         user_id=valid.user_id,
         items=priced,
-        status=OrderStatus.PENDING,
+        status=status,
         created_at_unix=0,  # the store stamps the time
         request_id=valid.request_id,
         total_cents=total,
@@ -300,10 +308,14 @@ def price_items(deps: OrderDependencies, items: tuple[OrderItem, ...]) -> tuple[
         if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
             raise _unknown_book(book_ids, details) from None
         raise DownstreamError("catalog", "BatchGetBooks", code, details) from error
-    prices = {book.book_id: book.price_cents for book in response.books}
-    for index, book_id in enumerate(book_ids):
-        if book_id not in prices:
-            raise NotFound(f"no book with id {book_id}", field=f"items[{index}].book_id")
+    return with_prices(items, {book.book_id: book.price_cents for book in response.books})
+
+
+def with_prices(items: tuple[OrderItem, ...], prices: Mapping[int, int]) -> tuple[OrderItem, ...]:
+    """``items`` with the unit prices of ``prices`` (book id -> cents); NotFound names an unpriced item."""
+    for index, item in enumerate(items):
+        if item.book_id not in prices:
+            raise NotFound(f"no book with id {item.book_id}", field=f"items[{index}].book_id")
     return tuple(
         OrderItem(book_id=item.book_id, quantity=item.quantity, unit_price_cents=prices[item.book_id])
         for item in items

@@ -141,11 +141,7 @@ class OrderStore:
                         existing = self._find_request(session, order.user_id, request_id)
                         if existing is not None:
                             return existing.to_domain()
-                    row = self._new_row(order, request_id)
-                    session.add(row)
-                    session.flush()
-                    stored = row.to_domain()
-                    add_event(session, order_event(stored))
+                    stored = self._add(session, order, request_id, OrderStatus.PENDING)
                 self._notify()
                 return stored
             except IntegrityError:
@@ -153,6 +149,25 @@ class OrderStore:
                     raise  # a duplicate order id is a bug, not a race to resolve
                 continue
         raise RuntimeError(f"could not settle the order for request {request_id!r} of user {order.user_id}")
+
+    def add_in(self, session: Session, order: Order) -> Order:
+        """Store ``order`` with its own status, and its event, inside the caller's transaction.
+
+        For the in-process monolith (``bookstore.monolith``), whose order is final when it is
+        written: the same transaction took the stock and the money, so there is no PENDING.
+        A ``request_id`` the user has used before breaks the unique key (IntegrityError),
+        which rolls back the caller's whole transaction: the loser of a race takes nothing.
+        """
+        return self._add(session, order, order.request_id or None, order.status)
+
+    def _add(self, session: Session, order: Order, request_id: str | None, status: OrderStatus) -> Order:
+        """Insert ``order`` as ``status``, stamped with the store's clock, and its event."""
+        row = self._new_row(order, request_id, status)
+        session.add(row)
+        session.flush()
+        stored = row.to_domain()
+        add_event(session, order_event(stored))
+        return stored
 
     def find_by_request(self, user_id: str, request_id: str) -> Order | None:
         """The order ``user_id`` placed with ``request_id``, if any."""
@@ -229,12 +244,12 @@ class OrderStore:
             select(OrderRow).where(OrderRow.user_id == user_id, OrderRow.request_id == request_id)
         ).scalar_one_or_none()
 
-    def _new_row(self, order: Order, request_id: str | None) -> OrderRow:
+    def _new_row(self, order: Order, request_id: str | None, status: OrderStatus) -> OrderRow:
         now_ns = self._clock_ns()
         return OrderRow(
             order_id=order.order_id,
             user_id=order.user_id,
-            status=OrderStatus.PENDING.value,
+            status=status.value,
             reason="",
             total_cents=order.total_cents,
             request_id=request_id,

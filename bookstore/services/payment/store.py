@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from sqlalchemy import BigInteger, Engine, String, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from bookstore.domain.errors import FailedPrecondition, NotFound
 from bookstore.domain.models import Payment, PaymentStatus
@@ -48,6 +48,11 @@ class PaymentRow(Base):
         )
 
 
+def declined(payment: Payment) -> FailedPrecondition:
+    """The refusal of a DECLINED charge, naming the amount and the provider's reason."""
+    return FailedPrecondition(f"payment declined: {payment.reason}", field="amount_cents")
+
+
 class PaymentStore:
     def __init__(self, engine: Engine, provider: SimulatedProvider | None = None) -> None:
         initialize(engine, Base.metadata)
@@ -65,7 +70,24 @@ class PaymentStore:
         if payment.status is PaymentStatus.VOIDED:
             raise FailedPrecondition(f"order {order_id} was refunded before it was charged", field="order_id")
         if payment.status is PaymentStatus.DECLINED:
-            raise FailedPrecondition(f"payment declined: {payment.reason}", field="amount_cents")
+            raise declined(payment)
+        return payment
+
+    def charge_in(self, session: Session, order_id: str, user_id: str, amount_cents: int) -> Payment:
+        """Charge inside the caller's transaction; a decline raises and writes nothing.
+
+        Unlike ``pay``, which commits a DECLINED row of its own (the record a later retry
+        answers from), a decline here leaves the caller's transaction to roll back, this
+        payment with it: the in-process monolith (``bookstore.monolith``) charges this way,
+        in the one transaction of its order. No idempotency check either: that transaction
+        is new, and its order id too.
+        """
+        row = self._new_charge(order_id, user_id, amount_cents)
+        payment = row.to_domain()
+        if payment.status is PaymentStatus.DECLINED:
+            raise declined(payment)
+        session.add(row)
+        session.flush()
         return payment
 
     def refund(self, order_id: str) -> tuple[Payment, bool]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import grpc
 
@@ -51,6 +52,35 @@ def user_to_pb(user: User) -> user_pb2.User:
     return user_pb2.User(user_id=user.user_id, username=user.username, created_at_unix=user.created_at_unix)
 
 
+@dataclass(frozen=True)
+class LoggedIn:
+    """A successful login: who, and the signed token that says so until ``expires_at_unix``."""
+
+    user: User
+    access_token: str
+    expires_at_unix: int
+
+
+def register(store: UserStore, username: str, password: str) -> User:
+    """Check the rules, then create the account (``AlreadyExists`` when the name is taken)."""
+    return store.register(normalize_username(username), require_password(password))
+
+
+def log_in(
+    store: UserStore, username: str, password: str, *, jwt_secret: str, jwt_ttl_s: int, now: float
+) -> LoggedIn:
+    """Check the password and sign a token; ``Unauthenticated`` with one message for any mismatch."""
+    name = v.require_text("username", username, max_len=200).lower()
+    if not password:
+        raise InvalidArgument("must not be empty", field="password")
+    if len(password) > MAX_PASSWORD_LEN:
+        # No account can have this password; refusing before the KDF bounds its cost.
+        raise Unauthenticated(WRONG_CREDENTIALS)
+    user = store.authenticate(name, password)
+    token, expires_at = issue_token(user.user_id, user.username, secret=jwt_secret, ttl_s=jwt_ttl_s, now=now)
+    return LoggedIn(user=user, access_token=token, expires_at_unix=expires_at)
+
+
 class UserServicer(user_pb2_grpc.UserServiceServicer):
     def __init__(
         self,
@@ -69,24 +99,25 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     def Register(
         self, request: user_pb2.RegisterRequest, context: grpc.ServicerContext
     ) -> user_pb2.RegisterResponse:
-        username = normalize_username(request.username)
-        password = require_password(request.password)
-        return user_pb2.RegisterResponse(user=user_to_pb(self._store.register(username, password)))
+        return user_pb2.RegisterResponse(
+            user=user_to_pb(register(self._store, request.username, request.password))
+        )
 
     @translate_errors
     def Login(self, request: user_pb2.LoginRequest, context: grpc.ServicerContext) -> user_pb2.LoginResponse:
-        username = v.require_text("username", request.username, max_len=200).lower()
-        if not request.password:
-            raise InvalidArgument("must not be empty", field="password")
-        if len(request.password) > MAX_PASSWORD_LEN:
-            # No account can have this password; refusing before the KDF bounds its cost.
-            raise Unauthenticated(WRONG_CREDENTIALS)
-        user = self._store.authenticate(username, request.password)
-        token, expires_at = issue_token(
-            user.user_id, user.username, secret=self._jwt_secret, ttl_s=self._jwt_ttl_s, now=self._clock()
+        session = log_in(
+            self._store,
+            request.username,
+            request.password,
+            jwt_secret=self._jwt_secret,
+            jwt_ttl_s=self._jwt_ttl_s,
+            now=self._clock(),
         )
         return user_pb2.LoginResponse(
-            access_token=token, token_type=TOKEN_TYPE, expires_at_unix=expires_at, user=user_to_pb(user)
+            access_token=session.access_token,
+            token_type=TOKEN_TYPE,
+            expires_at_unix=session.expires_at_unix,
+            user=user_to_pb(session.user),
         )
 
     @translate_errors
