@@ -88,7 +88,11 @@ Stack = tuple[Frame, ...]  # outermost frame first, the frame on the CPU last
 
 @dataclass(frozen=True)
 class FunctionStats:
-    """One function's share of a profile. ``line`` is its line seen most often on top."""
+    """One function's share of a profile.
+
+    ``line`` is, for py-spy, the line of it seen most often on top of a stack (the line that
+    was running); pyinstrument knows only the line where the function starts.
+    """
 
     function: str
     file: str
