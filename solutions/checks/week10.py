@@ -530,17 +530,17 @@ def _workload_process(source: str) -> Iterator[int]:
         process.wait(timeout=10)
 
 
-def _recorded_profile() -> tuple[Profile, str]:
+def _recorded_profile() -> Profile:
     """A profile of the workload, from py-spy; from pyinstrument in this process where ptrace is refused."""
     hot, warm = f"crunch_{secrets.token_hex(3)}", f"shuffle_{secrets.token_hex(3)}"
     source = _WORKLOAD.format(hot=hot, warm=warm)
     try:
         with _workload_process(source) as pid:
-            return record_pid(pid, RECORD_S), hot
+            return record_pid(pid, RECORD_S)
     except ProfilerUnavailable:
         namespace: dict[str, Any] = {}
         exec(compile(source, "<workload>", "exec"), namespace)
-        return profile_call(namespace["serve"], duration_s=RECORD_S), hot
+        return profile_call(namespace["serve"], duration_s=RECORD_S)
 
 
 def _named(ns: dict[str, Any], collapsed: str, story: str) -> str:
@@ -563,7 +563,7 @@ def _named(ns: dict[str, Any], collapsed: str, story: str) -> str:
     timeout_s=40,
 )
 def q5_live_profile(ns: dict[str, Any]) -> None:
-    profile, _hot = _recorded_profile()
+    profile = _recorded_profile()
     expected = profile.hottest().function
     got = _named(ns, to_collapsed(profile), f"a {profile.profiler} recording of a process the check started")
     if got != expected:
@@ -596,23 +596,29 @@ SELF_NOT_TOTAL = "".join(
 )
 
 
+def _hottest_as_parsed(ns: dict[str, Any], collapsed: str, story: str, hint: str) -> None:
+    expected = Profile(parse_collapsed(collapsed), "py-spy", 1.0).hottest().function
+    got = _named(ns, collapsed, story)
+    if got != expected:
+        raise CheckFailed(f"{story}: got {got!r}; {hint}")
+
+
 @check("q5", points=1, title="a function's self samples are summed over every stack and line it appears on")
 def q5_split_over_stacks(ns: dict[str, Any]) -> None:
-    expected = Profile(parse_collapsed(SPLIT), "py-spy", 1.0).hottest().function
-    got = _named(ns, SPLIT, "a hot spot called from two places and sampled on several of its lines")
-    if got != expected:
-        raise CheckFailed(
-            f"a function called from two places and sampled on several of its lines: the hot spot is "
-            f"the one with the most samples in all, got {got!r}"
-        )
+    _hottest_as_parsed(
+        ns,
+        SPLIT,
+        "a hot spot called from two places and sampled on several of its lines",
+        "the hot spot is the function with the most samples in all, not on one line",
+    )
 
 
 @check("q5", points=1, title="self time, not total: the caller above everything is not the hot spot")
 def q5_self_not_total(ns: dict[str, Any]) -> None:
-    expected = Profile(parse_collapsed(SELF_NOT_TOTAL), "py-spy", 1.0).hottest().function
-    got = _named(ns, SELF_NOT_TOTAL, "a caller in every stack, frames of runpy and a closure")
-    if got != expected:
-        raise CheckFailed(
-            f"the function on top of the most samples (the innermost frame), named as py-spy writes it, "
-            f"got {got!r}: a caller in every stack has the most total time, not the most self time"
-        )
+    _hottest_as_parsed(
+        ns,
+        SELF_NOT_TOTAL,
+        "a caller in every stack, frames of runpy and a closure",
+        "count the innermost frame of each stack (self time) and name it as py-spy writes it: "
+        "a caller in every stack has the most total time, not the most self time",
+    )
