@@ -144,3 +144,12 @@ def test_the_admin_service_reads_an_unset_slow_rate_as_every_call() -> None:
     ):
         admin.InjectFault(admin_pb2.InjectFaultRequest(fault=fault), FakeContext())  # type: ignore[arg-type]
     assert {fault.method: fault.slow_rate for fault in table.active()} == {"Pay": 1.0, "Refund": 0.0}
+
+
+def test_the_admin_service_passes_a_cpu_burn_through_and_reports_it() -> None:
+    table = FaultTable()
+    admin = AdminServicer("inventory", 0, table)
+    request = admin_pb2.InjectFaultRequest(fault=admin_pb2.Fault(method="ReserveStock", cpu_ms=40))
+    answer = admin.InjectFault(request, FakeContext())  # type: ignore[arg-type]
+    assert [f.cpu_ms for f in table.active()] == [40]
+    assert [f.cpu_ms for f in answer.faults] == [40]
