@@ -468,6 +468,28 @@ def cpu_finding(cpu: CpuFacts) -> Finding:
     return Finding(piece, Level.OK, state, ALL_WEEKS, "the course map's times apply")
 
 
+def profiler_finding(refusal: str | None) -> Finding:
+    """Whether py-spy may read the services' processes; ``refusal`` is why not (profiling.ptrace_refusal)."""
+    piece = "py-spy (profiler)"
+    if refusal is None:
+        return Finding(
+            piece,
+            Level.OK,
+            "may read this user's processes",
+            OBSERVABILITY_WEEKS,
+            "py-spy records the live inventory service for its flame graph",
+        )
+    return Finding(
+        piece,
+        Level.DIFFERS,
+        refusal,
+        OBSERVABILITY_WEEKS,
+        "pyinstrument profiles an in-process copy of inventory instead of the live process",
+        "on Linux `sudo sysctl kernel.yama.ptrace_scope=0`; in a container `--cap-add SYS_PTRACE`; "
+        "on macOS run Jupyter with sudo",
+    )
+
+
 def _short_cause(reason: str) -> str:
     """The Docker client's error in a few words: its messages nest the cause several levels deep."""
     for marker, cause in (
@@ -684,6 +706,7 @@ def probe(environ: Mapping[str, str] | None = None) -> list[Finding]:
     ).strip()
     prometheus_url = env.get("BOOKSTORE_PROMETHEUS_URL", "").strip().rstrip("/")
     from bookstore.messaging.broker import LOCAL_URL
+    from bookstore.observability.profiling import ptrace_refusal
     from bookstore.observability.prometheus import prometheus_binary
 
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="bookstore-env") as pool:
@@ -710,4 +733,5 @@ def probe(environ: Mapping[str, str] | None = None) -> list[Finding]:
             docker_finding(docker()),
             ports_finding(ports()),
             cpu_finding(cpu()),
+            profiler_finding(ptrace_refusal()),
         ]

@@ -32,6 +32,7 @@ def fault_to_pb(fault: Fault) -> admin_pb2.Fault:
         status_code=fault.status_code,
         latency_ms=fault.latency_ms,
         slow_rate=fault.slow_rate,
+        cpu_ms=fault.cpu_ms,
     )
 
 
@@ -67,6 +68,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             latency_ms=f.latency_ms,
             # Unset means every call is slow: what a fault meant before slow_rate existed.
             slow_rate=f.slow_rate if f.HasField("slow_rate") else 1.0,
+            cpu_ms=f.cpu_ms,
         )
         return admin_pb2.InjectFaultResponse(faults=[fault_to_pb(x) for x in self._table.set(fault)])
 

@@ -453,14 +453,21 @@ class Cluster:
         code: str = "UNAVAILABLE",
         replica: int | None = None,
         slow_rate: float = 1.0,
+        cpu_ms: int = 0,
     ) -> None:
         """Make a method (or ``"*"``) slow and/or failing on every replica of a service.
 
         ``slow_rate`` is the fraction of calls delayed by ``latency_ms`` (all, by default),
-        drawn independently of the ``error_rate`` that fails them.
+        drawn independently of the ``error_rate`` that fails them. ``cpu_ms`` makes the same
+        calls burn that much CPU in ``faults.burn_cpu``: latency a profiler can see.
         """
         fault = admin_pb2.Fault(
-            method=method, error_rate=error_rate, status_code=code, latency_ms=latency_ms, slow_rate=slow_rate
+            method=method,
+            error_rate=error_rate,
+            status_code=code,
+            latency_ms=latency_ms,
+            slow_rate=slow_rate,
+            cpu_ms=cpu_ms,
         )
         for r in self._grpc_replicas(service, replica):
             self.admin(service, r.index).InjectFault(

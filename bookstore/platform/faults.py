@@ -10,6 +10,13 @@ cleared through the AdminService, which the cluster launcher exposes as
 ``cluster.inject_fault(...)``. The admin service and health checks are never faulted, so a
 learner can always clear what they injected.
 
+A fault may also burn ``cpu_ms`` of CPU time in :func:`burn_cpu` on the slowed calls. A sleep
+and a busy loop add the same latency to a trace, but not to a profile: a sampling profiler
+such as py-spy reports by default only threads that are running on a CPU, so it names
+``burn_cpu`` and its line, while a sleeping thread counts as idle and shows only with
+``--idle`` (week 10). Burning is measured in the calling thread's CPU time, so a loaded
+machine makes the call longer in wall time but not in work done.
+
 The interceptor also counts calls per method, which the notebooks use to show how a
 round-robin client spreads calls over replicas.
 """
@@ -22,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -31,6 +38,7 @@ from bookstore.domain.errors import InvalidArgument
 ANY_METHOD = "*"
 EXEMPT_PREFIXES = ("/bookstore.rpc.v1.AdminService/", "/grpc.health.", "/grpc.reflection.")
 FAULTABLE_CODES = frozenset(c.name for c in grpc.StatusCode if c is not grpc.StatusCode.OK)
+MAX_CPU_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Fault:
     status_code: str = "UNAVAILABLE"
     latency_ms: int = 0
     slow_rate: float = 1.0
+    cpu_ms: int = 0
 
     def __post_init__(self) -> None:
         if not self.method:
@@ -57,6 +66,32 @@ class Fault:
             raise InvalidArgument(
                 f"must be between 0 and 60000, got {self.latency_ms}", field="fault.latency_ms"
             )
+        if not 0 <= self.cpu_ms <= MAX_CPU_MS:
+            raise InvalidArgument(
+                f"must be between 0 and {MAX_CPU_MS}, got {self.cpu_ms}", field="fault.cpu_ms"
+            )
+
+
+class Decision(NamedTuple):
+    """What the interceptor does to one call: sleep, burn CPU, then fail with ``code`` if set."""
+
+    delay_s: float
+    cpu_s: float
+    code: grpc.StatusCode | None
+
+
+def burn_cpu(seconds: float) -> int:
+    """Keep this thread busy for ``seconds`` of its own CPU time: the injected hot spot.
+
+    A pure-Python loop holds the GIL and runs on a CPU, so a sampling profiler finds this
+    frame on top of the stack in nearly every sample taken during the call.
+    """
+    deadline = time.thread_time() + seconds
+    rounds = 0
+    while time.thread_time() < deadline:
+        for i in range(4096):
+            rounds += i * i  # the hot line: nearly every sample of a slowed call lands here
+    return rounds
 
 
 class FaultTable:
@@ -89,17 +124,20 @@ class FaultTable:
         with self._lock:
             return dict(self._calls)
 
-    def decide(self, method: str) -> tuple[float, grpc.StatusCode | None]:
-        """Count a call to ``method``; return the delay in seconds and the code to fail with, if any."""
+    def decide(self, method: str) -> Decision:
+        """Count a call to ``method``; return its delay, its CPU burn and the code to fail with, if any."""
         with self._lock:
             self._calls[method] += 1
             fault = self._faults.get(method) or self._faults.get(ANY_METHOD)
             if fault is None:
-                return 0.0, None
+                return Decision(0.0, 0.0, None)
             slow = self._rng.random() < fault.slow_rate
             fails = self._rng.random() < fault.error_rate
-        delay = fault.latency_ms / 1000 if slow else 0.0
-        return delay, grpc.StatusCode[fault.status_code] if fails else None
+        return Decision(
+            fault.latency_ms / 1000 if slow else 0.0,
+            fault.cpu_ms / 1000 if slow else 0.0,
+            grpc.StatusCode[fault.status_code] if fails else None,
+        )
 
 
 class FaultInjectionInterceptor(grpc.ServerInterceptor):
@@ -121,9 +159,11 @@ class FaultInjectionInterceptor(grpc.ServerInterceptor):
         table, sleep = self._table, self._sleep
 
         def faulty(request: Any, context: grpc.ServicerContext) -> Any:
-            delay, code = table.decide(method)
+            delay, cpu, code = table.decide(method)
             if delay:
                 sleep(delay)
+            if cpu:
+                burn_cpu(cpu)
             if code is not None:
                 context.abort(code, f"injected fault on {method}")
             return behaviour(request, context)

@@ -3,17 +3,32 @@
 Each check receives the learner kernel's globals and raises CheckFailed with a message that
 says which behaviour was expected, without revealing these inputs' source.
 No cluster is needed: the questions are the pure cores of trace context propagation,
-Prometheus's histogram_quantile and a trace's self time per service, and a design task
-(question 4) whose consequences ``bookstore.observability.audit`` measures under a load.
+Prometheus's histogram_quantile and a trace's self time per service, a design task
+(question 4) whose consequences ``bookstore.observability.audit`` measures under a load, and
+the hot spot of a profile (question 5) that this module records itself, of a process it
+starts with a hot function named at random, so that no answer can be known in advance.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from bookstore.grading.checks import CheckFailed, check
 from bookstore.observability.audit import Audit, audit_instrumentation, checkout_load
+from bookstore.observability.profiling import (
+    Profile,
+    ProfilerUnavailable,
+    parse_collapsed,
+    profile_call,
+    record_pid,
+    to_collapsed,
+)
 
 WEEK = 10
 NEEDS_CLUSTER = False
@@ -472,3 +487,138 @@ def q4_span_names(ns: dict[str, Any]) -> None:
         raise CheckFailed(
             f"{len(audit.span_names)} different span names for {audit.calls} checkouts (at most 3)"
         )
+
+
+# ----------------------------------------------------------------------------- question 5
+
+# A workload whose hot spot has two callers (so its samples are split over several stacks)
+# and a caller, ``serve``, above everything (the most total time, almost no self time). The
+# names are drawn anew for every grading run.
+_WORKLOAD = """
+def {hot}(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+def {warm}(n):
+    return sorted(range(n, 0, -1))[0]
+
+def price(n):
+    return {hot}(n)
+
+def restock(n):
+    return {hot}(n // 2) + {warm}(n)
+
+def serve():
+    price(30_000)
+    restock(30_000)
+"""
+_LOOP = '\nprint("ready", flush=True)\nwhile True:\n    serve()\n'
+RECORD_S = 1.0
+
+
+@contextlib.contextmanager
+def _workload_process(source: str) -> Iterator[int]:
+    process = subprocess.Popen([sys.executable, "-c", source + _LOOP], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # "ready": the interpreter is up and the functions are defined
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _recorded_profile() -> Profile:
+    """A profile of the workload, from py-spy; from pyinstrument in this process where ptrace is refused."""
+    hot, warm = f"crunch_{secrets.token_hex(3)}", f"shuffle_{secrets.token_hex(3)}"
+    source = _WORKLOAD.format(hot=hot, warm=warm)
+    try:
+        with _workload_process(source) as pid:
+            return record_pid(pid, RECORD_S)
+    except ProfilerUnavailable:
+        namespace: dict[str, Any] = {}
+        exec(compile(source, "<workload>", "exec"), namespace)
+        return profile_call(namespace["serve"], duration_s=RECORD_S)
+
+
+def _named(ns: dict[str, Any], collapsed: str, story: str) -> str:
+    hottest_function = _learner(ns, "hottest_function")
+    try:
+        got = hottest_function(collapsed)
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise CheckFailed(f"{story}: hottest_function raised {type(error).__name__}: {error}") from None
+    if not isinstance(got, str):
+        raise CheckFailed(f"{story}: hottest_function should return the function's name, got {got!r}")
+    return got
+
+
+@check(
+    "q5",
+    points=1,
+    title="names the hot spot of a live process that the check profiles itself",
+    timeout_s=40,
+)
+def q5_live_profile(ns: dict[str, Any]) -> None:
+    profile = _recorded_profile()
+    expected = profile.hottest().function
+    got = _named(ns, to_collapsed(profile), f"a {profile.profiler} recording of a process the check started")
+    if got != expected:
+        raise CheckFailed(
+            f"over a {profile.profiler} profile of {profile.total:.0f} {profile.weight_unit} the function "
+            f"with the most self time is {expected!r}; hottest_function answered {got!r}"
+        )
+
+
+# The hot spot is sampled on three of its lines, under two callers: only summed does it win.
+SPLIT = """<module> (shop.py:40);serve (shop.py:31);price (shop.py:12);tally_rows (ledger.py:8) 21
+<module> (shop.py:40);serve (shop.py:31);price (shop.py:12);tally_rows (ledger.py:9) 19
+<module> (shop.py:40);serve (shop.py:32);restock (shop.py:20);tally_rows (ledger.py:8) 22
+<module> (shop.py:40);serve (shop.py:32);restock (shop.py:21);encode_json (codec.py:77) 35
+<module> (shop.py:40);serve (shop.py:33);send (net.py:5) 30
+<module> (shop.py:40);serve (shop.py:33) 4
+"""
+
+# serve is in every stack (the most total time); the leaf that spends the most is the answer.
+# Frames as py-spy writes them for a module run with -m and for a closure.
+_RUNPY = "_run_module_as_main (<frozen runpy>:198);_run_code (<frozen runpy>:88)"
+SELF_NOT_TOTAL = "".join(
+    f"{_RUNPY};{stack} {count}\n"
+    for stack, count in [
+        ("serve (app.py:30)", 12),
+        ("serve (app.py:31);Codec.dumps.<locals>.walk (codec.py:14)", 41),
+        ("serve (app.py:32);Index.lookup (index.py:52)", 38),
+        ("serve (app.py:32);Index.lookup (index.py:52);Index._hash (index.py:60)", 9),
+    ]
+)
+
+
+def _hottest_as_parsed(ns: dict[str, Any], collapsed: str, story: str, hint: str) -> None:
+    expected = Profile(parse_collapsed(collapsed), "py-spy", 1.0).hottest().function
+    got = _named(ns, collapsed, story)
+    if got != expected:
+        raise CheckFailed(f"{story}: got {got!r}; {hint}")
+
+
+@check("q5", points=1, title="a function's self samples are summed over every stack and line it appears on")
+def q5_split_over_stacks(ns: dict[str, Any]) -> None:
+    _hottest_as_parsed(
+        ns,
+        SPLIT,
+        "a hot spot called from two places and sampled on several of its lines",
+        "the hot spot is the function with the most samples in all, not on one line",
+    )
+
+
+@check("q5", points=1, title="self time, not total: the caller above everything is not the hot spot")
+def q5_self_not_total(ns: dict[str, Any]) -> None:
+    _hottest_as_parsed(
+        ns,
+        SELF_NOT_TOTAL,
+        "a caller in every stack, frames of runpy and a closure",
+        "count the innermost frame of each stack (self time) and name it as py-spy writes it: "
+        "a caller in every stack has the most total time, not the most self time",
+    )

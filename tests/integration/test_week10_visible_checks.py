@@ -59,6 +59,19 @@ MISTAKES: dict[str, tuple[str, str]] = {
     ),
     "q4 no order id attribute": ('        span.set_attribute("order.id", order["order_id"])\n', ""),
     "q4 no user id attribute": ('        span.set_attribute("user.id", order["user_id"])\n', ""),
+    "q5 the outermost frame, not the innermost": ('stack.split(";")[-1]', 'stack.split(";")[0]'),
+    "q5 one stack's count, not the sum": (
+        "self_samples.get(function, 0) + int(count)",
+        "max(self_samples.get(function, 0), int(count))",
+    ),
+    "q5 total samples, not self": (
+        '        innermost = stack.split(";")[-1]  # the frame on the CPU: the last one\n'
+        '        function = innermost.rsplit(" (", 1)[0]  # "name (file:line)" -> name\n'
+        "        self_samples[function] = self_samples.get(function, 0) + int(count)\n",
+        '        for frame in set(stack.split(";")):\n'
+        '            function = frame.rsplit(" (", 1)[0]\n'
+        "            self_samples[function] = self_samples.get(function, 0) + int(count)\n",
+    ),
     "q4 order id written with a prefix": (
         'span.set_attribute("order.id", order["order_id"])',
         'span.set_attribute("order", f"order {order[\'order_id\']}")',

@@ -28,6 +28,7 @@ from bookstore.environment import (
     format_text,
     html_table,
     ports_finding,
+    profiler_finding,
     prometheus_finding,
     rabbitmq_finding,
     redacted,
@@ -132,6 +133,13 @@ def test_without_a_prometheus_binary_week_10_scrapes_directly_and_says_how_to_in
 def test_a_prometheus_binary_is_ok_and_a_container_is_the_next_way() -> None:
     assert prometheus_finding("", False, "/usr/bin/prometheus", NO_DOCKER).level is Level.OK
     assert "container" in prometheus_finding("", False, None, FULL_ENGINE).effect
+
+
+def test_a_refused_ptrace_makes_week_10_profile_in_process_and_says_how_to_allow_it() -> None:
+    assert profiler_finding(None).level is Level.OK
+    finding = profiler_finding("kernel.yama.ptrace_scope is 1 and this process lacks CAP_SYS_PTRACE.")
+    assert (finding.level, finding.weeks) == (Level.DIFFERS, (10,))
+    assert "pyinstrument" in finding.effect and "SYS_PTRACE" in finding.remedy
 
 
 def test_a_configured_prometheus_that_is_not_ready_is_missing() -> None:

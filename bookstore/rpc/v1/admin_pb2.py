@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62ookstore/rpc/v1/admin.proto\x12\x10\x62ookstore.rpc.v1\"z\n\x05\x46\x61ult\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x12\n\nerror_rate\x18\x02 \x01(\x01\x12\x13\n\x0bstatus_code\x18\x03 \x01(\t\x12\x12\n\nlatency_ms\x18\x04 \x01(\x05\x12\x16\n\tslow_rate\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x0c\n\n_slow_rate\"<\n\x12InjectFaultRequest\x12&\n\x05\x66\x61ult\x18\x01 \x01(\x0b\x32\x17.bookstore.rpc.v1.Fault\">\n\x13InjectFaultResponse\x12\'\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\"$\n\x12\x43learFaultsRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\">\n\x13\x43learFaultsResponse\x12\'\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\"\x11\n\x0fGetStatsRequest\"\xa2\x02\n\x10GetStatsResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07replica\x18\x02 \x01(\x05\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12N\n\x0f\x63\x61lls_by_method\x18\x04 \x03(\x0b\x32\x35.bookstore.rpc.v1.GetStatsResponse.CallsByMethodEntry\x12\'\n\x06\x66\x61ults\x18\x05 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\x12\x30\n\x08\x62reakers\x18\x06 \x03(\x0b\x32\x1e.bookstore.rpc.v1.BreakerState\x1a\x34\n\x12\x43\x61llsByMethodEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x80\x01\n\x0c\x42reakerState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x03\x12\x14\n\x0cwindow_calls\x18\x04 \x01(\x05\x12\x17\n\x0fwindow_failures\x18\x05 \x01(\x05\x12\x10\n\x08rejected\x18\x06 \x01(\x03\x32\x99\x02\n\x0c\x41\x64minService\x12Z\n\x0bInjectFault\x12$.bookstore.rpc.v1.InjectFaultRequest\x1a%.bookstore.rpc.v1.InjectFaultResponse\x12Z\n\x0b\x43learFaults\x12$.bookstore.rpc.v1.ClearFaultsRequest\x1a%.bookstore.rpc.v1.ClearFaultsResponse\x12Q\n\x08GetStats\x12!.bookstore.rpc.v1.GetStatsRequest\x1a\".bookstore.rpc.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62ookstore/rpc/v1/admin.proto\x12\x10\x62ookstore.rpc.v1\"\x8a\x01\n\x05\x46\x61ult\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x12\n\nerror_rate\x18\x02 \x01(\x01\x12\x13\n\x0bstatus_code\x18\x03 \x01(\t\x12\x12\n\nlatency_ms\x18\x04 \x01(\x05\x12\x16\n\tslow_rate\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x63pu_ms\x18\x06 \x01(\x05\x42\x0c\n\n_slow_rate\"<\n\x12InjectFaultRequest\x12&\n\x05\x66\x61ult\x18\x01 \x01(\x0b\x32\x17.bookstore.rpc.v1.Fault\">\n\x13InjectFaultResponse\x12\'\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\"$\n\x12\x43learFaultsRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\">\n\x13\x43learFaultsResponse\x12\'\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\"\x11\n\x0fGetStatsRequest\"\xa2\x02\n\x10GetStatsResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07replica\x18\x02 \x01(\x05\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12N\n\x0f\x63\x61lls_by_method\x18\x04 \x03(\x0b\x32\x35.bookstore.rpc.v1.GetStatsResponse.CallsByMethodEntry\x12\'\n\x06\x66\x61ults\x18\x05 \x03(\x0b\x32\x17.bookstore.rpc.v1.Fault\x12\x30\n\x08\x62reakers\x18\x06 \x03(\x0b\x32\x1e.bookstore.rpc.v1.BreakerState\x1a\x34\n\x12\x43\x61llsByMethodEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x80\x01\n\x0c\x42reakerState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x03\x12\x14\n\x0cwindow_calls\x18\x04 \x01(\x05\x12\x17\n\x0fwindow_failures\x18\x05 \x01(\x05\x12\x10\n\x08rejected\x18\x06 \x01(\x03\x32\x99\x02\n\x0c\x41\x64minService\x12Z\n\x0bInjectFault\x12$.bookstore.rpc.v1.InjectFaultRequest\x1a%.bookstore.rpc.v1.InjectFaultResponse\x12Z\n\x0b\x43learFaults\x12$.bookstore.rpc.v1.ClearFaultsRequest\x1a%.bookstore.rpc.v1.ClearFaultsResponse\x12Q\n\x08GetStats\x12!.bookstore.rpc.v1.GetStatsRequest\x1a\".bookstore.rpc.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,24 +33,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._loaded_options = None
   _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_options = b'8\001'
-  _globals['_FAULT']._serialized_start=50
-  _globals['_FAULT']._serialized_end=172
-  _globals['_INJECTFAULTREQUEST']._serialized_start=174
-  _globals['_INJECTFAULTREQUEST']._serialized_end=234
-  _globals['_INJECTFAULTRESPONSE']._serialized_start=236
-  _globals['_INJECTFAULTRESPONSE']._serialized_end=298
-  _globals['_CLEARFAULTSREQUEST']._serialized_start=300
-  _globals['_CLEARFAULTSREQUEST']._serialized_end=336
-  _globals['_CLEARFAULTSRESPONSE']._serialized_start=338
-  _globals['_CLEARFAULTSRESPONSE']._serialized_end=400
-  _globals['_GETSTATSREQUEST']._serialized_start=402
-  _globals['_GETSTATSREQUEST']._serialized_end=419
-  _globals['_GETSTATSRESPONSE']._serialized_start=422
-  _globals['_GETSTATSRESPONSE']._serialized_end=712
-  _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_start=660
-  _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_end=712
-  _globals['_BREAKERSTATE']._serialized_start=715
-  _globals['_BREAKERSTATE']._serialized_end=843
-  _globals['_ADMINSERVICE']._serialized_start=846
-  _globals['_ADMINSERVICE']._serialized_end=1127
+  _globals['_FAULT']._serialized_start=51
+  _globals['_FAULT']._serialized_end=189
+  _globals['_INJECTFAULTREQUEST']._serialized_start=191
+  _globals['_INJECTFAULTREQUEST']._serialized_end=251
+  _globals['_INJECTFAULTRESPONSE']._serialized_start=253
+  _globals['_INJECTFAULTRESPONSE']._serialized_end=315
+  _globals['_CLEARFAULTSREQUEST']._serialized_start=317
+  _globals['_CLEARFAULTSREQUEST']._serialized_end=353
+  _globals['_CLEARFAULTSRESPONSE']._serialized_start=355
+  _globals['_CLEARFAULTSRESPONSE']._serialized_end=417
+  _globals['_GETSTATSREQUEST']._serialized_start=419
+  _globals['_GETSTATSREQUEST']._serialized_end=436
+  _globals['_GETSTATSRESPONSE']._serialized_start=439
+  _globals['_GETSTATSRESPONSE']._serialized_end=729
+  _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_start=677
+  _globals['_GETSTATSRESPONSE_CALLSBYMETHODENTRY']._serialized_end=729
+  _globals['_BREAKERSTATE']._serialized_start=732
+  _globals['_BREAKERSTATE']._serialized_end=860
+  _globals['_ADMINSERVICE']._serialized_start=863
+  _globals['_ADMINSERVICE']._serialized_end=1144
 # @@protoc_insertion_point(module_scope)

@@ -7,18 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Fault(_message.Message):
-    __slots__ = ("method", "error_rate", "status_code", "latency_ms", "slow_rate")
+    __slots__ = ("method", "error_rate", "status_code", "latency_ms", "slow_rate", "cpu_ms")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     SLOW_RATE_FIELD_NUMBER: _ClassVar[int]
+    CPU_MS_FIELD_NUMBER: _ClassVar[int]
     method: str
     error_rate: float
     status_code: str
     latency_ms: int
     slow_rate: float
-    def __init__(self, method: _Optional[str] = ..., error_rate: _Optional[float] = ..., status_code: _Optional[str] = ..., latency_ms: _Optional[int] = ..., slow_rate: _Optional[float] = ...) -> None: ...
+    cpu_ms: int
+    def __init__(self, method: _Optional[str] = ..., error_rate: _Optional[float] = ..., status_code: _Optional[str] = ..., latency_ms: _Optional[int] = ..., slow_rate: _Optional[float] = ..., cpu_ms: _Optional[int] = ...) -> None: ...
 
 class InjectFaultRequest(_message.Message):
     __slots__ = ("fault",)
