@@ -24,8 +24,9 @@ system:
 course: $(STAMP)
 	$(BIN)/python -m bookstore.cli course run
 
+# --durations: the slowest tests close the report, so a CI run that grows says where.
 test: $(STAMP) system lint
-	$(BIN)/python -m pytest -p no:cacheprovider tests
+	$(BIN)/python -m pytest -p no:cacheprovider --durations=25 tests
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks solutions
 
 unit: $(STAMP)
