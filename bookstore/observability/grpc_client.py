@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import grpc
 from opentelemetry import trace
@@ -36,21 +36,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from bookstore.observability import metrics
 from bookstore.observability.business import message_attributes
 from bookstore.observability.grpc_server import EXEMPT_PREFIXES, split_method
+from bookstore.rpc.calls import changed
 
 _OK = grpc.StatusCode.OK
-
-
-class _CallDetails(NamedTuple):
-    method: str
-    timeout: float | None
-    metadata: Any
-    credentials: grpc.CallCredentials | None
-    wait_for_ready: bool | None
-    compression: grpc.Compression | None
-
-
-class _ClientCallDetails(_CallDetails, grpc.ClientCallDetails):
-    """The details of a call, with the trace context added to its metadata."""
 
 
 @dataclass
@@ -130,19 +118,12 @@ class TelemetryClientInterceptor(grpc.UnaryUnaryClientInterceptor):
 
 def _with_trace_context(
     details: grpc.ClientCallDetails, span_context: trace.SpanContext
-) -> _ClientCallDetails:
+) -> grpc.ClientCallDetails:
     entries = [("traceparent", traceparent(span_context))]
     if span_context.trace_state:
         entries.append(("tracestate", span_context.trace_state.to_header()))
     metadata = (*details.metadata, *entries) if details.metadata else tuple(entries)
-    return _ClientCallDetails(
-        details.method,
-        details.timeout,
-        metadata,
-        details.credentials,
-        getattr(details, "wait_for_ready", None),
-        getattr(details, "compression", None),
-    )
+    return changed(details, metadata=metadata)
 
 
 def _outcome(call: Any) -> tuple[grpc.StatusCode, BaseException | None]:

@@ -49,7 +49,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import grpc
 
@@ -65,6 +65,7 @@ from bookstore.resilience.breaker import (
     State,
     StateListener,
 )
+from bookstore.rpc.calls import changed
 
 log = logging.getLogger(__name__)
 
@@ -310,19 +311,6 @@ class _Admission:
         self._context.run(self._breaker.__exit__, None if error is None else type(error), error, None)
 
 
-class _CallDetails(NamedTuple):
-    method: str
-    timeout: float | None
-    metadata: Any
-    credentials: grpc.CallCredentials | None
-    wait_for_ready: bool | None
-    compression: grpc.Compression | None
-
-
-class _ClientCallDetails(_CallDetails, grpc.ClientCallDetails):
-    """The details of a call, with its timeout filled in."""
-
-
 class CircuitBreakerInterceptor(grpc.UnaryUnaryClientInterceptor):
     """Runs every unary call to ``service_name`` through that service's breaker in ``registry``.
 
@@ -361,14 +349,7 @@ class CircuitBreakerInterceptor(grpc.UnaryUnaryClientInterceptor):
     def _with_deadline(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
         if details.timeout is not None or self.default_timeout_s is None:
             return details
-        return _ClientCallDetails(
-            details.method,
-            self.default_timeout_s,
-            details.metadata,
-            details.credentials,
-            getattr(details, "wait_for_ready", None),
-            getattr(details, "compression", None),
-        )
+        return changed(details, timeout=self.default_timeout_s)
 
 
 def _method_name(details: grpc.ClientCallDetails) -> str:
