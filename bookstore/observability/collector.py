@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -653,15 +652,9 @@ def main(environ: Mapping[str, str] | None = None) -> None:
         max_spans=int(env.get("BOOKSTORE_COLLECTOR_MAX_SPANS", str(DEFAULT_MAX_SPANS))),
     ).start()
     log.info("OTLP gRPC on %s, queries on %s", collector.otlp_endpoint, collector.query_url)
-    stopping = threading.Event()
+    from bookstore.platform.processes import wait_for_stop_signal
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
+    wait_for_stop_signal(log)
     collector.stop()
     log.info("stopped")
 

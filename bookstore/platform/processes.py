@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +88,23 @@ def spawn(
             )
 
     return _spawner.submit(start).result()
+
+
+def wait_for_stop_signal(log: logging.Logger) -> None:
+    """Block until SIGTERM or SIGINT arrives, then return so the caller can shut down gracefully.
+
+    The child's side of :func:`terminate`: a process that returns from here has the grace
+    period ``terminate`` gives before SIGKILL to finish what it serves.
+    """
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopping.wait()
 
 
 def signal_group(pid: int, sig: signal.Signals) -> None:

@@ -20,9 +20,7 @@ queued are sent.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from grpc_reflection.v1alpha import reflection
 from bookstore.observability import server_interceptors, setup_process_telemetry, watch_breakers
 from bookstore.platform.admin import AdminServicer, BreakerSnapshots
 from bookstore.platform.faults import FaultInjectionInterceptor, FaultTable
+from bookstore.platform.processes import wait_for_stop_signal
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import admin_pb2, admin_pb2_grpc
 
@@ -106,15 +105,7 @@ def run_service(definition: ServiceDefinition, settings: Settings | None = None)
     server, port, health_servicer = build_server(definition, settings)
     log.info("serving on %s:%d (pid-level replica %d)", settings.host, port, settings.replica)
 
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
+    wait_for_stop_signal(log)
     health_servicer.enter_graceful_shutdown()
     server.stop(SHUTDOWN_GRACE_S).wait()
     telemetry.shutdown()
