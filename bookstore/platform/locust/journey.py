@@ -12,7 +12,8 @@ Two kinds of user, chosen on Locust's command line by class name:
 ``Shopper``
     The journey of the OpenTelemetry Demo's load generator, told for a bookstore: sign up and
     log in once (a real JWT from the gateway), then browse the catalog, open book pages, place
-    an order, and look at one's orders, weighted like a shop's traffic (mostly browsing).
+    an order, and look at one's orders, weighted like a shop's traffic (mostly browsing);
+    ``--bookstore-steps`` keeps some of those steps only (``browse,open_book``: browsing alone).
     ``--bookstore-username`` and ``--bookstore-password`` make every shopper log in to that one
     account instead of signing up.
 ``PageReader``
@@ -69,6 +70,7 @@ def add_options(parser: Any, **_: Any) -> None:
     group.add_argument("--bookstore-token", default="", env_var="LOCUST_BOOKSTORE_TOKEN",
                        help="PageReader: the bearer token every reader sends")
     group.add_argument("--bookstore-request-log", default="", help="a CSV file: one line per request")
+    group.add_argument("--bookstore-steps", default="", help="Shopper: only these tasks (comma-separated)")
 
 
 class RequestLog:
@@ -122,6 +124,12 @@ def configure(environment: Environment, **_: Any) -> None:
         user.pace_s = options.bookstore_pace_s
         user.network_timeout = user.connection_timeout = options.bookstore_timeout_s
     environment.events.quitting.add_listener(let_the_csv_writer_catch_up)
+    if options.bookstore_steps:
+        steps = options.bookstore_steps.split(",")
+        unknown = set(steps) - {step.__name__ for step in JOURNEY}
+        if unknown:
+            raise ValueError(f"no such step of the journey: {sorted(unknown)}; the steps: {list(JOURNEY)}")
+        Shopper.tasks = {step: weight for step, weight in JOURNEY.items() if step.__name__ in steps}
     if options.bookstore_request_log:
         log = RequestLog(options.bookstore_request_log)
         environment.events.request.add_listener(log.on_request)
@@ -191,11 +199,15 @@ def my_orders(user: PacedUser) -> None:
     user.call("GET", "/orders", MY_ORDERS, 200, headers=user.auth)
 
 
+# Task -> weight: Locust documents this dict form, though it annotates ``tasks`` as a list.
+JOURNEY = {browse: 3, open_book: 3, order: 2, my_orders: 1}
+"""The shopper's steps and how often each is taken; ``--bookstore-steps`` keeps some of them."""
+
+
 class Shopper(PacedUser):
     """Signs up, logs in, then browses, opens book pages, orders, and checks their orders."""
 
-    # Task -> weight: Locust documents this dict form, though it annotates ``tasks`` as a list.
-    tasks = {browse: 3, open_book: 3, order: 2, my_orders: 1}  # type: ignore[assignment]
+    tasks = JOURNEY  # type: ignore[assignment]
 
     def on_start(self) -> None:
         self.auth = {"Authorization": f"Bearer {self.sign_in()}"}

@@ -79,6 +79,8 @@ class LoadPlan:
     password: str = ""
     token: str = ""
     """The bearer token every ``PageReader`` sends."""
+    steps: tuple[str, ...] = ()
+    """``Shopper``: only these steps of ``journey.JOURNEY`` (``("browse", "open_book")``); all by default."""
 
     def __post_init__(self) -> None:
         for name in ("users", "duration_s", "pace_s", "request_timeout_s"):
@@ -100,7 +102,7 @@ class LoadPlan:
             "--spawn-rate", f"{self.spawn_rate or self.users:g}", "--run-time", f"{self.duration_s:g}s",
             "--stop-timeout", f"{self.request_timeout_s:g}",
             "--bookstore-pace-s", f"{self.pace_s:g}", "--bookstore-timeout-s", f"{self.request_timeout_s:g}",
-            "--bookstore-username", self.username,
+            "--bookstore-username", self.username, "--bookstore-steps", ",".join(self.steps),
         ]  # fmt: skip
 
     def environment(self) -> dict[str, str]:

@@ -50,3 +50,10 @@ def test_the_target_is_a_url_or_anything_with_a_gateway_url() -> None:
 
     assert gateway_of("http://x") == "http://x"
     assert gateway_of(FakeCluster()) == "http://127.0.0.1:9"
+
+
+def test_a_plan_may_keep_some_steps_of_the_journey_only() -> None:
+    plan = LoadPlan(users=1, duration_s=1, steps=("browse", "order"))
+    options = dict(itertools.pairwise(plan.arguments("h")))
+    assert options["--bookstore-steps"] == "browse,order"
+    assert dict(itertools.pairwise(LoadPlan(users=1, duration_s=1).arguments("h")))["--bookstore-steps"] == ""
