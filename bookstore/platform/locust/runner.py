@@ -127,6 +127,7 @@ class LocustRun:
         env = {**os.environ, **plan.environment()}
         self._process = spawn("locust", env, self.log_path, command=command)
         self.pid = self._process.pid
+
     def __enter__(self) -> LocustRun:
         return self
 
@@ -139,7 +140,12 @@ class LocustRun:
         return self._process.poll() is None
 
     def started_at(self, timeout_s: float = STARTUP_ALLOWANCE_S) -> float:
-        """When the first request was sent (Unix seconds); waits for it up to ``timeout_s``."""
+        """When the load began (Unix seconds); waits for it up to ``timeout_s``.
+
+        Precisely: when the first request to *end* was sent. Requests are logged as they end, so
+        one sent earlier but answered later is not seen yet; on a fresh start the difference is
+        at most that request's latency, milliseconds unless the first answers are slow.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.request_log.exists():
