@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_grading
 	$(BIN)/python -m benchmarks.bench_messaging
 	$(BIN)/python -m benchmarks.bench_tracing
+	$(BIN)/python -m benchmarks.bench_load
 
 freeze: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | grep -vi '^bookstore' > requirements.lock.tmp && echo "review requirements.lock.tmp"

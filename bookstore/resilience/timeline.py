@@ -187,9 +187,11 @@ class Event:
 class Timeline:
     """Calls, breaker transitions and markers, in seconds since the timeline was made. Thread-safe."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, origin: float | None = None) -> None:
+        """``origin``, a reading of ``clock``, is time 0; by default now. A load run by another
+        process (Locust) gives ``clock=time.time`` and its first request's Unix time."""
         self.clock = clock
-        self._origin = clock()
+        self._origin = clock() if origin is None else origin
         self._lock = threading.Lock()
         self._calls: list[CallRecord] = []
         self._changes: list[StateChange] = []

@@ -109,6 +109,13 @@ def test_outcomes_are_named_after_the_refusal_the_status_code_or_the_exception_t
     assert outcome_of(TimeoutError()) == "TimeoutError"
 
 
+def test_a_timeline_may_start_at_a_given_reading_of_its_clock() -> None:
+    clock = ManualClock(start=100.0)
+    timeline = Timeline(clock, origin=98.5)  # a load that began 1.5 s ago, in another process
+    assert timeline.now() == 1.5
+    assert timeline.mark("fault cleared").at_s == 1.5
+
+
 # ----------------------------------------------------------------------------- breaker states
 
 
