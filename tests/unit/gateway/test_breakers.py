@@ -31,6 +31,7 @@ from bookstore.resilience import (
     CircuitOpenRpcError,
     State,
 )
+from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc, order_pb2, order_pb2_grpc, user_pb2_grpc
 from bookstore.services.status import ORDER_ID_METADATA_KEY
 
@@ -42,16 +43,6 @@ BREAKER_SETTINGS = BreakerSettings(
     window_size=4, minimum_calls=4, open_timeout_s=OPEN_TIMEOUT_S, half_open_max_calls=2
 )
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Outage:
@@ -85,7 +76,7 @@ class Gateway:
     breakers: BreakerRegistry
     catalog: Outage
     order: Outage
-    clock: FakeClock
+    clock: ManualClock
 
     @property
     def catalog_breaker_state(self) -> State:
@@ -99,7 +90,7 @@ def protected_stub(stub_class: Any, service: Any, name: str, registry: BreakerRe
 
 @pytest.fixture
 def gateway(settings: Settings) -> Iterator[Gateway]:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     registry = BreakerRegistry(BREAKER_SETTINGS, operation_classes=ORDER_OPERATION_CLASSES, clock=clock)
     fake_catalog = FakeCatalogService()
     catalog = Outage(fake_catalog)

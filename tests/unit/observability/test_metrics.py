@@ -12,6 +12,7 @@ from bookstore.observability import metrics
 from bookstore.observability.business import CreateOrderObserver, message_attributes
 from bookstore.observability.prometheus import metric_types, parse_samples
 from bookstore.resilience import BreakerRegistry, BreakerSettings
+from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import order_pb2
 
 # Family name (as Prometheus's text parser names it: a counter without ``_total``) -> type.
@@ -101,16 +102,9 @@ def test_backlog_gauges_hold_the_last_value_they_were_given() -> None:
     assert REGISTRY.get_sample_value("outbox_pending_events") == 5
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def test_watched_breakers_are_exported_with_their_state_and_their_calls_by_outcome() -> None:
-    registry = BreakerRegistry(BreakerSettings(window_size=4, minimum_calls=2), clock=FakeClock())
+    registry = BreakerRegistry(BreakerSettings(window_size=4, minimum_calls=2), clock=ManualClock())
     metrics.watch_breakers(registry.snapshots)
     breaker = registry.breaker("payment-under-test")
     breaker.call(lambda: None)
@@ -126,7 +120,7 @@ def test_watched_breakers_are_exported_with_their_state_and_their_calls_by_outco
 
 
 def test_a_breaker_registry_that_is_gone_disappears_from_the_metrics() -> None:
-    registry = BreakerRegistry(clock=FakeClock())
+    registry = BreakerRegistry(clock=ManualClock())
     metrics.watch_breakers(registry.snapshots)
     registry.breaker("short-lived")
     assert REGISTRY.get_sample_value("circuit_breaker_state", {"breaker": "short-lived"}) == 0

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from bookstore.platform.database import make_engine
 from bookstore.resilience import BreakerSettings, CircuitBreaker, CircuitOpenError
+from bookstore.resilience.timeline import ManualClock
 from bookstore.saga import Backoff, SagaDefinition, SagaLog, SagaOrchestrator, SagaState, Step, StepContext
 
 from ...fakes import FakeRpcError
@@ -93,20 +94,13 @@ def test_with_tracing_off_sagas_are_still_counted(engine: Engine) -> None:
     assert executions(saga, "succeeded") == 1
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def failing() -> None:
     raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down")
 
 
 def test_breaker_decisions_are_events_on_the_callers_span(recorded: Recorded) -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(
         "payment",
         BreakerSettings(consecutive_failures=1, open_timeout_s=5, half_open_max_calls=1),
@@ -117,7 +111,7 @@ def test_breaker_decisions_are_events_on_the_callers_span(recorded: Recorded) ->
             breaker.call(failing)
         with pytest.raises(CircuitOpenError):
             breaker.call(failing)
-        clock.now = 6.0
+        clock.advance(6.0)
         breaker.call(lambda: None)
     events = [(event.name, dict(event.attributes or {})) for event in recorded.named("step pay").events]
     names = [name for name, _ in events]

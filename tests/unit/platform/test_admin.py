@@ -8,15 +8,8 @@ from typing import Any
 from bookstore.platform.admin import AdminServicer
 from bookstore.platform.faults import FaultTable
 from bookstore.resilience import BreakerRegistry, BreakerSettings, CircuitOpenError
+from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import admin_pb2
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def get_stats(admin: AdminServicer) -> admin_pb2.GetStatsResponse:
@@ -25,7 +18,7 @@ def get_stats(admin: AdminServicer) -> admin_pb2.GetStatsResponse:
 
 
 def test_get_stats_reports_each_breaker_of_the_process_as_it_is_now() -> None:
-    registry = BreakerRegistry(BreakerSettings(window_size=4, minimum_calls=2), clock=FakeClock())
+    registry = BreakerRegistry(BreakerSettings(window_size=4, minimum_calls=2), clock=ManualClock())
     registry.breaker("inventory").call(lambda: None)
     registry.breaker("payment").force_open()
     admin = AdminServicer("order", 0, FaultTable(), registry.snapshots)

@@ -29,19 +29,10 @@ from bookstore.resilience import (
     WindowCounts,
     grpc_failure_classifier,
 )
+from bookstore.resilience.timeline import ManualClock
 
 WAIT_S = 10.0  # how long a test waits for another thread before calling it stuck
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Boom(Exception):
@@ -71,8 +62,8 @@ def raise_status(code: grpc.StatusCode) -> None:
     raise FakeRpcError(code)
 
 
-def breaker_with(clock: FakeClock | None = None, **settings: Any) -> CircuitBreaker:
-    return CircuitBreaker("payment", BreakerSettings(**settings), clock=clock or FakeClock())
+def breaker_with(clock: ManualClock | None = None, **settings: Any) -> CircuitBreaker:
+    return CircuitBreaker("payment", BreakerSettings(**settings), clock=clock or ManualClock())
 
 
 def succeed_times(breaker: CircuitBreaker, n: int) -> None:
@@ -86,7 +77,7 @@ def fail_times(breaker: CircuitBreaker, n: int) -> None:
             breaker.call(fail)
 
 
-def open_then_half_open(breaker: CircuitBreaker, clock: FakeClock) -> None:
+def open_then_half_open(breaker: CircuitBreaker, clock: ManualClock) -> None:
     breaker.force_open()
     clock.advance(breaker.settings.open_timeout_s)
     assert breaker.state is State.HALF_OPEN
@@ -116,7 +107,7 @@ def test_a_new_breaker_is_closed_and_passes_calls_and_their_results_through() ->
 
 
 def test_the_default_settings_trip_once_half_of_at_least_ten_calls_have_failed() -> None:
-    breaker = CircuitBreaker("payment", clock=FakeClock())
+    breaker = CircuitBreaker("payment", clock=ManualClock())
     succeed_times(breaker, 5)
     fail_times(breaker, 4)
     assert breaker.state is State.CLOSED  # 4 of 9: under the minimum of 10 calls, and under 50%
@@ -126,7 +117,7 @@ def test_the_default_settings_trip_once_half_of_at_least_ten_calls_have_failed()
 
 
 def test_ten_failures_in_a_row_trip_the_default_breaker_but_nine_do_not() -> None:
-    breaker = CircuitBreaker("payment", clock=FakeClock())
+    breaker = CircuitBreaker("payment", clock=ManualClock())
     fail_times(breaker, 9)
     assert breaker.state is State.CLOSED
     fail_times(breaker, 1)
@@ -198,7 +189,7 @@ def test_reset_closes_the_breaker_with_an_empty_window_in_a_new_generation() -> 
 
 
 def test_an_open_breaker_rejects_at_once_without_calling_the_function() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, consecutive_failures=1, open_timeout_s=5.0)
     fail_times(breaker, 1)
     called: list[str] = []
@@ -216,7 +207,7 @@ def test_an_open_breaker_rejects_at_once_without_calling_the_function() -> None:
 
 
 def test_the_rejection_says_how_long_until_the_breaker_tries_again() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, open_timeout_s=5.0)
     breaker.force_open()
     clock.advance(1.5)
@@ -226,7 +217,7 @@ def test_the_rejection_says_how_long_until_the_breaker_tries_again() -> None:
 
 
 def test_an_open_breaker_becomes_half_open_once_the_timeout_has_passed() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, consecutive_failures=1, open_timeout_s=5.0)
     fail_times(breaker, 1)
     clock.advance(4.5)
@@ -237,7 +228,7 @@ def test_an_open_breaker_becomes_half_open_once_the_timeout_has_passed() -> None
 
 
 def test_an_open_breaker_whose_timeout_passed_admits_the_next_call_as_a_trial() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, consecutive_failures=1, half_open_max_calls=1)
     fail_times(breaker, 1)
     clock.advance(5.0)
@@ -249,7 +240,7 @@ def test_an_open_breaker_whose_timeout_passed_admits_the_next_call_as_a_trial() 
 
 
 def test_a_failed_trial_reopens_the_breaker_for_a_full_timeout() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, open_timeout_s=5.0)
     open_then_half_open(breaker, clock)
     succeed_times(breaker, 2)
@@ -261,7 +252,7 @@ def test_a_failed_trial_reopens_the_breaker_for_a_full_timeout() -> None:
 
 
 def test_enough_successful_trials_close_the_breaker_with_an_empty_window() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, half_open_max_calls=3)
     fail_times(breaker, 10)
     clock.advance(5.0)
@@ -275,7 +266,7 @@ def test_enough_successful_trials_close_the_breaker_with_an_empty_window() -> No
 
 
 def test_half_open_admits_at_most_the_configured_number_of_concurrent_trials() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, half_open_max_calls=3)
     open_then_half_open(breaker, clock)
     inside, release = threading.Semaphore(0), threading.Event()
@@ -310,7 +301,7 @@ def hung_trial(breaker: CircuitBreaker) -> contextlib.ExitStack:
 
 
 def test_a_trial_that_never_returns_sends_the_breaker_back_to_open_after_the_maximum_wait() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, half_open_max_calls=1, open_timeout_s=5.0, half_open_max_wait_s=30.0)
     open_then_half_open(breaker, clock)
     stuck = hung_trial(breaker)
@@ -334,7 +325,7 @@ def test_a_trial_that_never_returns_sends_the_breaker_back_to_open_after_the_max
 
 
 def test_a_late_failure_of_an_abandoned_trial_does_not_reopen_the_breaker() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, half_open_max_calls=1, half_open_max_wait_s=10.0)
     open_then_half_open(breaker, clock)
     with pytest.raises(Boom), breaker:
@@ -347,7 +338,7 @@ def test_a_late_failure_of_an_abandoned_trial_does_not_reopen_the_breaker() -> N
 
 
 def test_each_trial_outcome_restarts_the_wait_for_the_trials_still_in_flight() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, half_open_max_calls=3, half_open_max_wait_s=10.0)
     open_then_half_open(breaker, clock)
     stuck = hung_trial(breaker)
@@ -362,7 +353,7 @@ def test_each_trial_outcome_restarts_the_wait_for_the_trials_still_in_flight() -
 
 
 def test_a_half_open_breaker_with_no_trial_in_flight_waits_for_one_however_long() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, half_open_max_wait_s=10.0)
     open_then_half_open(breaker, clock)
     clock.advance(3600.0)
@@ -372,7 +363,7 @@ def test_a_half_open_breaker_with_no_trial_in_flight_waits_for_one_however_long(
 
 
 def test_without_a_maximum_wait_a_hung_trial_holds_the_breaker_half_open() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, half_open_max_calls=1, half_open_max_wait_s=None)
     open_then_half_open(breaker, clock)
     stuck = hung_trial(breaker)
@@ -388,7 +379,7 @@ def test_without_a_maximum_wait_a_hung_trial_holds_the_breaker_half_open() -> No
 
 
 def test_a_slow_failure_admitted_while_closed_cannot_reopen_a_half_open_breaker() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, consecutive_failures=3, half_open_max_calls=1)
     with pytest.raises(Boom), breaker:  # admitted in generation 0, still running...
         fail_times(breaker, 3)  # ...while others trip the breaker (generation 1)
@@ -403,7 +394,7 @@ def test_a_slow_failure_admitted_while_closed_cannot_reopen_a_half_open_breaker(
 
 
 def test_a_slow_success_admitted_while_closed_cannot_close_a_half_open_breaker() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, consecutive_failures=3, half_open_max_calls=1)
     started, finish = threading.Event(), threading.Event()
 
@@ -429,7 +420,7 @@ def test_a_slow_success_admitted_while_closed_cannot_close_a_half_open_breaker()
 
 
 def test_every_transition_and_every_reset_starts_a_new_generation() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, consecutive_failures=1, half_open_max_calls=1)
     generations = [breaker.snapshot().generation]
     fail_times(breaker, 1)  # CLOSED -> OPEN
@@ -449,7 +440,7 @@ def test_every_transition_and_every_reset_starts_a_new_generation() -> None:
 
 
 def test_listeners_see_every_transition_exactly_once_and_in_order() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     seen: list[tuple[str, State, State, int]] = []
     breaker = CircuitBreaker(
         "payment",
@@ -503,7 +494,7 @@ def test_a_failing_listener_is_logged_and_neither_stops_the_others_nor_reaches_t
     breaker = CircuitBreaker(
         "payment",
         BreakerSettings(consecutive_failures=1),
-        clock=FakeClock(),
+        clock=ManualClock(),
         listeners=[broken, lambda _n, _o, new, _g: seen.append(new)],
     )
     fail_times(breaker, 1)  # raises Boom, not RuntimeError
@@ -665,7 +656,7 @@ def test_ten_threads_making_ten_thousand_calls_each_are_all_counted_exactly() ->
 def test_under_contention_the_breaker_trips_once_and_accounts_for_every_call() -> None:
     seen: list[State] = []
     breaker = CircuitBreaker(
-        "payment", clock=FakeClock(), listeners=[lambda _n, _o, new, _g: seen.append(new)]
+        "payment", clock=ManualClock(), listeners=[lambda _n, _o, new, _g: seen.append(new)]
     )
     start = threading.Barrier(10)
 
@@ -684,7 +675,7 @@ def test_under_contention_the_breaker_trips_once_and_accounts_for_every_call() -
 
 
 def test_under_random_concurrent_load_listeners_see_an_unbroken_chain_of_transitions() -> None:
-    clock, clock_lock = FakeClock(), threading.Lock()
+    clock, clock_lock = ManualClock(), threading.Lock()
     seen: list[tuple[str, State, State, int]] = []
     breaker = CircuitBreaker(
         "payment",
@@ -812,7 +803,7 @@ def test_asyncio_code_uses_call_async_async_with_and_decorated_coroutines() -> N
 
 
 def test_concurrent_tasks_in_async_with_blocks_keep_their_admissions_apart() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, consecutive_failures=2, half_open_max_calls=1)
 
     async def slow_block(go: asyncio.Event, fails: bool) -> None:
@@ -843,7 +834,7 @@ def test_concurrent_tasks_in_async_with_blocks_keep_their_admissions_apart() -> 
 
 
 def test_a_cancelled_trial_frees_its_slot_without_a_verdict() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = breaker_with(clock, half_open_max_calls=1)
     open_then_half_open(breaker, clock)
 

@@ -27,6 +27,7 @@ from bookstore.resilience import (
     protected_channel,
 )
 from bookstore.resilience.interceptor import CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KEY
+from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import payment_pb2, payment_pb2_grpc
 
 from .grpc_fakes import FakeCall, InProcessChannel, RpcFailure
@@ -35,16 +36,6 @@ PAY = "/bookstore.rpc.v1.PaymentService/Pay"
 REFUND = "/bookstore.rpc.v1.PaymentService/Refund"
 SMALL_WINDOW = BreakerSettings(window_size=4, minimum_calls=4, open_timeout_s=5.0, half_open_max_calls=1)
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Details(NamedTuple):
@@ -80,12 +71,12 @@ def failing(code: grpc.StatusCode) -> Callable[[], FakeCall]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def registry(clock: FakeClock) -> BreakerRegistry:
+def registry(clock: ManualClock) -> BreakerRegistry:
     return BreakerRegistry(SMALL_WINDOW, clock=clock)
 
 
@@ -169,7 +160,7 @@ def test_an_open_breaker_refuses_at_once_and_never_calls_the_continuation(
 
 
 def test_the_refusal_is_an_unavailable_rpc_error_that_says_the_circuit_is_open_and_when_to_retry(
-    registry: BreakerRegistry, clock: FakeClock
+    registry: BreakerRegistry, clock: ManualClock
 ) -> None:
     registry.breaker("payment").force_open()
     clock.advance(1.5)
@@ -205,7 +196,7 @@ def test_the_refusal_behaves_as_a_finished_call_and_future() -> None:
 
 
 def test_a_half_open_breaker_with_its_trial_in_flight_refuses_until_the_verdict_is_due(
-    registry: BreakerRegistry, clock: FakeClock
+    registry: BreakerRegistry, clock: ManualClock
 ) -> None:
     breaker = registry.breaker("payment")
     breaker.force_open()
@@ -238,7 +229,7 @@ def test_a_future_is_judged_when_it_finishes_not_when_it_starts(registry: Breake
 
 
 def test_a_late_failure_admitted_before_the_breaker_opened_is_ignored_as_stale(
-    registry: BreakerRegistry, clock: FakeClock
+    registry: BreakerRegistry, clock: ManualClock
 ) -> None:
     slow = FakeCall()
     intercept(registry, Continuation(lambda: slow))  # admitted while CLOSED
@@ -316,7 +307,7 @@ def test_all_methods_of_a_service_share_one_breaker_by_default(registry: Breaker
 
 
 def test_a_service_judged_per_method_keeps_one_broken_method_from_cutting_off_the_others(
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     registry = BreakerRegistry(SMALL_WINDOW, per_method=["payment"], clock=clock)
     make_calls(registry, Continuation(failing(grpc.StatusCode.UNAVAILABLE)), 4)
@@ -330,7 +321,7 @@ def test_a_service_judged_per_method_keeps_one_broken_method_from_cutting_off_th
     }
 
 
-def test_an_override_gives_one_service_settings_of_its_own(clock: FakeClock) -> None:
+def test_an_override_gives_one_service_settings_of_its_own(clock: ManualClock) -> None:
     patient = BreakerSettings(window_size=50, minimum_calls=50)
     registry = BreakerRegistry(SMALL_WINDOW, overrides={"payment": patient}, clock=clock)
 

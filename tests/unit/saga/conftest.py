@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import Engine
 
 from bookstore.platform.database import make_engine
+from bookstore.resilience.timeline import ManualClock
 
-from .fakes import FakeClock, FakeSleep
+from .fakes import FakeSleep
 
 
 @pytest.fixture
@@ -25,10 +26,10 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(1000.0)
 
 
 @pytest.fixture
-def sleep(clock: FakeClock) -> FakeSleep:
+def sleep(clock: ManualClock) -> FakeSleep:
     return FakeSleep(clock)

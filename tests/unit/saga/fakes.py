@@ -13,28 +13,16 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from bookstore.resilience.timeline import ManualClock
 from bookstore.saga import StepContext
 
 from ...fakes import FakeRpcError
 
 
-class FakeClock:
-    """Seconds, like time.monotonic, moving only when a test (or FakeSleep) advances it."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class FakeSleep:
     """Records each requested sleep and moves the fake clock by it; never waits."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
         self.calls: list[float] = []
 
@@ -77,7 +65,7 @@ class Fault:
 class Participant:
     name: str
     journal: list[Call]
-    clock: FakeClock
+    clock: ManualClock
     duration_s: float = 0.0
     action_faults: list[Fault] = field(default_factory=list)
     compensation_faults: list[Fault] = field(default_factory=list)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from bookstore.resilience import CircuitOpenError, CircuitOpenRpcError, State
+from bookstore.resilience.timeline import ManualClock
 from bookstore.saga import (
     Backoff,
     FailureMeaning,
@@ -27,7 +28,7 @@ from bookstore.saga import (
     describe_error,
 )
 
-from .fakes import Call, FakeClock, FakeRpcError, FakeSleep, FakeWallClock, Fault, Participant
+from .fakes import Call, FakeRpcError, FakeSleep, FakeWallClock, Fault, Participant
 
 STEPS = ("reserve", "pay", "confirm")
 SAGA = "place_order"
@@ -61,7 +62,7 @@ class World:
     """Three participants, one saga definition over them, and a log on ``engine``."""
 
     engine: Engine
-    clock: FakeClock
+    clock: ManualClock
     sleep: FakeSleep
     wall: FakeWallClock = field(default_factory=FakeWallClock)
     journal: list[Call] = field(default_factory=list)
@@ -119,7 +120,7 @@ class World:
 
 
 @pytest.fixture
-def world(sqlite_engine: Engine, clock: FakeClock, sleep: FakeSleep) -> World:
+def world(sqlite_engine: Engine, clock: ManualClock, sleep: FakeSleep) -> World:
     return World(sqlite_engine, clock, sleep)
 
 
@@ -577,7 +578,7 @@ def test_a_step_succeeded_is_committed_with_the_next_step_started_and_the_last_w
     [(scenario, n) for scenario, count in SCENARIO_COMMITS.items() for n in range(1, count + 1)],
 )
 def test_a_new_orchestrator_finishes_a_saga_killed_at_any_boundary(
-    sqlite_engine: Engine, clock: FakeClock, sleep: FakeSleep, scenario: str, boundary: int
+    sqlite_engine: Engine, clock: ManualClock, sleep: FakeSleep, scenario: str, boundary: int
 ) -> None:
     world = World(sqlite_engine, clock, sleep)
     arrange(world, scenario)
@@ -600,7 +601,7 @@ def test_a_new_orchestrator_finishes_a_saga_killed_at_any_boundary(
 
 @pytest.mark.parametrize("boundary", range(1, SCENARIO_COMMITS[TIMED_OUT] + 1))
 def test_recovery_on_mariadb_and_sqlite_after_a_crash_at_any_boundary(
-    engine: Engine, clock: FakeClock, sleep: FakeSleep, boundary: int
+    engine: Engine, clock: ManualClock, sleep: FakeSleep, boundary: int
 ) -> None:
     world = World(engine, clock, sleep)
     arrange(world, TIMED_OUT)

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pytest
 from sqlalchemy import Engine
 
+from bookstore.resilience.timeline import ManualClock
 from bookstore.saga import (
     Backoff,
     SagaDefinition,
@@ -31,7 +32,7 @@ from bookstore.saga.timeline import (
     timeline_of_record,
 )
 
-from .fakes import FakeClock, FakeRpcError, FakeSleep, FakeWallClock
+from .fakes import FakeRpcError, FakeSleep, FakeWallClock
 
 S, OK, F = StepEventKind.STARTED, StepEventKind.SUCCEEDED, StepEventKind.FAILED
 C, CD, CF = StepEventKind.COMPENSATING, StepEventKind.COMPENSATED, StepEventKind.COMPENSATION_FAILED
@@ -123,7 +124,7 @@ def test_a_step_failed_before_it_started_is_a_point_and_a_log_ending_mid_call_is
 
 
 def test_a_recorder_hook_gives_the_timeline_of_an_in_process_saga(sqlite_engine: Engine) -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     recorder = EventRecorder()
 
     def slow_success(ctx: StepContext) -> None:
