@@ -12,6 +12,7 @@ notebook kernel can be killed, and check the container goes with it, with no rea
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,7 +67,11 @@ def base_image_or_skip(dockerfile: Path) -> None:
     import docker
     import docker.errors
 
-    base = next(line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("FROM "))
+    lines = dockerfile.read_text().splitlines()
+    base = next(line.split()[1] for line in lines if line.startswith("FROM "))
+    arguments = [line.split()[1] for line in lines if line.startswith("ARG ") and "=" in line]
+    defaults = dict(argument.split("=", 1) for argument in arguments)
+    base = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], base)  # FROM ${BASE_IMAGE}
     client = docker.from_env()
     try:
         client.images.get(base)
@@ -236,9 +241,8 @@ def run_owner(tmp_path: Path, ending: str) -> tuple[subprocess.Popen[str], str]:
         error = owner.stderr.read().strip().splitlines()
         if not error or not cannot_be_had(error[-1]):
             pytest.fail(f"the owner did not start its container: {error[-1] if error else '?'}")
-        pytest.skip(
-            f"needs a Docker engine that can run {IMAGES.prometheus_image}: {error[-1] if error else '?'}"
-        )
+        image = IMAGES.prometheus_image
+        pytest.skip(f"needs a Docker engine that can run {image} (owner: {ending}): {error[-1]}")
     return owner, session
 
 
