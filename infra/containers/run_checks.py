@@ -142,7 +142,10 @@ def ensure_engine() -> Engine:
         raise Skip("no Docker engine answers, and this is not Debian: install one (docs/containers.md)")
     if not shutil.which("dockerd") or not shutil.which("docker"):
         with step("install Debian's docker.io"):
-            apt_install(["docker.io"])
+            try:
+                apt_install(["docker.io"])
+            except (RuntimeError, subprocess.CalledProcessError) as error:
+                raise Skip(f"no Docker engine answers, and installing docker.io failed: {error}") from None
     ensure_compose()
     WORK.mkdir(parents=True, exist_ok=True)
     with step("start dockerd"):
@@ -194,8 +197,11 @@ def ensure_compose() -> None:
             f"-o=Dir::Cache={root}",
             "-o=APT::Sandbox::User=root",
         ]
-        run([*apt, "update"], quiet=True)
-        run([*apt, "download", "docker-compose"], quiet=True, cwd=root)
+        try:
+            run([*apt, "update"], quiet=True)
+            run([*apt, "download", "docker-compose"], quiet=True, cwd=root)
+        except RuntimeError as error:
+            raise Skip(f"`docker compose` (Compose v2) is missing, and fetching it failed: {error}") from None
         [deb] = root.glob("docker-compose_*.deb")
         run(["dpkg-deb", "-x", str(deb), str(root / "x")])
         COMPOSE_PLUGIN.parent.mkdir(parents=True, exist_ok=True)
@@ -457,7 +463,10 @@ def run_tests(images: Images, pytest_args: Sequence[str]) -> int:
         "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
         "TESTCONTAINERS_HOST_OVERRIDE": "127.0.0.1",
     }
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *TESTS, *pytest_args]
+    pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+    # Two workers, one per file: the compose stack and the testcontainers mostly wait on
+    # containers starting, so side by side they take about as long as the longer one.
+    command = [*pytest, "-q", "-rs", "--durations=8", "-n", "2", "--dist", "loadfile", *TESTS, *pytest_args]
     with step("pytest: " + " ".join(TESTS)):
         # Its own process group, so an interruption reaches pytest and the `docker compose` it runs
         # together, and pytest's own teardown (compose down) runs before the sweep by label.

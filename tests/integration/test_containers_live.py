@@ -96,10 +96,13 @@ def test_a_real_rabbitmq_container_accepts_connections_and_is_removed_by_stop_al
     connection = pika.BlockingConnection(pika.URLParameters(url))
     connection.close()
     client = docker.from_env()
-    before = {c.id for c in client.containers.list(filters={"ancestor": IMAGES.rabbitmq_image})}
+    # This process's containers only: a compose stack may run the same image beside it.
+    session = f"{containers.SESSION_LABEL}={containers.session_id()}"
+    mine = {"ancestor": IMAGES.rabbitmq_image, "label": session}
+    before = {c.id for c in client.containers.list(filters=mine)}
     assert before
     containers.stop_all()
-    after = {c.id for c in client.containers.list(all=True, filters={"ancestor": IMAGES.rabbitmq_image})}
+    after = {c.id for c in client.containers.list(all=True, filters=mine)}
     assert not before & after
 
 
