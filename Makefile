@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: course test unit integration notebooks lint proto strip up down status lab bench freeze clean system
+.PHONY: course test test-containers unit integration notebooks lint proto strip up down status lab bench freeze clean system
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ course: $(STAMP)
 test: $(STAMP) system lint
 	$(BIN)/python -m pytest -p no:cacheprovider --durations=25 tests
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks solutions
+
+# The containers on a real Docker engine (docs/containers.md): installs and starts one where none
+# answers and this is root on Debian, builds the images offline if need be, runs the compose stack
+# and the testcontainers path, and removes all it started. Says why and passes where it cannot.
+test-containers: $(STAMP)
+	$(BIN)/python infra/containers/run_checks.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

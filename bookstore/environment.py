@@ -54,8 +54,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from bookstore.platform.settings import Settings
 
 ALL_WEEKS = (6, 7, 8, 9, 10)
 MESSAGING_WEEKS = (9, 10)
@@ -157,11 +160,18 @@ def redacted(url: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
+def _images() -> Settings:
+    """The images the containers would run: BOOKSTORE_<NAME>_IMAGE, or the official defaults."""
+    from bookstore.platform.settings import Settings
+
+    return Settings.from_env()
+
+
 def rabbitmq_finding(
     configured_url: str, configured_answers: bool, local_answers: bool, docker: DockerFacts
 ) -> Finding:
     """Judge the broker the way ``bookstore.messaging.broker.resolve_rabbitmq_url`` resolves it."""
-    from bookstore.platform.containers import RABBITMQ_IMAGE
+    rabbitmq_image = _images().rabbitmq_image
 
     piece = "RabbitMQ"
     runs = "they publish and consume through it, as written"
@@ -172,7 +182,7 @@ def rabbitmq_finding(
     every_way = (
         f"start one on this machine ({START_RABBITMQ}; install it with {INSTALL_RABBITMQ}), "
         "or set BOOKSTORE_RABBITMQ_URL to a broker you have, or start a Docker engine holding "
-        f"the {RABBITMQ_IMAGE} image"
+        f"the {rabbitmq_image} image"
     )
     if configured_url:
         where = redacted(configured_url)
@@ -191,11 +201,11 @@ def rabbitmq_finding(
         )
     if local_answers:
         return Finding(piece, Level.OK, f"answers at {LOCAL_RABBITMQ} (user guest)", MESSAGING_WEEKS, runs)
-    if docker.can_start(RABBITMQ_IMAGE):
+    if docker.can_start(rabbitmq_image):
         return Finding(
             piece,
             Level.DIFFERS,
-            f"none on {LOCAL_RABBITMQ}; the Docker engine holds {RABBITMQ_IMAGE}",
+            f"none on {LOCAL_RABBITMQ}; the Docker engine holds {rabbitmq_image}",
             MESSAGING_WEEKS,
             "they start a RabbitMQ container (testcontainers) and remove it at the end; "
             "the first start takes 15-30 s",
@@ -206,7 +216,7 @@ def rabbitmq_finding(
             piece,
             Level.MISSING,
             f"none on {LOCAL_RABBITMQ}; a Docker engine answers but cannot start RabbitMQ "
-            f"without a pull ({_missing_images(docker, RABBITMQ_IMAGE)})",
+            f"without a pull ({_missing_images(docker, rabbitmq_image)})",
             MESSAGING_WEEKS,
             "they try to pull the image; where no registry is reachable (offline, a proxy) " + stops,
             every_way,
@@ -269,7 +279,7 @@ def database_finding(configured_url: str, configured_reason: str | None, local_r
 
 def trace_store_finding(endpoint: str, endpoint_answers: bool, docker: DockerFacts) -> Finding:
     """Judge where week 10's spans go, as ``bookstore.observability.stack`` resolves it."""
-    from bookstore.platform.containers import JAEGER_IMAGE
+    jaeger_image = _images().jaeger_image
 
     piece = "trace store"
     if endpoint:
@@ -291,15 +301,15 @@ def trace_store_finding(endpoint: str, endpoint_answers: bool, docker: DockerFac
             "start that collector or Jaeger, or `unset OTEL_EXPORTER_OTLP_ENDPOINT` "
             "for the embedded collector",
         )
-    if docker.can_start(JAEGER_IMAGE):
+    if docker.can_start(jaeger_image):
         return Finding(
             piece,
             Level.OK,
-            f"a Jaeger container (the Docker engine holds {JAEGER_IMAGE})",
+            f"a Jaeger container (the Docker engine holds {jaeger_image})",
             OBSERVABILITY_WEEKS,
             "spans go to Jaeger, whose UI shows them as well",
         )
-    cause = "no Docker engine" if not docker.answers else f"the Docker engine holds no {JAEGER_IMAGE}"
+    cause = "no Docker engine" if not docker.answers else f"the Docker engine holds no {jaeger_image}"
     return Finding(
         piece,
         Level.DIFFERS,
@@ -316,7 +326,7 @@ def prometheus_finding(
     configured_url: str, configured_answers: bool, binary: str | None, docker: DockerFacts
 ) -> Finding:
     """Judge week 10's metrics server, as ``bookstore.observability.stack`` resolves it."""
-    from bookstore.platform.containers import PROMETHEUS_IMAGE
+    prometheus_image = _images().prometheus_image
 
     piece = "Prometheus"
     scrape = (
@@ -348,11 +358,11 @@ def prometheus_finding(
             OBSERVABILITY_WEEKS,
             "the notebook starts it for its cluster, scraping every process each second",
         )
-    if docker.can_start(PROMETHEUS_IMAGE):
+    if docker.can_start(prometheus_image):
         return Finding(
             piece,
             Level.DIFFERS,
-            f"no binary on PATH; the Docker engine holds {PROMETHEUS_IMAGE}",
+            f"no binary on PATH; the Docker engine holds {prometheus_image}",
             OBSERVABILITY_WEEKS,
             "the notebook runs Prometheus in a container on the host's network",
             f"optional, for faster starts: {INSTALL_PROMETHEUS}",
@@ -369,10 +379,12 @@ def prometheus_finding(
 
 def docker_finding(docker: DockerFacts) -> Finding:
     """Judge the Docker engine: absent, answering, or able to start the course's containers offline."""
-    from bookstore.platform.containers import JAEGER_IMAGE, PROMETHEUS_IMAGE, RABBITMQ_IMAGE
+    images = _images()
+    rabbitmq_image, jaeger_image = images.rabbitmq_image, images.jaeger_image
+    prometheus_image = images.prometheus_image
 
     piece = "Docker engine"
-    course_images = (RABBITMQ_IMAGE, JAEGER_IMAGE, PROMETHEUS_IMAGE)
+    course_images = (rabbitmq_image, jaeger_image, prometheus_image)
     if docker.unavailable_reason is not None:
         # the course is written for machines without one: by itself, its absence changes nothing
         return Finding(

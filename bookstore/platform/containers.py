@@ -37,8 +37,16 @@ in the same kernel moves on at once instead of failing the same way again.
 
 Clean-up is layered like the cluster launcher's: ``stop_all()`` removes every container
 started here (call it when the cluster that needed them stops; it also runs ``atexit``), and
-testcontainers' reaper ("Ryuk", a small sidecar container) removes them if this process
-dies without running either, say a kernel killed with SIGKILL.
+a watchdog process (``bookstore.platform.container_watchdog``, started with the first
+container) removes them if this process dies without running either, say a kernel killed with
+SIGKILL. It does the job of testcontainers' reaper ("Ryuk", a sidecar container) without an
+image to pull, so offline labs set ``TESTCONTAINERS_RYUK_DISABLED=true`` and lose nothing.
+Every container carries the label ``org.bookstore.project=bookstore``, so whatever is left
+after a crash of the machine itself can still be found.
+
+The images are settings (``BOOKSTORE_RABBITMQ_IMAGE`` and its siblings, read at each start;
+defaults in ``bookstore.platform.settings``): a lab without a registry runs images built
+locally from Debian packages under their own names (docs/containers.md).
 
     from bookstore.platform import containers
     if containers.docker_available():
@@ -55,6 +63,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -66,15 +75,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bookstore.platform import container_watchdog, settings
+from bookstore.platform.settings import Settings
+
 log = logging.getLogger(__name__)
 
-# The images docker-compose.yml runs: the same versions either way (a test keeps them equal).
-RABBITMQ_IMAGE = "rabbitmq:3.13-management"
-JAEGER_IMAGE = "jaegertracing/all-in-one:1.62.0"
-# MariaDB, the MySQL-compatible server the course's tests run against; PyMySQL (the driver
-# bookstore.platform.database uses) speaks to it with no extra crypto package.
-MYSQL_IMAGE = "mariadb:11.4"
-PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
+# The official images, the defaults docker-compose.yml runs too (a test keeps them equal). The
+# images actually started come from the settings (BOOKSTORE_RABBITMQ_IMAGE, ...), read at each start.
+RABBITMQ_IMAGE = settings.RABBITMQ_IMAGE
+JAEGER_IMAGE = settings.JAEGER_IMAGE
+MYSQL_IMAGE = settings.MYSQL_IMAGE
+PROMETHEUS_IMAGE = settings.PROMETHEUS_IMAGE
 
 AMQP_PORT = 5672
 RABBITMQ_MANAGEMENT_PORT = 15672
@@ -97,6 +108,9 @@ READY_POLL_S = 0.5
 
 # Set on every container an attempt creates, so a failed attempt can find and remove its own.
 ATTEMPT_LABEL = "org.bookstore.attempt"
+PROJECT_LABEL = container_watchdog.PROJECT_LABEL
+PROJECT = container_watchdog.PROJECT
+SESSION_LABEL = container_watchdog.SESSION_LABEL
 CAUSE_MAX_CHARS = 300
 
 
@@ -203,7 +217,7 @@ def rabbitmq_spec() -> ContainerSpec:
 
     return ContainerSpec(
         name="rabbitmq",
-        image=RABBITMQ_IMAGE,
+        image=Settings.from_env().rabbitmq_image,
         ports=(AMQP_PORT, RABBITMQ_MANAGEMENT_PORT),
         env={"RABBITMQ_DEFAULT_USER": RABBITMQ_USER, "RABBITMQ_DEFAULT_PASS": RABBITMQ_PASSWORD},
         urls=urls,
@@ -221,7 +235,7 @@ def jaeger_spec() -> ContainerSpec:
 
     return ContainerSpec(
         name="jaeger",
-        image=JAEGER_IMAGE,
+        image=Settings.from_env().jaeger_image,
         ports=(OTLP_GRPC_PORT, JAEGER_UI_PORT, JAEGER_ADMIN_PORT),
         env={"COLLECTOR_OTLP_ENABLED": "true"},
         urls=urls,
@@ -238,7 +252,7 @@ def mysql_spec(root_password: str | None = None) -> ContainerSpec:
 
     return ContainerSpec(
         name="mysql",
-        image=MYSQL_IMAGE,
+        image=Settings.from_env().mysql_image,
         ports=(MYSQL_PORT,),
         env={"MARIADB_ROOT_PASSWORD": password},
         urls=urls,
@@ -264,7 +278,7 @@ def prometheus_spec(config_path: str | Path, port: int | None = None) -> Contain
 
     return ContainerSpec(
         name="prometheus",
-        image=PROMETHEUS_IMAGE,
+        image=Settings.from_env().prometheus_image,
         ports=(),
         command=(
             f"--config.file={PROMETHEUS_CONFIG_DIR}/{config.name}",
@@ -384,19 +398,23 @@ def launch(spec: ContainerSpec) -> Running:
         container.with_exposed_ports(*spec.ports)
         for host_path, (container_path, mode) in spec.volumes.items():
             container.with_volume_mapping(host_path, container_path, mode)
-        options: dict[str, Any] = {"labels": {ATTEMPT_LABEL: attempt}}
+        labels = {ATTEMPT_LABEL: attempt, PROJECT_LABEL: PROJECT, SESSION_LABEL: session_id()}
+        options: dict[str, Any] = {"labels": labels}
         if spec.network_mode:
             options["network_mode"] = spec.network_mode
         container.with_kwargs(**options)
         client = container.get_docker_client().client
         _ensure_reaper_image(client)
         _ensure_image(client, container.image)
+        _ensure_watchdog()
         container.start()
         if spec.network_mode == "host":
             urls = spec.urls("127.0.0.1", lambda port: port)
         else:
             urls = spec.urls(container.get_container_host_ip(), container.get_exposed_port)
-        wait_until_ready(spec, urls, describe=lambda: _container_logs(container))
+        wait_until_ready(
+            spec, urls, describe=lambda: _container_logs(container), alive=lambda: _still_running(container)
+        )
     except BaseException as error:
         _remove_attempt(container, attempt)
         if not isinstance(error, Exception):  # KeyboardInterrupt and the like: not a verdict on Docker
@@ -505,13 +523,26 @@ def wait_until_ready(
     *,
     timeout_s: float = STARTUP_TIMEOUT_S,
     describe: Callable[[], str] = lambda: "",
+    alive: Callable[[], bool] = lambda: True,
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while not spec.ready(urls):
+        if not alive():  # exited (a bad configuration, say): waiting longer cannot help
+            exited = f"the {spec.name} container ({spec.image}) exited before it was ready"
+            raise RuntimeError(f"{exited}\n{describe()}")
         if time.monotonic() > deadline:
             waited = f"the {spec.name} container ({spec.image}) was not ready after {timeout_s:.0f} s"
             raise TimeoutError(f"{waited}\n{describe()}")
         time.sleep(READY_POLL_S)
+
+
+def _still_running(container: Any) -> bool:
+    """False once the container has exited; True while it runs, or when the engine cannot say."""
+    with contextlib.suppress(Exception):
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        return str(wrapped.status) in ("created", "running", "restarting")
+    return True
 
 
 def _container_logs(container: Any) -> str:
@@ -519,6 +550,29 @@ def _container_logs(container: Any) -> str:
         stdout, stderr = container.get_logs()
         return (stdout + stderr).decode(errors="replace")[-4000:]
     return ""
+
+
+# ---------------------------------------------------------------------------- the watchdog
+_watchdog_lock = threading.Lock()
+_watchdog: list[Any] = []  # the helper process, once started: it lives as long as this process
+_session: list[str] = []
+
+
+def session_id() -> str:
+    """This process's value of the ``org.bookstore.session`` label (its pid and a random part)."""
+    with _watchdog_lock:
+        if not _session or not _session[0].startswith(f"{os.getpid()}-"):  # a forked child: its own
+            _session[:] = [f"{os.getpid()}-{secrets.token_hex(4)}"]
+        return _session[0]
+
+
+def _ensure_watchdog() -> None:
+    """Start the helper that removes this process's containers when it dies (once per process)."""
+    session = session_id()
+    with _watchdog_lock:
+        if _watchdog and _watchdog[0][0] == session and _watchdog[0][1].poll() is None:
+            return
+        _watchdog[:] = [(session, container_watchdog.start(session))]
 
 
 # ---------------------------------------------------------------------------- readiness checks

@@ -49,6 +49,15 @@ settings, either as fixed addresses or as a registry entry it follows
 | BOOKSTORE_JAEGER_QUERY_URL | (derived) | Jaeger's query API, when OTEL_EXPORTER_OTLP_ENDPOINT is Jaeger |
 | BOOKSTORE_QUERY_PORT | 0 | the embedded trace collector's query API port (collector process only) |
 | BOOKSTORE_COLLECTOR_MAX_SPANS | 200000 | spans the embedded collector keeps (collector process only) |
+| BOOKSTORE_RABBITMQ_IMAGE | rabbitmq:3.13-management | image of a RabbitMQ container |
+| BOOKSTORE_MYSQL_IMAGE | mariadb:11.4 | image of a MariaDB container |
+| BOOKSTORE_PROMETHEUS_IMAGE | prom/prometheus:v2.55.1 | image of a Prometheus container |
+| BOOKSTORE_JAEGER_IMAGE | jaegertracing/all-in-one:1.62.0 | image of a Jaeger all-in-one container |
+
+The ``IMAGE`` settings name the container images of the backing services, for
+``bookstore.platform.containers`` and, through the same variables, ``docker-compose.yml``: a lab
+without a registry points them at images built locally (docs/containers.md) without editing a
+file. The defaults are the official images, at the versions compose runs.
 
 The ``BREAKER`` settings apply to every breaker in the process (see
 ``bookstore.resilience.interceptor``); their defaults are ``BreakerSettings``' own.
@@ -66,6 +75,13 @@ SERVICE_NAMES = ("user", "catalog", "inventory", "payment", "order")
 DEV_JWT_SECRET = "bookstore-dev-secret-change-me-in-production"
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 ORDER_FLOWS = ("saga", "plain")
+# The official images of the backing services; BOOKSTORE_<NAME>_IMAGE replaces one.
+RABBITMQ_IMAGE = "rabbitmq:3.13-management"
+# MariaDB, the MySQL-compatible server the course's tests run against; PyMySQL (the driver
+# bookstore.platform.database uses) speaks to it with no extra crypto package.
+MYSQL_IMAGE = "mariadb:11.4"
+PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
+JAEGER_IMAGE = "jaegertracing/all-in-one:1.62.0"
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,10 @@ class Settings:
     order_queue_s: float = 30.0
     http_header_timeout_s: float = 10.0
     http_body_timeout_s: float = 10.0
+    rabbitmq_image: str = RABBITMQ_IMAGE
+    mysql_image: str = MYSQL_IMAGE
+    prometheus_image: str = PROMETHEUS_IMAGE
+    jaeger_image: str = JAEGER_IMAGE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -157,6 +177,10 @@ class Settings:
             order_queue_s=float(get("ORDER_QUEUE_S", "30.0")),
             http_header_timeout_s=float(get("HTTP_HEADER_TIMEOUT_S", "10.0")),
             http_body_timeout_s=float(get("HTTP_BODY_TIMEOUT_S", "10.0")),
+            rabbitmq_image=get("RABBITMQ_IMAGE", "").strip() or RABBITMQ_IMAGE,
+            mysql_image=get("MYSQL_IMAGE", "").strip() or MYSQL_IMAGE,
+            prometheus_image=get("PROMETHEUS_IMAGE", "").strip() or PROMETHEUS_IMAGE,
+            jaeger_image=get("JAEGER_IMAGE", "").strip() or JAEGER_IMAGE,
         )
 
     def target(self, service: str) -> str:

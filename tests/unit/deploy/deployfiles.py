@@ -128,7 +128,14 @@ class ComposeService:
 
     @property
     def image(self) -> str:
-        return str(self.body.get("image", ""))
+        """The image run when nothing is set: the default of ``${BOOKSTORE_..._IMAGE:-default}``."""
+        return interpolate(str(self.body.get("image", "")))
+
+    @property
+    def image_variable(self) -> str | None:
+        """The variable that replaces the image (``${NAME:-default}``), if there is one."""
+        found = _INTERPOLATION.fullmatch(str(self.body.get("image", "")))
+        return found.group("name") if found else None
 
     @property
     def is_bookstore(self) -> bool:

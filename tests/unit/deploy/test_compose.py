@@ -183,6 +183,22 @@ def test_backing_services_run_the_images_testcontainers_starts(services: dict[st
     assert services["prometheus"].image == containers.PROMETHEUS_IMAGE
 
 
+def test_every_image_is_replaced_by_a_variable_the_settings_read_too(
+    services: dict[str, ComposeService],
+) -> None:
+    from bookstore.platform.settings import Settings
+
+    variables = {name: service.image_variable for name, service in services.items()}
+    assert all(variables.values()), variables  # a lab without a registry edits no file
+    assert {variables[name] for name in ("user", "gateway", "notification")} == {"BOOKSTORE_IMAGE"}
+    backing = {"rabbitmq": "rabbitmq_image", "mysql": "mysql_image", "prometheus": "prometheus_image",
+               "jaeger": "jaeger_image"}  # fmt: skip
+    local = {name: f"bookstore-local/{name}:test" for name in backing}
+    settings = Settings.from_env({str(variables[name]): image for name, image in local.items()})
+    for name, field in backing.items():
+        assert getattr(settings, field) == local[name], name
+
+
 def test_the_uis_are_published_on_the_course_ports_of_localhost_only(
     services: dict[str, ComposeService],
 ) -> None:
