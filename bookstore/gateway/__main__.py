@@ -67,6 +67,7 @@ def main(
     if not settings.service:
         settings = dataclasses.replace(settings, service=service_name)
     configure_logging(settings)
+    settings.warn_if_development_secret()
     # The app serves /metrics on its own HTTP port; tracing must be on before channels open.
     telemetry = setup_process_telemetry(service_name, settings.host, serve_metrics=False)
     server = build_server(settings, app_factory)

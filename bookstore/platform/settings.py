@@ -130,13 +130,6 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(f"BOOKSTORE_{name}", default)
 
-        if not env.get("BOOKSTORE_JWT_SECRET"):
-            # Loud, because it is silent otherwise: every token would verify with a key anyone
-            # can read in this file. The launcher always sets a random one.
-            logging.getLogger(__name__).warning(
-                "BOOKSTORE_JWT_SECRET is not set: tokens are signed with the development key, which "
-                "is public; set a long random secret wherever anyone but you can reach the services"
-            )
         targets = {
             name: env[f"BOOKSTORE_{name.upper()}_TARGET"]
             for name in SERVICE_NAMES
@@ -182,6 +175,19 @@ class Settings:
             prometheus_image=get("PROMETHEUS_IMAGE", "").strip() or PROMETHEUS_IMAGE,
             jaeger_image=get("JAEGER_IMAGE", "").strip() or JAEGER_IMAGE,
         )
+
+    def warn_if_development_secret(self) -> None:
+        """Log a loud warning when tokens would be signed or checked with the public development key.
+
+        Called by the processes that sign or check tokens (the user service, the gateway, the
+        monolith): silent, the fallback would let anyone who reads this file forge a token.
+        The launcher always sets a random secret, so a cluster never warns.
+        """
+        if self.jwt_secret == DEV_JWT_SECRET:
+            logging.getLogger(__name__).warning(
+                "BOOKSTORE_JWT_SECRET is not set: tokens are signed with the development key, which "
+                "is public; set a long random secret wherever anyone but you can reach the services"
+            )
 
     def target(self, service: str) -> str:
         """The gRPC target of a peer service; a clear error if the launcher did not set it."""

@@ -13,6 +13,7 @@ from bookstore.services.user.store import UserStore
 
 
 def register(server: grpc.Server, settings: Settings) -> None:
+    settings.warn_if_development_secret()
     store = UserStore(service_engine(settings))
     servicer = UserServicer(store, jwt_secret=settings.jwt_secret, jwt_ttl_s=settings.jwt_ttl_s)
     user_pb2_grpc.add_UserServiceServicer_to_server(servicer, server)
