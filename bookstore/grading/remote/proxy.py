@@ -12,12 +12,24 @@ import contextlib
 import operator
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .policy import lookup
 
-if TYPE_CHECKING:
-    from .codec import Codec
+
+class Requester(Protocol):
+    """What a proxy talks through: an endpoint that can ask the other side (``Endpoint``)."""
+
+    def request(
+        self,
+        op: str,
+        target: Proxy | None,
+        args: list[Any],
+        kwargs: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+    ) -> Any: ...
+
 
 _SPECIAL: dict[str, Callable[..., Any]] = {
     "len": len,
@@ -49,7 +61,7 @@ class Proxy:
     _local_class: type | None = None
     _methods: frozenset[str] = frozenset()  # names its class defines as methods: called in one trip
 
-    def __init__(self, endpoint: Codec, handle: int) -> None:
+    def __init__(self, endpoint: Requester, handle: int) -> None:
         object.__setattr__(self, "_endpoint", endpoint)
         object.__setattr__(self, "_handle", handle)
 
