@@ -53,3 +53,13 @@ What remains shared: the loopback network (RabbitMQ, MariaDB, the batch's cluste
 week that needs a cluster gets one per worker slot, reset before every submission
 (:mod:`~bookstore.grading.clusters`).
 """
+
+import sys
+
+# jsonschema (which nbformat imports) imports rfc3987_syntax when it is installed, as Jupyter's
+# packages make it, and that module builds a parser at import: about 1.7 s of CPU in every
+# process that reads a notebook, the grader's and each worker's, a third of what grading one
+# submission costs here. It checks "iri" string formats only, which the notebook schema never
+# uses. A module set to None in sys.modules fails to import at once; jsonschema treats it as
+# optional and goes on without it.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
