@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from sqlalchemy import Engine
 
+from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, payment_pb2
 from bookstore.saga import Backoff, SagaLog
 from bookstore.services.order.clients import Metadata, OrderDependencies
@@ -23,7 +24,7 @@ from bookstore.services.order.saga import OrderSaga
 from bookstore.services.order.store import OrderStore
 
 from ...fakes import FakeRpcError
-from ..saga.fakes import FakeClock, FakeSleep
+from ..saga.fakes import FakeSleep
 
 DEADLINE_S = 1.5
 PRICES = {1: 1250, 2: 899, 3: 4000}
@@ -194,7 +195,7 @@ def order_saga(
     downstream: Downstream,
     store: OrderStore,
     engine: Engine,
-    clock: FakeClock,
+    clock: ManualClock,
     *,
     deadline_s: float = SAGA_DEADLINE_S,
     crash_at: str = "",

@@ -27,6 +27,7 @@ from bookstore.resilience import (
     CircuitOpenError,
     State,
 )
+from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import catalog_pb2_grpc, inventory_pb2_grpc, order_pb2, payment_pb2_grpc
 from bookstore.saga import SagaLog, StepEventKind
 from bookstore.services.order.clients import OrderDependencies
@@ -37,7 +38,7 @@ from bookstore.services.order.store import OrderStore
 from bookstore.services.status import ORDER_ID_METADATA_KEY
 
 from ..resilience.grpc_fakes import InProcessChannel
-from ..saga.fakes import FakeClock, FakeSleep
+from ..saga.fakes import FakeSleep
 from .conftest import AbortedCall, FakeContext
 from .order_fakes import DEADLINE_S, NO_WAIT_BACKOFF, SAGA_DEADLINE_S, Downstream, FakeRpcError
 
@@ -58,7 +59,7 @@ class Protected:
     deps: OrderDependencies
     store: OrderStore
     saga: OrderSaga
-    clock: FakeClock
+    clock: ManualClock
 
     def place(self) -> Any:
         return place_order(self.deps, self.store, self.saga, USER, [OrderItem(book_id=1, quantity=2)])
@@ -76,7 +77,7 @@ def protected_stub(stub_class: Any, fake: object, name: str, registry: BreakerRe
 
 @pytest.fixture
 def protected(sqlite_engine: Engine) -> Protected:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     downstream = Downstream.create()
     registry = BreakerRegistry(BREAKER_SETTINGS, clock=clock)
     deps = OrderDependencies(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
+from bookstore.resilience.timeline import ManualClock
 from bookstore.saga import SagaEvent, Step, StepContext, StepEventKind
 from bookstore.services.order.crash import MOMENTS, CrashPoint
 from bookstore.services.order.store import OrderStore
 
-from ..saga.fakes import FakeClock
 from .order_fakes import Downstream, order_saga
 
 
@@ -79,5 +79,9 @@ def test_returned_kills_after_the_action_ran_and_leaves_other_steps_alone() -> N
 def test_the_order_saga_refuses_a_crash_point_naming_a_step_it_does_not_have(sqlite_engine: Engine) -> None:
     with pytest.raises(ValueError, match="'ship'"):
         order_saga(
-            Downstream.create(), OrderStore(sqlite_engine), sqlite_engine, FakeClock(), crash_at="after:ship"
+            Downstream.create(),
+            OrderStore(sqlite_engine),
+            sqlite_engine,
+            ManualClock(1000.0),
+            crash_at="after:ship",
         )

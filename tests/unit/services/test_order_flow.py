@@ -16,12 +16,12 @@ from sqlalchemy import Engine
 
 from bookstore.domain.errors import InvalidArgument, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.resilience.timeline import ManualClock
 from bookstore.saga import SagaLog, SagaState
 from bookstore.services.order.flow import MAX_TOTAL_CENTS, DownstreamError, place_order
 from bookstore.services.order.saga import PLACE_ORDER, OrderSaga, order_payload
 from bookstore.services.order.store import OrderStore
 
-from ..saga.fakes import FakeClock
 from .order_fakes import DEADLINE_S, SAGA_DEADLINE_S, Downstream, FakeRpcError, SimulatedCrash, order_saga
 
 USER = "7b0f6c2e-8a51-4d0b-9a52-3f1c2b6d9e10"
@@ -38,12 +38,12 @@ def store(sqlite_engine: Engine) -> OrderStore:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(1000.0)
 
 
 @pytest.fixture
-def saga(downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: FakeClock) -> OrderSaga:
+def saga(downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: ManualClock) -> OrderSaga:
     return order_saga(downstream, store, sqlite_engine, clock)
 
 
@@ -320,7 +320,7 @@ def test_an_invalid_request_is_refused_naming_the_field(
 
 
 def test_an_order_too_expensive_for_one_payment_is_refused_before_anything_is_written(
-    store: OrderStore, sqlite_engine: Engine, clock: FakeClock
+    store: OrderStore, sqlite_engine: Engine, clock: ManualClock
 ) -> None:
     downstream = Downstream.create(prices={1: MAX_TOTAL_CENTS})
     saga = order_saga(downstream, store, sqlite_engine, clock)
@@ -332,7 +332,7 @@ def test_an_order_too_expensive_for_one_payment_is_refused_before_anything_is_wr
 
 
 def test_a_free_order_is_approved_without_a_charge(
-    store: OrderStore, sqlite_engine: Engine, clock: FakeClock
+    store: OrderStore, sqlite_engine: Engine, clock: ManualClock
 ) -> None:
     downstream = Downstream.create(prices={1: 0})
     saga = order_saga(downstream, store, sqlite_engine, clock)
@@ -363,7 +363,7 @@ def test_every_step_call_and_its_compensation_carry_the_same_idempotency_key(
 
 
 def test_a_payment_answering_after_its_deadline_is_refunded_and_the_order_rejected(
-    downstream: Downstream, store: OrderStore, saga: OrderSaga, clock: FakeClock
+    downstream: Downstream, store: OrderStore, saga: OrderSaga, clock: ManualClock
 ) -> None:
     # The Pay "succeeds", but only after the step's deadline: it counts as possibly done.
     downstream.journal.on_call = lambda method: clock.advance(DEADLINE_S + 0.5) if method == "Pay" else None
@@ -377,7 +377,7 @@ def test_a_payment_answering_after_its_deadline_is_refunded_and_the_order_reject
 
 
 def test_a_saga_whose_deadline_passed_does_not_start_the_payment_and_releases_the_stock(
-    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: FakeClock
+    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: ManualClock
 ) -> None:
     saga = order_saga(downstream, store, sqlite_engine, clock, deadline_s=DEADLINE_S)
     # The reservation answers just in time, using up the whole saga's budget.
@@ -395,7 +395,7 @@ def test_a_database_too_slow_to_store_the_order_is_deadline_exceeded_and_calls_n
     downstream: Downstream,
     store: OrderStore,
     saga: OrderSaga,
-    clock: FakeClock,
+    clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     create_pending = store.create_pending
@@ -457,7 +457,7 @@ FORWARD_CRASHES = [
 
 @pytest.mark.parametrize("crash_at", FORWARD_CRASHES)
 def test_an_order_interrupted_by_a_crash_is_approved_by_the_restarted_service(
-    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: FakeClock, crash_at: str
+    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: ManualClock, crash_at: str
 ) -> None:
     doomed = order_saga(downstream, store, sqlite_engine, clock, crash_at=crash_at)
     with pytest.raises(SimulatedCrash):
@@ -481,7 +481,7 @@ def test_an_order_interrupted_by_a_crash_is_approved_by_the_restarted_service(
     ["failed:pay", "compensating:pay", "compensated:pay", "compensating:reserve", "compensated:reserve"],
 )
 def test_a_crash_during_compensation_is_compensated_to_the_end_with_the_original_reason(
-    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: FakeClock, crash_at: str
+    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: ManualClock, crash_at: str
 ) -> None:
     downstream.payment.pay_error = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "payment down")
     doomed = order_saga(downstream, store, sqlite_engine, clock, crash_at=crash_at)
@@ -501,7 +501,7 @@ def test_a_crash_during_compensation_is_compensated_to_the_end_with_the_original
 
 
 def test_replaying_a_request_whose_saga_was_interrupted_finishes_it_without_reserving_again(
-    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: FakeClock
+    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: ManualClock
 ) -> None:
     doomed = order_saga(downstream, store, sqlite_engine, clock, crash_at="before:pay")
     with pytest.raises(SimulatedCrash):
@@ -532,7 +532,7 @@ def test_an_order_whose_saga_succeeded_just_before_a_crash_is_approved_by_recove
 
 
 def test_a_saga_whose_order_was_never_written_is_recovered_without_an_order(
-    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: FakeClock
+    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: ManualClock
 ) -> None:
     doomed = order_saga(downstream, store, sqlite_engine, clock, crash_at="before:order")
     with pytest.raises(SimulatedCrash):

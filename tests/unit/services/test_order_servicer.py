@@ -12,11 +12,11 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
+from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import order_pb2
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
 
-from ..saga.fakes import FakeClock
 from .conftest import AbortedCall
 from .order_fakes import Downstream, FakeRpcError, order_saga
 
@@ -31,7 +31,8 @@ def downstream() -> Downstream:
 @pytest.fixture
 def servicer(downstream: Downstream, sqlite_engine: Engine) -> OrderServicer:
     store = OrderStore(sqlite_engine)
-    return OrderServicer(downstream.deps, store, order_saga(downstream, store, sqlite_engine, FakeClock()))
+    saga = order_saga(downstream, store, sqlite_engine, ManualClock(1000.0))
+    return OrderServicer(downstream.deps, store, saga)
 
 
 def create(
