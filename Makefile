@@ -24,7 +24,7 @@ system:
 course: $(STAMP)
 	$(BIN)/python -m bookstore.cli course run
 
-# --durations: the slowest tests close the report, so a CI run that grows says where.
+# --durations: the report ends with its 25 slowest entries, so a run that grows says where.
 test: $(STAMP) system lint
 	$(BIN)/python -m pytest -p no:cacheprovider --durations=25 tests
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with infra/nbval-sanitize.cfg notebooks solutions
