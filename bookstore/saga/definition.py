@@ -19,6 +19,12 @@ The one decision a step must make about its own failure is *what the failure mea
   wrongly keeps a customer's money, guessing "possibly done" wrongly costs one no-op call.
 
 ``classify_failure`` is the default rule; a step may pass its own.
+
+**Local writes ride in the log's commits.** A saga usually exists for a row of its own
+service (the order it places). ``SagaDefinition.on_create`` writes that row inside the
+transaction that creates the saga, and ``on_end`` settles it inside the transaction that
+ends the saga. No extra commits, and no instant at which the log and the row disagree: a
+crash leaves either both or neither.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from sqlalchemy.orm import Session
 
 from bookstore.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 from bookstore.resilience.breaker import CircuitOpenError
+from bookstore.saga.log import SagaState
 
 DEFAULT_STEP_TIMEOUT_S = 2.0
 DEFAULT_SAGA_DEADLINE_S = 10.0
@@ -184,12 +192,32 @@ class Step:
 
 
 @dataclass(frozen=True)
+class SagaEnd:
+    """How a saga ends, handed to ``SagaDefinition.on_end`` inside the saga's last commit."""
+
+    saga_id: str
+    payload: Mapping[str, Any]
+    state: SagaState
+    failed_step: str | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class SagaDefinition:
-    """A named, ordered list of steps, and the default deadline of one run."""
+    """A named, ordered list of steps, the default deadline of one run, and its local writes.
+
+    ``on_create(session, payload)`` runs inside the transaction that creates the saga (and
+    commits its first step's STARTED); an exception there rolls the creation back and is
+    raised by ``run``. ``on_end(session, end)`` runs inside the transaction that marks the
+    saga SUCCEEDED or COMPENSATED. Both get the log's session, so they may only write to
+    the saga log's own database.
+    """
 
     name: str
     steps: Sequence[Step]
     deadline_s: float = DEFAULT_SAGA_DEADLINE_S
+    on_create: Callable[[Session, Mapping[str, Any]], None] | None = None
+    on_end: Callable[[Session, SagaEnd], None] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))

@@ -257,11 +257,14 @@ class SagaLog:
         *,
         deadline_s: float,
         first_event: NewEvent | None = None,
+        also: Callable[[Session], None] | None = None,
     ) -> bool:
         """Store a new RUNNING saga owned by this log's owner, with ``first_event`` if given.
 
         Returns False, writing nothing, when a saga with this id exists already: a replay,
         whose fate the caller reads (or resumes) instead of starting the work again.
+        ``also`` writes the caller's own rows in the same transaction; whatever it raises
+        rolls the creation back and is raised here.
         """
         if first_event is not None and first_event.kind is StepEventKind.FAILED:
             raise ValueError("a saga cannot be created with a FAILED event")
@@ -291,7 +294,11 @@ class SagaLog:
                 if first_event is not None:
                     session.flush()  # the saga row first: the event's foreign key points at it
                     session.add(self._event_row(saga_id, first_event, now))
+                if also is not None:
+                    also(session)
         except IntegrityError:
+            if self.find(saga_id) is None:
+                raise  # not our saga row: a unique key of the caller's own rows (``also``)
             return False  # a concurrent create with the same id won the race
         return True
 
@@ -309,12 +316,24 @@ class SagaLog:
         event = NewEvent(step, kind, error=error, possibly_done=possibly_done, attempt=attempt)
         self.append(saga_id, [event])
 
-    def finish(self, saga_id: str, state: SagaState) -> None:
+    def finish(
+        self, saga_id: str, state: SagaState, *, also: Callable[[Session], None] | None = None
+    ) -> None:
         """Mark the saga SUCCEEDED or COMPENSATED; it leaves ``in_flight`` for good."""
-        self.append(saga_id, [], finish=state)
+        self.append(saga_id, [], finish=state, also=also)
 
-    def append(self, saga_id: str, events: Sequence[NewEvent], *, finish: SagaState | None = None) -> None:
+    def append(
+        self,
+        saga_id: str,
+        events: Sequence[NewEvent],
+        *,
+        finish: SagaState | None = None,
+        also: Callable[[Session], None] | None = None,
+    ) -> None:
         """Append ``events`` in order and, with ``finish``, end the saga: one transaction.
+
+        ``also`` writes the caller's own rows in that transaction, after the fenced update:
+        they commit only if we still own the saga.
 
         Renews the lease once (refusing with ``SagaOwnershipLost`` if we no longer own the
         unfinished saga). A FAILED event moves the saga to COMPENSATING, naming the step and
@@ -339,6 +358,8 @@ class SagaLog:
         with self._sessions.begin() as session:
             now = self._fenced_update(session, saga_id, changes)
             session.add_all([self._event_row(saga_id, event, now) for event in events])
+            if also is not None:
+                also(session)
 
     @staticmethod
     def _event_row(saga_id: str, event: NewEvent, now: int) -> SagaStepEventRow:

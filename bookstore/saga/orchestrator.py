@@ -7,7 +7,8 @@ The rules it keeps, in the order they matter:
    ``recover_all`` finds each unfinished saga where it was. Events with no call between
    them share one transaction: the saga's creation and its first STARTED, a step's
    SUCCEEDED and the next step's STARTED (or its FAILED, when the deadline has passed),
-   the last SUCCEEDED and the saga's end.
+   the last SUCCEEDED and the saga's end. The definition's ``on_create`` and ``on_end``
+   write the service's own rows in the first and the last of those transactions.
 2. **Forward in order, compensate in reverse.** When step *k* fails, the steps before it are
    compensated from *k-1* down to the first. Step *k* itself is compensated first when its
    failure means POSSIBLY_DONE (a timeout, UNAVAILABLE), never when it was a refusal
@@ -42,11 +43,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from bookstore.observability.saga_telemetry import SagaRun, StepSpan
 from bookstore.saga.definition import (
     FailureMeaning,
     SagaDeadlineExceeded,
     SagaDefinition,
+    SagaEnd,
     Step,
     StepContext,
     StepTimeout,
@@ -264,7 +268,12 @@ class SagaOrchestrator:
             deadline_at = self._clock() + budget
             first = NewEvent(definition.steps[0].name, StepEventKind.STARTED)
             # The saga is created with its first step STARTED: one transaction, no call between.
-            if self._log.create(saga_id, definition.name, stored, deadline_s=budget, first_event=first):
+            on_create = definition.on_create
+            also = None if on_create is None else (lambda session: on_create(session, stored))
+            created = self._log.create(
+                saga_id, definition.name, stored, deadline_s=budget, first_event=first, also=also
+            )
+            if created:
                 self._notify(saga_id, [first])
                 return self._observed(
                     definition,
@@ -354,7 +363,7 @@ class SagaOrchestrator:
             rerun = interrupted and index == start
             now = self._clock()
             already_started = first_started and index == start
-            if now >= deadline_at and not already_started:
+            if now >= deadline_at:
                 late = SagaDeadlineExceeded(f"the saga's deadline passed before step {step.name} started")
                 failed = NewEvent(step.name, StepEventKind.FAILED, error=str(late), possibly_done=rerun)
                 self._write(saga_id, [*done, failed])
@@ -392,7 +401,8 @@ class SagaOrchestrator:
             )
             log.info("saga %s: step %s failed (%s): %s", saga_id, step.name, meaning.value, failure)
             return self._compensate(definition, saga_id, payload, failure)
-        self._write(saga_id, done, finish=SagaState.SUCCEEDED)
+        end = SagaEnd(saga_id, frozen, SagaState.SUCCEEDED)
+        self._write(saga_id, done, finish=SagaState.SUCCEEDED, also=self._on_end(definition, end))
         # Only a saga in which no step failed comes this way: nothing to read back.
         return SagaOutcome(saga_id=saga_id, state=SagaState.SUCCEEDED)
 
@@ -424,7 +434,8 @@ class SagaOrchestrator:
         failure: Exception | None = None,
     ) -> SagaOutcome:
         """Compensate, last first, every step the log shows done or possibly done and not yet undone."""
-        progress, _ = _progress(definition, self._log.get(saga_id).events)
+        record = self._log.get(saga_id)
+        progress, _ = _progress(definition, record.events)
         frozen = MappingProxyType(dict(payload))
         pending = [
             step
@@ -440,7 +451,8 @@ class SagaOrchestrator:
                     self._backoff.max_attempts,
                 )
                 return SagaOutcome.from_record(self._log.get(saga_id), failure)
-        self._log.finish(saga_id, SagaState.COMPENSATED)
+        end = SagaEnd(saga_id, frozen, SagaState.COMPENSATED, record.failed_step, record.error)
+        self._log.finish(saga_id, SagaState.COMPENSATED, also=self._on_end(definition, end))
         return SagaOutcome.from_record(self._log.get(saga_id), failure)
 
     def _compensate_step(
@@ -518,11 +530,24 @@ class SagaOrchestrator:
             compensating=compensating,
         )
 
-    def _write(self, saga_id: str, events: list[NewEvent], *, finish: SagaState | None = None) -> None:
+    @staticmethod
+    def _on_end(definition: SagaDefinition, end: SagaEnd) -> Callable[[Session], None] | None:
+        """The definition's ``on_end`` for this end, to run inside the saga's last commit."""
+        on_end = definition.on_end
+        return None if on_end is None else (lambda session: on_end(session, end))
+
+    def _write(
+        self,
+        saga_id: str,
+        events: list[NewEvent],
+        *,
+        finish: SagaState | None = None,
+        also: Callable[[Session], None] | None = None,
+    ) -> None:
         """Commit the events in one transaction, then tell the hooks: they never see what the log lacks."""
         if not events and finish is None:
             return
-        self._log.append(saga_id, events, finish=finish)
+        self._log.append(saga_id, events, finish=finish, also=also)
         self._notify(saga_id, events)
 
     def _notify(self, saga_id: str, events: list[NewEvent]) -> None:

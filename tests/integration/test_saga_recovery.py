@@ -157,11 +157,11 @@ def crash_once(cluster: Cluster, crash_at: str, request: order_pb2.CreateOrderRe
 
 # ------------------------------------------------------------------- killed at each boundary
 
-# A step's SUCCEEDED is committed with the next step's STARTED, so "after:order" and
-# "after:reserve" are the same instant as "before:reserve" and "before:pay"; "after:pay"
-# (the saga SUCCEEDED, the order not yet APPROVED) is a boundary of its own.
+# A step's SUCCEEDED is committed with the next step's STARTED, so "after:reserve" is the
+# same instant as "before:pay". "before:reserve" follows the saga's first commit (which also
+# wrote the order PENDING); "after:pay" its last (which also approved it).
 FORWARD_BOUNDARIES = [
-    *(f"{moment}:{step}" for step in ("order", "reserve", "pay") for moment in ("before", "returned")),
+    *(f"{moment}:{step}" for step in ("reserve", "pay") for moment in ("before", "returned")),
     "after:pay",
 ]
 COMPENSATION_BOUNDARIES = [

@@ -16,9 +16,9 @@ step meets them:
                the other service did the work; the restarted saga must repeat the call with the
                same idempotency key and be answered, not served twice)
 ``after``      SUCCEEDED is logged. The log commits it together with the next step's STARTED
-               (or, for the last step, with the saga's end), so ``after:reserve`` leaves the
-               same log as ``before:pay``; only ``after`` of the last step is a moment of its
-               own: the saga has SUCCEEDED, the order is not APPROVED yet
+               (or, for the last step, with the saga's end and the order's approval), so
+               ``after:reserve`` leaves the same log as ``before:pay``, and ``after:pay``
+               finds the order APPROVED: recovery has nothing left to do
 ``failed``     FAILED is logged, no compensation has run
 ``compensating``  COMPENSATING is logged, the undo call is not made yet
 ``compensated``   COMPENSATED is logged, the next compensation has not started

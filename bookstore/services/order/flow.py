@@ -3,7 +3,7 @@
 The steps, in order::
 
     validate -> replay? -> catalog.BatchGetBooks
-             -> saga: write PENDING -> inventory.ReserveStock -> payment.Pay -> APPROVED
+             -> saga: PENDING -> inventory.ReserveStock -> payment.Pay -> APPROVED
 
 Week 6 ran the saga's part as a plain sequence of calls; if the process died in the middle,
 nobody finished the compensation and the order stayed PENDING for good. Week 7 runs the
@@ -64,7 +64,7 @@ from bookstore.services.order.clients import (
     OrderDependencies,
     PaymentClient,
 )
-from bookstore.services.order.saga import STEP_CALLS, OrderSaga, RequestTaken, StepCall
+from bookstore.services.order.saga import STEP_CALLS, OrderSaga, RequestTaken
 from bookstore.services.order.store import MAX_REQUEST_ID_CHARS, OrderStore
 from bookstore.services.status import ORDER_ID_METADATA_KEY
 
@@ -247,6 +247,9 @@ def place_order(
     draft = draft_order(deps, valid)
     try:
         outcome = saga.run(draft)
+    except RequestTaken as taken:
+        # A concurrent request with the same request_id got there first; its saga owns the order.
+        return store.get(taken.winner.order_id)
     except SagaOwnershipLost:
         # Another replica took the saga over (our lease ran out); it finishes the order.
         log.warning("saga %s was taken over by another orchestrator", draft.order_id)
@@ -271,17 +274,10 @@ def _answer(store: OrderStore, order_id: str, outcome: SagaOutcome) -> Order:
     failure = outcome.exception
     if outcome.succeeded or failure is None:
         return store.get(order_id)
-    if isinstance(failure, RequestTaken):
-        # A concurrent request with the same request_id got there first; its saga owns the order.
-        return store.get(failure.winner.order_id)
     late = isinstance(failure, StepTimeout | SagaDeadlineExceeded)
     call = STEP_CALLS.get(outcome.failed_step or "")
     if call is None:
-        # The order could not even be stored. Too slow a database is reported like a slow
-        # service (DEADLINE_EXCEEDED); any other database error is a bug: INTERNAL.
-        if not late:
-            raise failure
-        call = StepCall("order", "database", "")
+        raise failure  # every step is a call; anything else is a bug: INTERNAL
     if status_code_of(failure) is grpc.StatusCode.FAILED_PRECONDITION:
         return store.get(order_id)  # a refusal: REJECTED with its reason (PENDING while undoing)
     if isinstance(failure, CircuitOpenError):

@@ -2,28 +2,27 @@
 
 The saga's id is the order's id. Its steps, each with the compensation that undoes it::
 
-    order    write the order PENDING              undo: mark it REJECTED, with the reason
     reserve  inventory.ReserveStock               undo: inventory.ReleaseStock
     pay      payment.Pay (none for a free order)  undo: payment.Refund
 
-When all three succeeded the saga is SUCCEEDED, and only then does the order become
-APPROVED (``finalize``). Until the saga ends, the order stays PENDING: a *semantic lock*
-that tells every reader (the gateway, a replayed request) that nothing about it is final.
+**The order row rides in the log's own commits.** The order is written PENDING in the very
+transaction that creates the saga (``SagaDefinition.on_create``), and it becomes APPROVED or
+REJECTED in the very transaction that ends it (``on_end``). Three commits per order, where
+separate writes took six: the saga's creation with the order and ``reserve`` STARTED;
+``reserve`` SUCCEEDED with ``pay`` STARTED; ``pay`` SUCCEEDED with the saga's end and the
+approval. A crash can no longer fall between the log and the order: a PENDING order always
+has an unfinished saga that ``recover`` finds, and a finished saga always a settled order.
+Until the saga ends, the order stays PENDING: a *semantic lock* that tells every reader (the
+gateway, a replayed request) that nothing about it is final.
 
-**Why writing the order is a step.** Were the order written before the saga began, a crash
-in between would leave a PENDING order that no log knows about. As the first step, its
-write is logged like any other, replayed after a crash (storing the same order id again is
-a no-op) and undone by marking the order REJECTED. The REJECTED reason is read back from
-the saga log, so it is the *original* failure ("out of stock: ...", "payment declined:
-...", "payment failed: Pay returned UNAVAILABLE: ..."), also when the compensation runs in
-a restarted process that never saw the error itself.
+The REJECTED reason is read back from the saga log, so it is the *original* failure ("out of
+stock: ...", "payment declined: ...", "payment failed: Pay returned UNAVAILABLE: ..."), also
+when the compensation runs in a restarted process that never saw the error itself.
 
 **Why approval is not a step.** A step that returns after its deadline counts as possibly
 done and sends the saga into compensation. An ``approve`` step that committed APPROVED and
 returned a millisecond late would get the money refunded and the stock released under an
-APPROVED order. So approval follows the saga's end instead: the log says SUCCEEDED, then
-the order is marked APPROVED, and ``recover`` approves any order whose saga SUCCEEDED while
-the process died before it could.
+APPROVED order. So approval is part of the saga's end, written with the log's SUCCEEDED.
 
 **Idempotency.** Every call carries the order id in its request, which the inventory and
 payment services use as their idempotency key, and the step's key (``"<order id>:pay"``)
@@ -32,14 +31,13 @@ answered from the first outcome, never applied twice. Compensations also work wh
 is nothing to undo: a Refund before any Pay voids the payment and bars a late Pay.
 
 **Recovery.** ``recover`` resumes every saga in flight (forward if no step failed, otherwise
-compensation to the end) and settles the PENDING orders of sagas that already ended. The
+compensation to the end), which settles its order as the saga ends. The
 service runs it at start-up and then every few seconds (``recover_periodically``), which
 also finishes compensations that gave up for a while because a service was down.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -48,8 +46,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from bookstore.domain.errors import FailedPrecondition, NotFound
+from bookstore.domain.errors import FailedPrecondition
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.rpc.v1 import inventory_pb2, payment_pb2
 from bookstore.saga import (
@@ -57,6 +57,7 @@ from bookstore.saga import (
     Hook,
     SagaBusy,
     SagaDefinition,
+    SagaEnd,
     SagaLog,
     SagaNotFound,
     SagaOrchestrator,
@@ -73,10 +74,9 @@ from bookstore.services.order.store import OrderStore
 log = logging.getLogger(__name__)
 
 PLACE_ORDER = "place_order"
-ORDER_STEP = "order"
 RESERVE_STEP = "reserve"
 PAY_STEP = "pay"
-STEP_NAMES = (ORDER_STEP, RESERVE_STEP, PAY_STEP)
+STEP_NAMES = (RESERVE_STEP, PAY_STEP)
 
 DEFAULT_RECOVERY_INTERVAL_S = 3.0
 # A request thread retries a failing compensation a few times, then leaves the saga
@@ -101,10 +101,10 @@ STEP_CALLS = {
 
 
 class RequestTaken(FailedPrecondition):
-    """The user's request id belongs to another order already: this saga stops, having done nothing.
+    """The user's request id belongs to another order already: no saga starts, nothing is written.
 
     Two copies of one request raced past the replay check; the database's unique key let
-    one of them store its order. The other's saga ends here, and its caller gets the winner.
+    one of them store its order. The other's saga is never created, and its caller gets the winner.
     """
 
     def __init__(self, winner: Order) -> None:
@@ -158,8 +158,6 @@ def rejection_reason(failed_step: str | None, error: str) -> str:
     """The reason a customer reads on a REJECTED order, as week 6 worded it."""
     call = STEP_CALLS.get(failed_step or "")
     if call is None:
-        if failed_step == ORDER_STEP:
-            return f"could not store the order: {error}"
         return f"the order could not be completed: {error}"
     code, details = split_status(error)
     if code is grpc.StatusCode.FAILED_PRECONDITION:
@@ -196,10 +194,8 @@ class OrderSaga:
         self.deps = deps
         self.store = store
         self.saga_log = saga_log
-        # A remote step gets the deadline of one RPC. Storing the order is a local write that
-        # only queues for the database, so it may use the saga's whole budget.
+        # Each step gets the deadline of one RPC.
         steps = [
-            Step(ORDER_STEP, self._store_pending, self._reject, timeout_s=deadline_s),
             Step(RESERVE_STEP, self._reserve, self._release, timeout_s=deps.deadline_s),
             Step(PAY_STEP, self._pay, self._refund, timeout_s=deps.deadline_s),
         ]
@@ -210,7 +206,9 @@ class OrderSaga:
             log.warning("fault injection armed: this process will SIGKILL itself at %s", crash_at)
             steps = [crash_at.wrap(step, kill) for step in steps]
             all_hooks.append(crash_at.hook(kill))
-        self.definition = SagaDefinition(PLACE_ORDER, steps, deadline_s=deadline_s)
+        self.definition = SagaDefinition(
+            PLACE_ORDER, steps, deadline_s=deadline_s, on_create=self._store_pending, on_end=self._settle
+        )
         self.orchestrator = SagaOrchestrator(
             saga_log, [self.definition], all_hooks, clock=clock, sleep=sleep, backoff=backoff
         )
@@ -218,9 +216,20 @@ class OrderSaga:
     # Driving
 
     def run(self, draft: Order) -> SagaOutcome:
-        """Run the saga for a new PENDING ``draft`` (not stored yet) and settle the order's status."""
-        outcome = self.orchestrator.run(PLACE_ORDER, draft.order_id, order_payload(draft))
-        self._settle(outcome)
+        """Store a new PENDING ``draft`` and run its saga, which settles the order as it ends.
+
+        Raises RequestTaken, having written nothing, when the user's request id belongs to
+        another order (the winner of a race past the replay check).
+        """
+        try:
+            outcome = self.orchestrator.run(PLACE_ORDER, draft.order_id, order_payload(draft))
+        except IntegrityError:
+            # Both copies passed the check in their transactions; the unique key chose the winner.
+            winner = self.store.find_by_request(draft.user_id, draft.request_id) if draft.request_id else None
+            if winner is None:
+                raise
+            raise RequestTaken(winner) from None
+        self.store.notify()  # order.created, then order.approved or .rejected, wait in the outbox
         return outcome
 
     def resume(self, order_id: str) -> SagaOutcome | None:
@@ -232,34 +241,11 @@ class OrderSaga:
         except (SagaBusy, SagaOwnershipLost) as busy:
             log.debug("saga %s is driven elsewhere: %s", order_id, busy)
             return None
-        self._settle(outcome)
+        self.store.notify()
         return outcome
 
-    def finalize(self, order_id: str) -> None:
-        """Give the order the status its saga ended with; an unfinished saga leaves it PENDING."""
-        record = self.saga_log.find(order_id)
-        if record is None:
-            return
-        self._settle_as(order_id, record.state, record.failed_step, record.error)
-
-    def _settle(self, outcome: SagaOutcome) -> None:
-        """``finalize`` from the outcome the orchestrator read back or knew: no second read."""
-        self._settle_as(outcome.saga_id, outcome.state, outcome.failed_step, outcome.error)
-
-    def _settle_as(self, order_id: str, state: SagaState, failed_step: str | None, error: str) -> None:
-        if not state.finished:
-            return
-        if state is SagaState.SUCCEEDED:
-            self.store.mark(order_id, OrderStatus.APPROVED)
-            return
-        # Usually done already by the order step's compensation. NotFound: the order step
-        # never wrote the row (it lost a request-id race, say), so there is nothing to mark.
-        with contextlib.suppress(NotFound):
-            reason = rejection_reason(failed_step, error)
-            self.store.mark(order_id, OrderStatus.REJECTED, reason)
-
     def recover(self) -> list[SagaOutcome]:
-        """Finish every place-order saga in flight, then settle PENDING orders whose saga ended.
+        """Finish every place-order saga in flight; each settles its order as it ends.
 
         Sagas driven right now (by a request of this process, or by another replica whose
         lease holds) are left to their driver. Returns the outcomes of the sagas resumed.
@@ -277,27 +263,25 @@ class OrderSaga:
             if outcome is not None:
                 log.info("recovered saga %s: %s", record.saga_id, outcome.state.value)
                 outcomes.append(outcome)
-        for order_id in self.store.pending_ids():
-            ended = self.saga_log.find(order_id)
-            if ended is not None and ended.finished:
-                log.info("order %s was left PENDING after its saga ended %s", order_id, ended.state.value)
-                self.finalize(order_id)
         return outcomes
 
-    # The steps. Each call passes what is left of the step's deadline and its idempotency key.
+    # The order's own writes, inside the saga's first and last commits.
 
-    def _store_pending(self, ctx: StepContext) -> None:
-        draft = order_from_payload(ctx.payload)
-        stored = self.store.create_pending(draft)
+    def _store_pending(self, session: Session, payload: Mapping[str, Any]) -> None:
+        draft = order_from_payload(payload)
+        stored = self.store.create_pending_in(session, draft)
         if stored.order_id != draft.order_id:
-            raise RequestTaken(stored)
+            raise RequestTaken(stored)  # rolls the saga's creation back: nothing is written
 
-    def _reject(self, ctx: StepContext) -> None:
-        record = self.saga_log.get(ctx.saga_id)
-        reason = rejection_reason(record.failed_step, record.error)
-        # NotFound: the order step failed before its row was written, so there is nothing to reject.
-        with contextlib.suppress(NotFound):
-            self.store.mark(ctx.payload["order_id"], OrderStatus.REJECTED, reason)
+    def _settle(self, session: Session, end: SagaEnd) -> None:
+        order_id = end.payload["order_id"]
+        if end.state is SagaState.SUCCEEDED:
+            self.store.mark_in(session, order_id, OrderStatus.APPROVED)
+        else:
+            reason = rejection_reason(end.failed_step, end.error)
+            self.store.mark_in(session, order_id, OrderStatus.REJECTED, reason)
+
+    # The steps. Each call passes what is left of the step's deadline and its idempotency key.
 
     def _reserve(self, ctx: StepContext) -> None:
         request = inventory_pb2.ReserveStockRequest(

@@ -134,21 +134,31 @@ class OrderStore:
         for _ in range(2):
             try:
                 with self._sessions.begin() as session:
-                    again = session.get(OrderRow, order.order_id)
-                    if again is not None:
-                        return again.to_domain()
-                    if request_id is not None:
-                        existing = self._find_request(session, order.user_id, request_id)
-                        if existing is not None:
-                            return existing.to_domain()
-                    stored = self._add(session, order, request_id, OrderStatus.PENDING)
-                self._notify()
+                    stored = self.create_pending_in(session, order)
+                if stored.order_id == order.order_id:
+                    self.notify()
                 return stored
             except IntegrityError:
                 if request_id is None:
                     raise  # a duplicate order id is a bug, not a race to resolve
                 continue
         raise RuntimeError(f"could not settle the order for request {request_id!r} of user {order.user_id}")
+
+    def create_pending_in(self, session: Session, order: Order) -> Order:
+        """``create_pending`` inside the caller's transaction (the saga's first commit).
+
+        Call ``notify`` after that transaction committed. A lost insert race surfaces as
+        IntegrityError when the caller's transaction flushes or commits.
+        """
+        again = session.get(OrderRow, order.order_id)
+        if again is not None:
+            return again.to_domain()
+        request_id = order.request_id or None
+        if request_id is not None:
+            existing = self._find_request(session, order.user_id, request_id)
+            if existing is not None:
+                return existing.to_domain()
+        return self._add(session, order, request_id, OrderStatus.PENDING)
 
     def add_in(self, session: Session, order: Order) -> Order:
         """Store ``order`` with its own status, and its event, inside the caller's transaction.
@@ -182,25 +192,31 @@ class OrderStore:
         APPROVED order turning REJECTED (or back) would mean two flows ran for one order.
         """
         with self._sessions.begin() as session:
-            row = session.get(OrderRow, order_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"no order {order_id}", field="order_id")
-            if row.status == status.value and status is not OrderStatus.PENDING:
-                return row.to_domain()
-            if row.status != OrderStatus.PENDING.value:
-                raise FailedPrecondition(
-                    f"order {order_id} is already {row.status}, cannot become {status.value}",
-                    field="order_id",
-                )
-            row.status = status.value
-            # Reasons often quote a downstream error message, whose length nobody promised.
-            row.reason = reason[:MAX_REASON_CHARS]
-            changed = row.to_domain()
-            add_event(session, order_event(changed))
-        self._notify()
+            changed = self.mark_in(session, order_id, status, reason)
+        self.notify()
         return changed
 
-    def _notify(self) -> None:
+    def mark_in(self, session: Session, order_id: str, status: OrderStatus, reason: str = "") -> Order:
+        """``mark`` inside the caller's transaction (the saga's last commit); then call ``notify``."""
+        row = session.get(OrderRow, order_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no order {order_id}", field="order_id")
+        if row.status == status.value and status is not OrderStatus.PENDING:
+            return row.to_domain()
+        if row.status != OrderStatus.PENDING.value:
+            raise FailedPrecondition(
+                f"order {order_id} is already {row.status}, cannot become {status.value}",
+                field="order_id",
+            )
+        row.status = status.value
+        # Reasons often quote a downstream error message, whose length nobody promised.
+        row.reason = reason[:MAX_REASON_CHARS]
+        changed = row.to_domain()
+        add_event(session, order_event(changed))
+        return changed
+
+    def notify(self) -> None:
+        """Tell the outbox relay (``on_event``) that a committed transaction added an event."""
         if self.on_event is not None:
             self.on_event()
 

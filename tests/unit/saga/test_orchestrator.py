@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import grpc
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from bookstore.resilience import CircuitOpenError, CircuitOpenRpcError, State
 from bookstore.resilience.timeline import ManualClock
@@ -16,6 +18,7 @@ from bookstore.saga import (
     FailureMeaning,
     SagaBusy,
     SagaDefinition,
+    SagaEnd,
     SagaEvent,
     SagaLog,
     SagaOrchestrator,
@@ -682,3 +685,48 @@ def test_a_saga_id_is_bound_to_its_definition(world: World) -> None:
     orchestrator.run(SAGA, ORDER, {})
     with pytest.raises(ValueError, match="exists already"):
         orchestrator.run("refund_order", ORDER, {})
+
+
+# Local writes in the log's first and last commits
+
+
+def with_local_writes(
+    world: World,
+    on_create: Callable[[Session, Mapping[str, Any]], None] | None = None,
+    on_end: Callable[[Session, SagaEnd], None] | None = None,
+) -> SagaDefinition:
+    return replace(world.definition(), on_create=on_create, on_end=on_end)
+
+
+def test_a_failing_local_write_at_creation_leaves_no_saga_and_calls_nobody(world: World) -> None:
+    def refuse(session: Session, payload: Mapping[str, Any]) -> None:
+        raise ValueError("that request id is taken")
+
+    orchestrator = world.orchestrator(definition=with_local_writes(world, on_create=refuse))
+    with pytest.raises(ValueError, match="taken"):
+        orchestrator.run(SAGA, ORDER, {"order_id": ORDER})
+    assert orchestrator.log.find(ORDER) is None
+    assert world.calls() == []
+
+
+def test_the_local_write_at_the_end_learns_how_the_saga_ended(world: World) -> None:
+    ends: list[SagaEnd] = []
+    world.fail_action("pay", refusal())
+    orchestrator = world.orchestrator(
+        definition=with_local_writes(world, on_end=lambda session, end: ends.append(end))
+    )
+    orchestrator.run(SAGA, ORDER, {"order_id": ORDER})
+    (end,) = ends
+    assert (end.state, end.failed_step, end.payload) == (SagaState.COMPENSATED, "pay", {"order_id": ORDER})
+    assert "card declined" in end.error
+
+
+def test_a_failing_local_write_at_the_end_leaves_the_saga_unfinished_for_recovery(world: World) -> None:
+    def broken(session: Session, end: SagaEnd) -> None:
+        raise RuntimeError("disk full")
+
+    orchestrator = world.orchestrator(definition=with_local_writes(world, on_end=broken))
+    with pytest.raises(RuntimeError, match="disk full"):
+        orchestrator.run(SAGA, ORDER, {"order_id": ORDER})
+    # The saga's end was in the same transaction: rolled back with it, so the saga is in flight.
+    assert [record.saga_id for record in orchestrator.log.in_flight()] == [ORDER]

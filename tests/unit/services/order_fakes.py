@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, event
 
+from bookstore.platform.database import READ_ONLY_OPTION
 from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, payment_pb2
 from bookstore.saga import Backoff, SagaLog
@@ -226,3 +227,19 @@ class SimulatedCrash(BaseException):
 
 def simulated_kill() -> None:
     raise SimulatedCrash
+
+
+class WriteTransactions:
+    """Counts the write transactions committed on ``engine`` from now on (reads are not counted).
+
+    On SQLite each of them takes the database's one write lock, so their number is what a
+    flow costs the writers queueing behind it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.count = 0
+        event.listen(engine, "commit", self._on_commit)
+
+    def _on_commit(self, connection: Connection) -> None:
+        if not connection.get_execution_options().get(READ_ONLY_OPTION):
+            self.count += 1

@@ -13,16 +13,24 @@ import uuid
 import grpc
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from bookstore.domain.errors import InvalidArgument, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.resilience.timeline import ManualClock
-from bookstore.saga import SagaLog, SagaState
 from bookstore.services.order.flow import MAX_TOTAL_CENTS, DownstreamError, place_order
-from bookstore.services.order.saga import PLACE_ORDER, OrderSaga, order_payload
+from bookstore.services.order.saga import OrderSaga
 from bookstore.services.order.store import OrderStore
 
-from .order_fakes import DEADLINE_S, SAGA_DEADLINE_S, Downstream, FakeRpcError, SimulatedCrash, order_saga
+from .order_fakes import (
+    DEADLINE_S,
+    SAGA_DEADLINE_S,
+    Downstream,
+    FakeRpcError,
+    SimulatedCrash,
+    WriteTransactions,
+    order_saga,
+)
 
 USER = "7b0f6c2e-8a51-4d0b-9a52-3f1c2b6d9e10"
 
@@ -398,29 +406,29 @@ def test_a_database_too_slow_to_store_the_order_is_deadline_exceeded_and_calls_n
     clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    create_pending = store.create_pending
+    create_pending_in = store.create_pending_in
 
-    def slow_create_pending(order: Order) -> Order:
+    def slow_create_pending_in(session: Session, order: Order) -> Order:
         clock.advance(SAGA_DEADLINE_S + 1)
-        return create_pending(order)
+        return create_pending_in(session, order)
 
-    monkeypatch.setattr(store, "create_pending", slow_create_pending)
+    monkeypatch.setattr(store, "create_pending_in", slow_create_pending_in)
     with pytest.raises(DownstreamError) as raised:
         place_order(downstream.deps, store, saga, USER, basket())
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert downstream.journal.methods == ["BatchGetBooks"]
     order = only_order(store)
     assert order.status is OrderStatus.REJECTED
-    assert order.reason.startswith("could not store the order: step order took longer than its timeout")
+    assert order.reason == "inventory failed: the saga's deadline passed before step reserve started"
 
 
 def test_a_broken_database_is_raised_as_is_and_calls_nobody(
     downstream: Downstream, store: OrderStore, saga: OrderSaga, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(order: Order) -> Order:
+    def broken(session: Session, order: Order) -> Order:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(store, "create_pending", broken)
+    monkeypatch.setattr(store, "create_pending_in", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         place_order(downstream.deps, store, saga, USER, basket())
     assert downstream.journal.methods == ["BatchGetBooks"]
@@ -442,11 +450,10 @@ def test_an_order_stays_pending_while_its_saga_runs(
     assert order.status is OrderStatus.APPROVED
 
 
-# "after:order" and "after:reserve" are gone: a step's SUCCEEDED is committed together with
-# the next step's STARTED, so they are the same instant as "before:reserve" and "before:pay".
+# "after:reserve" is gone: a step's SUCCEEDED is committed together with the next step's
+# STARTED, so it is the same instant as "before:pay". "before:reserve" is the saga's first
+# commit, which also wrote the order; "after:pay" its last, which also approved it.
 FORWARD_CRASHES = [
-    "before:order",
-    "returned:order",
     "before:reserve",
     "returned:reserve",
     "before:pay",
@@ -513,32 +520,28 @@ def test_replaying_a_request_whose_saga_was_interrupted_finishes_it_without_rese
     assert downstream.journal.methods == ["BatchGetBooks", "ReserveStock", "Pay"]
 
 
-def test_an_order_whose_saga_succeeded_just_before_a_crash_is_approved_by_recovery(
-    store: OrderStore, saga: OrderSaga
+def test_a_saga_order_takes_three_write_transactions_from_creation_to_approval(
+    downstream: Downstream, store: OrderStore, saga: OrderSaga, sqlite_engine: Engine
 ) -> None:
-    draft = Order(
-        order_id="5a4b2c1d-0e9f-4a8b-9c7d-6e5f4a3b2c1d",
-        user_id=USER,
-        items=(OrderItem(1, 1, 1250),),
-        status=OrderStatus.PENDING,
-        created_at_unix=0,
-        total_cents=1250,
-    )
-    # The orchestrator alone: the saga ends SUCCEEDED, and the process "dies" before approving.
-    assert saga.orchestrator.run(PLACE_ORDER, draft.order_id, order_payload(draft)).succeeded
-    assert store.get(draft.order_id).status is OrderStatus.PENDING
-    saga.recover()
-    assert store.get(draft.order_id).status is OrderStatus.APPROVED
+    writes = WriteTransactions(sqlite_engine)
+    order = place_order(downstream.deps, store, saga, USER, basket())
+    assert order.status is OrderStatus.APPROVED
+    # Created with the order and reserve STARTED; reserve SUCCEEDED with pay STARTED; pay
+    # SUCCEEDED with the saga's end and the approval.
+    assert writes.count == 3
 
 
-def test_a_saga_whose_order_was_never_written_is_recovered_without_an_order(
-    downstream: Downstream, store: OrderStore, sqlite_engine: Engine, clock: ManualClock
+def test_a_crash_before_the_first_commit_leaves_neither_an_order_nor_a_saga(
+    downstream: Downstream, store: OrderStore, saga: OrderSaga, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    doomed = order_saga(downstream, store, sqlite_engine, clock, crash_at="before:order")
-    with pytest.raises(SimulatedCrash):
-        place_order(downstream.deps, store, doomed, USER, basket())
+    class PowerCut(BaseException):
+        pass
+
+    def cut(session: Session, order: Order) -> Order:
+        raise PowerCut
+
+    monkeypatch.setattr(store, "create_pending_in", cut)
+    with pytest.raises(PowerCut):
+        place_order(downstream.deps, store, saga, USER, basket())
     assert store.list_for_user(USER, 0, 10) == ([], 0)
-    (record,) = SagaLog(sqlite_engine, owner="order-0").in_flight()
-    assert record.state is SagaState.RUNNING
-    order_saga(downstream, store, sqlite_engine, clock).recover()
-    assert only_order(store).status is OrderStatus.APPROVED
+    assert saga.saga_log.in_flight() == []
