@@ -84,7 +84,8 @@ from bookstore.platform.database import drop_mysql_databases, make_engine
 from bookstore.platform.processes import cpu_seconds
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, order_pb2, payment_pb2
-from bookstore.services.order.flow import OrderDependencies, place_order
+from bookstore.services.order import flow as order_flow_module
+from bookstore.services.order.flow import OrderDependencies
 from bookstore.services.order.store import OrderStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -434,7 +435,7 @@ def hop_phases(cluster: Cluster, counts: Counts, chain_timer: StepTimer) -> list
 
 def order_flow_kind(order_flow: str | None) -> str:
     """What the order service runs: ``order_flow`` is BOOKSTORE_ORDER_FLOW, None for its default."""
-    if "saga" not in inspect.signature(place_order).parameters:
+    if _generation() == "week6":
         return "plain sequence (week 6; this version has no other)"
     if order_flow == "plain":
         return "plain sequence (week 6, BOOKSTORE_ORDER_FLOW=plain)"
@@ -446,10 +447,11 @@ def build_order_flow(
 ) -> Callable[[str, list[OrderItem]], Order]:
     """``place_order`` wired as ``bookstore.services.order.__main__`` wires it, every part timed.
 
-    Three wirings are supported: week 6's code, whose only flow is the plain sequence
+    Four wirings are supported: week 6's code, whose only flow is the plain sequence
     ``place_order(deps, store, user_id, items)``; week 7's saga, which adds a saga log in the
-    same database (``place_order(deps, store, saga, user_id, items)``); and week 7's code
-    told to run week 6's flow (``plain_flow.place_order``, BOOKSTORE_ORDER_FLOW=plain).
+    same database (``place_order(deps, store, saga, user_id, items)``); week 7's code told to
+    run week 6's flow (``plain_flow.place_order``, BOOKSTORE_ORDER_FLOW=plain); and today's
+    flow objects (``SagaFlow`` or ``PlainFlow``, each with ``place(PlaceOrder)``).
     """
     # The service's own constructor: the same channels (and circuit breakers, where it has them).
     settings = Settings(targets={name: cluster.target(name) for name in PEERS}, deadline_s=DEADLINE_S)
@@ -461,9 +463,13 @@ def build_order_flow(
         payment=timer.wrap("payment", built.payment),
     )
     store = timer.wrap("order store", OrderStore(engine))
-    place: Any = place_order  # its signature depends on the generation, so mypy checks neither
-    if "saga" not in inspect.signature(place_order).parameters:
+    # Each generation's signature differs, so mypy checks none of them here.
+    generation = _generation()
+    place: Any = getattr(order_flow_module, "place_order", None)
+    if generation == "week6":
         return lambda user_id, items: place(deps, store, user_id, items)
+    if generation == "flows":
+        return _flow_object(deps, store, engine, timer, order_flow)
     if order_flow == "plain":
         plain: Any = importlib.import_module("bookstore.services.order.plain_flow").place_order
         return lambda user_id, items: plain(deps, store, user_id, items)
@@ -473,6 +479,34 @@ def build_order_flow(
     saga_log = timer.wrap("saga log", saga_log_class(engine, owner="bench-profile"))
     saga = saga_module.OrderSaga(deps, store, saga_log, deadline_s=SAGA_DEADLINE_S)
     return lambda user_id, items: place(deps, store, saga, user_id, items)
+
+
+def _generation() -> str:
+    """Which order-flow API this code has: "week6", "week7" (functions) or "flows" (objects)."""
+    if hasattr(order_flow_module, "SagaFlow"):
+        return "flows"
+    if "saga" not in inspect.signature(order_flow_module.place_order).parameters:
+        return "week6"
+    return "week7"
+
+
+def _flow_object(
+    deps: Any, store: Any, engine: Engine, timer: StepTimer, order_flow: str | None
+) -> Callable[[str, list[OrderItem]], Order]:
+    """Today's wiring: a flow object chosen once, fed ``PlaceOrder`` commands."""
+    commands: Any = importlib.import_module("bookstore.domain.commands")
+    flow: Any
+    if order_flow == "plain":
+        flow = importlib.import_module("bookstore.services.order.plain_flow").PlainFlow(deps, store)
+    else:
+        saga_log = timer.wrap(
+            "saga log", importlib.import_module("bookstore.saga").SagaLog(engine, owner="bench-profile")
+        )
+        saga = importlib.import_module("bookstore.services.order.saga").OrderSaga(
+            deps, store, saga_log, deadline_s=SAGA_DEADLINE_S
+        )
+        flow = order_flow_module.SagaFlow(deps, store, saga)
+    return lambda user_id, items: flow.place(commands.PlaceOrder.of(user_id, items))
 
 
 @contextlib.contextmanager

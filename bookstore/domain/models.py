@@ -8,7 +8,9 @@ per thousand orders is a shop with an accounting problem.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from bookstore.domain.errors import FailedPrecondition
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ class OrderStatus(enum.Enum):
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
 
+    @property
+    def final(self) -> bool:
+        return self is not OrderStatus.PENDING
+
 
 @dataclass(frozen=True)
 class OrderItem:
@@ -90,3 +96,27 @@ class Order:
     @staticmethod
     def total_of(items: tuple[OrderItem, ...]) -> int:
         return sum(item.quantity * item.unit_price_cents for item in items)
+
+    # Status transitions. An order is PENDING until its flow ends, then APPROVED or REJECTED
+    # for good. Repeating the final status is a no-op (a recovery may settle an order twice);
+    # anything else is refused: an APPROVED order turning REJECTED would mean two flows ran
+    # for one order.
+
+    def approve(self) -> Order:
+        """This order APPROVED; refused unless it is PENDING (or APPROVED already)."""
+        return self.moved_to(OrderStatus.APPROVED)
+
+    def reject(self, reason: str) -> Order:
+        """This order REJECTED with ``reason``; refused unless it is PENDING (or REJECTED already)."""
+        return self.moved_to(OrderStatus.REJECTED, reason)
+
+    def moved_to(self, status: OrderStatus, reason: str = "") -> Order:
+        """This order in ``status``; itself, unchanged, when it is in that final status already."""
+        if status is self.status and status.final:
+            return self
+        if self.status.final or not status.final:
+            raise FailedPrecondition(
+                f"order {self.order_id} is already {self.status.value}, cannot become {status.value}",
+                field="order_id",
+            )
+        return replace(self, status=status, reason=reason)

@@ -33,6 +33,7 @@ from typing import cast
 
 from sqlalchemy.exc import IntegrityError
 
+from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.models import Order, OrderItem, OrderStatus, StockItem
 from bookstore.monolith.modules import Modules
 from bookstore.platform.database import retry_on_lock
@@ -45,7 +46,7 @@ def place_order(modules: Modules, user_id: str, items: Sequence[OrderItem], requ
     Raises InvalidArgument (a bad request), NotFound (an unknown book) or FailedPrecondition
     (stock short, payment declined); the message names the field, as the services' do.
     """
-    valid = validate_order_request(user_id, items, request_id)
+    valid = validate_order_request(PlaceOrder.of(user_id, items, request_id))
     if valid.request_id:
         known = modules.orders.find_by_request(valid.user_id, valid.request_id)
         if known is not None:

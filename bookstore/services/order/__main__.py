@@ -31,7 +31,8 @@ from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import order_pb2, order_pb2_grpc
 from bookstore.saga import SagaLog
 from bookstore.services.order.crash import CrashPoint
-from bookstore.services.order.flow import OrderDependencies
+from bookstore.services.order.flow import OrderDependencies, SagaFlow
+from bookstore.services.order.plain_flow import PlainFlow
 from bookstore.services.order.saga import OrderSaga, start_recovery
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
@@ -57,7 +58,9 @@ def register(server: grpc.Server, settings: Settings) -> BreakerSnapshots | None
         )
         if settings.crash_at:
             log.warning("BOOKSTORE_CRASH_AT=%s is ignored: it names a saga step", settings.crash_at)
-        order_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(deps, store, None), server)
+        order_pb2_grpc.add_OrderServiceServicer_to_server(
+            OrderServicer(PlainFlow(deps, store), store), server
+        )
         return snapshots
     saga = OrderSaga(
         deps,
@@ -66,7 +69,9 @@ def register(server: grpc.Server, settings: Settings) -> BreakerSnapshots | None
         deadline_s=settings.saga_deadline_s,
         crash_at=CrashPoint.parse(settings.crash_at),
     )
-    order_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(deps, store, saga), server)
+    order_pb2_grpc.add_OrderServiceServicer_to_server(
+        OrderServicer(SagaFlow(deps, store, saga), store), server
+    )
     # Sagas this process left in flight when it died are finished in the background: start-up
     # must not wait for a payment service that is down, and new orders need not wait either.
     start_recovery(saga)

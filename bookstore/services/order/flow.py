@@ -1,5 +1,9 @@
 """Placing an order: check and price it here, then run the place-order saga.
 
+``SagaFlow.place(PlaceOrder(...))`` is what CreateOrder calls. The service picks its flow once,
+when it is wired (``SagaFlow`` by default, ``plain_flow.PlainFlow`` as week 6's baseline), and
+the servicer only knows the ``OrderFlow`` protocol: one method, one command.
+
 The steps, in order::
 
     validate -> replay? -> catalog.BatchGetBooks
@@ -41,12 +45,14 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 
 from bookstore.domain import validation as v
+from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.errors import InvalidArgument, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.resilience import (
@@ -76,10 +82,13 @@ __all__ = [
     "DownstreamError",
     "InventoryClient",
     "OrderDependencies",
+    "OrderFlow",
     "PaymentClient",
+    "PlaceOrder",
+    "SagaFlow",
     "ValidOrderRequest",
+    "answer",
     "new_order",
-    "place_order",
     "price_items",
     "status_of",
     "validate_order_request",
@@ -172,11 +181,10 @@ class ValidOrderRequest:
     request_id: str
 
 
-def validate_order_request(
-    user_id: str, items: Sequence[OrderItem], request_id: str = ""
-) -> ValidOrderRequest:
-    """Check a CreateOrder request before anything is read or written; errors name the field."""
-    user_id = v.require_uuid("user_id", user_id)
+def validate_order_request(command: PlaceOrder) -> ValidOrderRequest:
+    """Check a PlaceOrder command before anything is read or written; errors name the field."""
+    user_id = v.require_uuid("user_id", command.user_id)
+    items, request_id = command.items, command.request_id
     if not 1 <= len(items) <= MAX_ITEMS:
         raise InvalidArgument(f"must hold between 1 and {MAX_ITEMS} items, got {len(items)}", field="items")
     first_index: dict[int, int] = {}
@@ -222,55 +230,61 @@ def new_order(
     )
 
 
-def place_order(
-    deps: OrderDependencies,
-    store: OrderStore,
-    saga: OrderSaga,
-    user_id: str,
-    items: Sequence[OrderItem],
-    request_id: str = "",
-) -> Order:
-    """Price an order, then reserve, charge and approve it on the saga; see the module docstring.
+class OrderFlow(Protocol):
+    """How CreateOrder places an order. A service is wired with one flow and keeps it."""
 
-    Returns the order APPROVED, or REJECTED after a business refusal, or PENDING when its
-    saga is not settled yet (a compensation waits for a service to come back; a replay
-    whose first request is still running). Raises InvalidArgument or NotFound (nothing
-    written) for a bad request, and DownstreamError (earlier steps undone, order REJECTED)
-    when another service fails.
-    """
-    valid = validate_order_request(user_id, items, request_id)
-    if valid.request_id:
-        known = store.find_by_request(valid.user_id, valid.request_id)
-        if known is not None:
-            return _replay(store, saga, known)
-
-    draft = draft_order(deps, valid)
-    try:
-        outcome = saga.run(draft)
-    except RequestTaken as taken:
-        # A concurrent request with the same request_id got there first; its saga owns the order.
-        return store.get(taken.winner.order_id)
-    except SagaOwnershipLost:
-        # Another replica took the saga over (our lease ran out); it finishes the order.
-        log.warning("saga %s was taken over by another orchestrator", draft.order_id)
-        return store.get(draft.order_id)
-    return _answer(store, draft.order_id, outcome)
+    def place(self, command: PlaceOrder) -> Order: ...
 
 
-def _replay(store: OrderStore, saga: OrderSaga, known: Order) -> Order:
-    """A retry answers as the first request did, asking nobody anything once the order is settled.
+class SagaFlow:
+    """Week 7's flow: check and price the order, then run it on the place-order saga."""
 
-    A PENDING order means its saga is still going, or was stranded by a crash: the retry
-    lends a hand (resuming is safe, every step is idempotent) unless someone drives it already.
-    """
-    if known.status is not OrderStatus.PENDING:
-        return known
-    saga.resume(known.order_id)
-    return store.get(known.order_id)
+    def __init__(self, deps: OrderDependencies, store: OrderStore, saga: OrderSaga) -> None:
+        self.deps = deps
+        self.store = store
+        self.saga = saga
+
+    def place(self, command: PlaceOrder) -> Order:
+        """Price an order, then reserve, charge and approve it on the saga; see the module docstring.
+
+        Returns the order APPROVED, or REJECTED after a business refusal, or PENDING when its
+        saga is not settled yet (a compensation waits for a service to come back; a replay
+        whose first request is still running). Raises InvalidArgument or NotFound (nothing
+        written) for a bad request, and DownstreamError (earlier steps undone, order REJECTED)
+        when another service fails.
+        """
+        valid = validate_order_request(command)
+        if valid.request_id:
+            known = self.store.find_by_request(valid.user_id, valid.request_id)
+            if known is not None:
+                return self._replay(known)
+
+        draft = draft_order(self.deps, valid)
+        try:
+            outcome = self.saga.run(draft)
+        except RequestTaken as taken:
+            # A concurrent request with the same request_id got there first; its saga owns the order.
+            return self.store.get(taken.winner.order_id)
+        except SagaOwnershipLost:
+            # Another replica took the saga over (our lease ran out); it finishes the order.
+            log.warning("saga %s was taken over by another orchestrator", draft.order_id)
+            return self.store.get(draft.order_id)
+        return answer(self.store, draft.order_id, outcome)
+
+    def _replay(self, known: Order) -> Order:
+        """A retry answers as the first request did, asking nobody anything once the order is settled.
+
+        A PENDING order means its saga is still going, or was stranded by a crash: the retry
+        lends a hand (resuming is safe, every step is idempotent) unless someone drives it already.
+        """
+        if known.status is not OrderStatus.PENDING:
+            return known
+        self.saga.resume(known.order_id)
+        return self.store.get(known.order_id)
 
 
-def _answer(store: OrderStore, order_id: str, outcome: SagaOutcome) -> Order:
-    """The order to return, or the downstream failure to raise, given how its saga ended."""
+def answer(store: OrderStore, order_id: str, outcome: SagaOutcome) -> Order:
+    """The order to return, or the downstream failure to raise, given how its steps ended."""
     failure = outcome.exception
     if outcome.succeeded or failure is None:
         return store.get(order_id)

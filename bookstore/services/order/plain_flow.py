@@ -41,11 +41,12 @@ Validation, pricing and ``DownstreamError`` are ``flow``'s own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import grpc
 
-from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.domain.commands import PlaceOrder
+from bookstore.domain.models import Order, OrderStatus
 from bookstore.resilience import CircuitOpenError
 from bookstore.rpc.v1 import inventory_pb2, payment_pb2
 from bookstore.saga.definition import IDEMPOTENCY_METADATA_KEY, idempotency_key
@@ -65,13 +66,18 @@ RESERVE_STEP = "reserve"
 PAY_STEP = "pay"
 
 
-def place_order(
-    deps: OrderDependencies,
-    store: OrderStore,
-    user_id: str,
-    items: Sequence[OrderItem],
-    request_id: str = "",
-) -> Order:
+class PlainFlow:
+    """Week 6's flow behind the ``OrderFlow`` protocol, for the service wired with ``order_flow=plain``."""
+
+    def __init__(self, deps: OrderDependencies, store: OrderStore) -> None:
+        self.deps = deps
+        self.store = store
+
+    def place(self, command: PlaceOrder) -> Order:
+        return place_order(self.deps, self.store, command)
+
+
+def place_order(deps: OrderDependencies, store: OrderStore, command: PlaceOrder) -> Order:
     """Price, reserve, charge and approve an order, one call after the other.
 
     Returns the order APPROVED, or REJECTED after a business refusal. Raises InvalidArgument
@@ -80,7 +86,7 @@ def place_order(
     fails. A replayed ``request_id`` returns the first order as it is, PENDING included:
     there is no log to resume it from.
     """
-    valid = validate_order_request(user_id, items, request_id)
+    valid = validate_order_request(command)
     if valid.request_id:
         known = store.find_by_request(valid.user_id, valid.request_id)
         if known is not None:

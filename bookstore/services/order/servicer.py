@@ -1,9 +1,10 @@
 """OrderService: validate, hand the work to the flow or the store, translate to protobuf.
 
-The servicer stays thin on purpose: placing an order lives in ``flow.place_order``, which is
-how week 7 swapped week 6's sequential calls for a saga without touching the gRPC edge.
-Given no saga (``BOOKSTORE_ORDER_FLOW=plain``), it places orders with week 6's flow,
-``plain_flow.place_order``, kept as the baseline the saga is benchmarked against.
+The servicer stays thin on purpose: CreateOrder turns the request into a ``PlaceOrder``
+command and hands it to the flow it was wired with (``OrderFlow``), which is how week 7
+swapped week 6's sequential calls for a saga without touching the gRPC edge. The service
+picks the flow at start-up: ``flow.SagaFlow`` by default, ``plain_flow.PlainFlow`` with
+``BOOKSTORE_ORDER_FLOW=plain`` (the baseline the saga is benchmarked against).
 GetOrder and ListOrders read the store as it is, so an order whose saga is still running
 shows PENDING: readers see that it is not settled rather than a guess.
 """
@@ -13,12 +14,11 @@ from __future__ import annotations
 import grpc
 
 from bookstore.domain import validation as v
+from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.errors import NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.rpc.v1 import order_pb2, order_pb2_grpc
-from bookstore.services.order import plain_flow
-from bookstore.services.order.flow import OrderDependencies, place_order
-from bookstore.services.order.saga import OrderSaga
+from bookstore.services.order.flow import OrderFlow
 from bookstore.services.order.store import OrderStore
 from bookstore.services.status import translate_errors
 
@@ -47,11 +47,10 @@ def order_to_pb(order: Order) -> order_pb2.Order:
 
 
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
-    def __init__(self, deps: OrderDependencies, store: OrderStore, saga: OrderSaga | None) -> None:
-        """``saga`` None: place orders with week 6's plain flow, which keeps no saga log."""
-        self._deps = deps
+    def __init__(self, flow: OrderFlow, store: OrderStore) -> None:
+        """``flow`` places orders; ``store`` answers GetOrder and ListOrders."""
+        self._flow = flow
         self._store = store
-        self._saga = saga
 
     @translate_errors
     def CreateOrder(
@@ -59,11 +58,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     ) -> order_pb2.CreateOrderResponse:
         # unit_price_cents is not copied: prices come from the catalog, never from the client.
         items = [OrderItem(book_id=item.book_id, quantity=item.quantity) for item in request.items]
-        user_id, request_id = request.user_id, request.request_id
-        if self._saga is None:
-            order = plain_flow.place_order(self._deps, self._store, user_id, items, request_id)
-        else:
-            order = place_order(self._deps, self._store, self._saga, user_id, items, request_id)
+        order = self._flow.place(PlaceOrder.of(request.user_id, items, request.request_id))
         return order_pb2.CreateOrderResponse(order=order_to_pb(order))
 
     @translate_errors

@@ -1,7 +1,8 @@
 """The order service's database: orders and the items in them.
 
 An order is written PENDING before any other service is asked to do anything, and only
-then moves to APPROVED or REJECTED. Writing first is what makes the flow recoverable: if
+then moves to APPROVED or REJECTED (the rules are ``Order``'s own; the store persists what
+they allow). Writing first is what makes the flow recoverable: if
 the process dies half-way, the PENDING row is the evidence that work was started and may
 need undoing (the saga log next to it says how far it got). PENDING is also a *semantic
 lock*: whoever reads the order learns that its saga is still running and nothing about it
@@ -32,7 +33,7 @@ from sqlalchemy import BigInteger, Engine, ForeignKey, Index, Integer, String, U
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from bookstore.domain.errors import FailedPrecondition, NotFound
+from bookstore.domain.errors import NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.messaging.outbox import add_event, create_outbox_table
 from bookstore.platform.database import initialize, read_session_factory, session_factory
@@ -186,10 +187,9 @@ class OrderStore:
             return row.to_domain() if row is not None else None
 
     def mark(self, order_id: str, status: OrderStatus, reason: str = "") -> Order:
-        """Move a PENDING order to ``status``; repeating a final status is a no-op.
+        """Persist the move of an order to ``status`` that ``Order.moved_to`` allows, with its event.
 
-        Raises FailedPrecondition when asked to change an order that is already final: an
-        APPROVED order turning REJECTED (or back) would mean two flows ran for one order.
+        Repeating a final status is a no-op; FailedPrecondition for a move the order refuses.
         """
         with self._sessions.begin() as session:
             changed = self.mark_in(session, order_id, status, reason)
@@ -201,16 +201,13 @@ class OrderStore:
         row = session.get(OrderRow, order_id, with_for_update=True)
         if row is None:
             raise NotFound(f"no order {order_id}", field="order_id")
-        if row.status == status.value and status is not OrderStatus.PENDING:
-            return row.to_domain()
-        if row.status != OrderStatus.PENDING.value:
-            raise FailedPrecondition(
-                f"order {order_id} is already {row.status}, cannot become {status.value}",
-                field="order_id",
-            )
-        row.status = status.value
+        stored = row.to_domain()
+        moved = stored.moved_to(status, reason)  # the domain decides; FailedPrecondition if not allowed
+        if moved is stored:
+            return stored
+        row.status = moved.status.value
         # Reasons often quote a downstream error message, whose length nobody promised.
-        row.reason = reason[:MAX_REASON_CHARS]
+        row.reason = moved.reason[:MAX_REASON_CHARS]
         changed = row.to_domain()
         add_event(session, order_event(changed))
         return changed

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
+from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.models import OrderItem, OrderStatus
 from bookstore.platform.settings import Settings
 from bookstore.resilience import (
@@ -31,7 +32,7 @@ from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import catalog_pb2_grpc, inventory_pb2_grpc, order_pb2, payment_pb2_grpc
 from bookstore.saga import SagaLog, StepEventKind
 from bookstore.services.order.clients import OrderDependencies
-from bookstore.services.order.flow import DownstreamError, place_order
+from bookstore.services.order.flow import DownstreamError, SagaFlow
 from bookstore.services.order.saga import OrderSaga
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
@@ -62,7 +63,9 @@ class Protected:
     clock: ManualClock
 
     def place(self) -> Any:
-        return place_order(self.deps, self.store, self.saga, USER, [OrderItem(book_id=1, quantity=2)])
+        return SagaFlow(self.deps, self.store, self.saga).place(
+            PlaceOrder.of(USER, [OrderItem(book_id=1, quantity=2)])
+        )
 
     def only_order(self) -> Any:
         orders, total = self.store.list_for_user(USER, 0, 10)
@@ -150,7 +153,7 @@ def test_an_open_payment_circuit_is_unavailable_saying_so_and_when_to_retry(prot
 def test_create_order_passes_the_open_circuit_and_its_retry_after_on_as_trailing_metadata(
     protected: Protected,
 ) -> None:
-    servicer = OrderServicer(protected.deps, protected.store, protected.saga)
+    servicer = OrderServicer(SagaFlow(protected.deps, protected.store, protected.saga), protected.store)
     protected.breakers.breaker("payment").force_open()
     context = FakeContext()
     request = order_pb2.CreateOrderRequest(user_id=USER, items=[order_pb2.OrderItem(book_id=1, quantity=1)])
@@ -174,7 +177,7 @@ def test_create_order_passes_the_open_circuit_and_its_retry_after_on_as_trailing
 def test_a_plain_downstream_failure_is_passed_on_naming_the_dependency_and_the_order_but_no_circuit(
     protected: Protected,
 ) -> None:
-    servicer = OrderServicer(protected.deps, protected.store, protected.saga)
+    servicer = OrderServicer(SagaFlow(protected.deps, protected.store, protected.saga), protected.store)
     protected.downstream.payment.pay_error = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "payment down")
     context = FakeContext()
     request = order_pb2.CreateOrderRequest(user_id=USER, items=[order_pb2.OrderItem(book_id=1, quantity=1)])

@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.errors import InvalidArgument, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.resilience.timeline import ManualClock
-from bookstore.services.order.flow import MAX_TOTAL_CENTS, DownstreamError, place_order
+from bookstore.services.order.flow import MAX_TOTAL_CENTS, DownstreamError, SagaFlow
 from bookstore.services.order.saga import OrderSaga
 from bookstore.services.order.store import OrderStore
 
@@ -72,7 +73,7 @@ def only_order(store: OrderStore) -> Order:
 def test_an_order_is_approved_and_priced_from_the_catalog(
     downstream: Downstream, store: OrderStore, saga: OrderSaga
 ) -> None:
-    order = place_order(downstream.deps, store, saga, USER, basket())
+    order = SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert order.status is OrderStatus.APPROVED
     assert order.items == (OrderItem(1, 2, 1250), OrderItem(3, 1, 4000))
     assert order.total_cents == 2 * 1250 + 4000
@@ -83,7 +84,7 @@ def test_an_order_is_approved_and_priced_from_the_catalog(
 def test_stock_is_reserved_and_the_total_charged_for_the_order(
     downstream: Downstream, store: OrderStore, saga: OrderSaga
 ) -> None:
-    order = place_order(downstream.deps, store, saga, USER, basket())
+    order = SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     _, reserve, pay = downstream.journal.calls
     assert reserve.request.order_id == order.order_id
     assert [(item.book_id, item.quantity) for item in reserve.request.items] == [(1, 2), (3, 1)]
@@ -94,10 +95,10 @@ def test_stock_is_reserved_and_the_total_charged_for_the_order(
 def test_every_downstream_call_carries_the_deadline(
     downstream: Downstream, store: OrderStore, saga: OrderSaga
 ) -> None:
-    place_order(downstream.deps, store, saga, USER, basket())
+    SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     downstream.payment.pay_error = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down")
     with pytest.raises(DownstreamError):
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert {"Refund", "ReleaseStock"} <= set(downstream.journal.methods)
     assert all(call.timeout == DEADLINE_S for call in downstream.journal.calls)
 
@@ -111,7 +112,7 @@ def test_short_stock_rejects_the_order_with_the_reason_and_charges_nothing(
     downstream.inventory.reserve_error = FakeRpcError(
         grpc.StatusCode.FAILED_PRECONDITION, "items[1]: only 0 of book 3 left"
     )
-    order = place_order(downstream.deps, store, saga, USER, basket())
+    order = SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert order.status is OrderStatus.REJECTED
     assert order.reason == "out of stock: items[1]: only 0 of book 3 left"
     assert downstream.journal.methods == ["BatchGetBooks", "ReserveStock"]
@@ -122,7 +123,7 @@ def test_a_declined_payment_releases_the_stock_and_rejects_the_order(
     downstream: Downstream, store: OrderStore, saga: OrderSaga
 ) -> None:
     downstream.payment.pay_error = FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "over the card limit")
-    order = place_order(downstream.deps, store, saga, USER, basket())
+    order = SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert order.status is OrderStatus.REJECTED
     assert order.reason == "payment declined: over the card limit"
     assert downstream.journal.methods == ["BatchGetBooks", "ReserveStock", "Pay", "ReleaseStock"]
@@ -138,7 +139,7 @@ def test_a_failed_payment_is_refunded_released_rejected_and_reraised(
 ) -> None:
     downstream.payment.pay_error = FakeRpcError(code, "no answer")
     with pytest.raises(DownstreamError) as raised:
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert raised.value.code() is code
     assert raised.value.__cause__ is downstream.payment.pay_error
     assert "payment.Pay" in raised.value.details()
@@ -155,7 +156,7 @@ def test_a_failed_reservation_is_released_rejected_and_reraised_without_paying(
 ) -> None:
     downstream.inventory.reserve_error = FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "too slow")
     with pytest.raises(DownstreamError) as raised:
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert downstream.journal.methods == ["BatchGetBooks", "ReserveStock", "ReleaseStock"]
     order = only_order(store)
@@ -170,7 +171,7 @@ def test_a_failing_compensation_is_retried_logged_and_does_not_hide_the_original
     downstream.inventory.release_error = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "inventory down too")
     downstream.inventory.release_failures = 2
     with caplog.at_level(logging.WARNING), pytest.raises(DownstreamError) as raised:
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert raised.value.service == "payment"
     assert "compensating reserve failed" in caplog.text and "inventory down too" in caplog.text
@@ -187,7 +188,7 @@ def test_a_compensation_that_keeps_failing_leaves_the_order_pending_until_recove
     downstream.payment.pay_error = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "payment down")
     downstream.inventory.release_error = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "inventory down too")
     with pytest.raises(DownstreamError) as raised:
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert "stays PENDING" in raised.value.details()
     # The stock is still held, so the order is not settled: it says so.
@@ -208,7 +209,7 @@ def test_an_unavailable_catalog_passes_its_code_on_and_writes_nothing(
 ) -> None:
     downstream.catalog.error = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "catalog down")
     with pytest.raises(DownstreamError) as raised:
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert store.list_for_user(USER, 0, 10) == ([], 0)
     assert downstream.journal.methods == ["BatchGetBooks"]
@@ -231,7 +232,7 @@ def test_an_unknown_book_is_not_found_naming_its_item_and_nothing_is_written(
     downstream.catalog.error = FakeRpcError(code, details)
     items = [OrderItem(book_id=1, quantity=1), OrderItem(book_id=99, quantity=1)]
     with pytest.raises(NotFound) as raised:
-        place_order(downstream.deps, store, saga, USER, items)
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, items))
     assert raised.value.field == "items[1].book_id"
     assert "99" in raised.value.message
     assert store.list_for_user(USER, 0, 10) == ([], 0)
@@ -244,7 +245,7 @@ def test_a_book_the_catalog_leaves_out_of_its_answer_is_not_found_naming_its_ite
     downstream.catalog.drop_unknown = True
     items = [OrderItem(book_id=42, quantity=1), OrderItem(book_id=1, quantity=1)]
     with pytest.raises(NotFound) as raised:
-        place_order(downstream.deps, store, saga, USER, items)
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, items))
     assert raised.value.field == "items[0].book_id"
     assert store.list_for_user(USER, 0, 10) == ([], 0)
 
@@ -255,9 +256,13 @@ def test_a_book_the_catalog_leaves_out_of_its_answer_is_not_found_naming_its_ite
 def test_replaying_a_request_id_returns_the_same_order_and_calls_nothing_downstream(
     downstream: Downstream, store: OrderStore, saga: OrderSaga
 ) -> None:
-    first = place_order(downstream.deps, store, saga, USER, basket(), request_id="checkout-7")
+    first = SagaFlow(downstream.deps, store, saga).place(
+        PlaceOrder.of(USER, basket(), request_id="checkout-7")
+    )
     calls_before = len(downstream.journal.calls)
-    again = place_order(downstream.deps, store, saga, USER, basket(), request_id="checkout-7")
+    again = SagaFlow(downstream.deps, store, saga).place(
+        PlaceOrder.of(USER, basket(), request_id="checkout-7")
+    )
     assert again == first
     assert len(downstream.journal.calls) == calls_before
 
@@ -266,9 +271,13 @@ def test_replaying_a_rejected_request_returns_the_rejection_unchanged(
     downstream: Downstream, store: OrderStore, saga: OrderSaga
 ) -> None:
     downstream.payment.pay_error = FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "declined")
-    first = place_order(downstream.deps, store, saga, USER, basket(), request_id="checkout-7")
+    first = SagaFlow(downstream.deps, store, saga).place(
+        PlaceOrder.of(USER, basket(), request_id="checkout-7")
+    )
     downstream.payment.pay_error = None
-    again = place_order(downstream.deps, store, saga, USER, basket(), request_id="checkout-7")
+    again = SagaFlow(downstream.deps, store, saga).place(
+        PlaceOrder.of(USER, basket(), request_id="checkout-7")
+    )
     assert again == first
     assert again.status is OrderStatus.REJECTED
 
@@ -276,8 +285,12 @@ def test_replaying_a_rejected_request_returns_the_rejection_unchanged(
 def test_the_same_request_id_from_another_user_places_a_new_order(
     downstream: Downstream, store: OrderStore, saga: OrderSaga
 ) -> None:
-    mine = place_order(downstream.deps, store, saga, USER, basket(), request_id="checkout-7")
-    theirs = place_order(downstream.deps, store, saga, str(uuid.uuid4()), basket(), request_id="checkout-7")
+    mine = SagaFlow(downstream.deps, store, saga).place(
+        PlaceOrder.of(USER, basket(), request_id="checkout-7")
+    )
+    theirs = SagaFlow(downstream.deps, store, saga).place(
+        PlaceOrder.of(str(uuid.uuid4()), basket(), request_id="checkout-7")
+    )
     assert theirs.order_id != mine.order_id
     assert theirs.status is OrderStatus.APPROVED
 
@@ -285,11 +298,15 @@ def test_the_same_request_id_from_another_user_places_a_new_order(
 def test_a_request_that_loses_the_idempotency_race_returns_the_winner_and_reserves_nothing(
     downstream: Downstream, store: OrderStore, saga: OrderSaga, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    winner = place_order(downstream.deps, store, saga, USER, basket(), request_id="checkout-7")
+    winner = SagaFlow(downstream.deps, store, saga).place(
+        PlaceOrder.of(USER, basket(), request_id="checkout-7")
+    )
     downstream.journal.calls.clear()
     # The loser checked for the key before the winner wrote it.
     monkeypatch.setattr(store, "find_by_request", lambda user_id, request_id: None)
-    loser = place_order(downstream.deps, store, saga, USER, basket(), request_id="checkout-7")
+    loser = SagaFlow(downstream.deps, store, saga).place(
+        PlaceOrder.of(USER, basket(), request_id="checkout-7")
+    )
     assert loser == winner
     assert downstream.journal.methods == ["BatchGetBooks"]
 
@@ -321,7 +338,7 @@ def test_an_invalid_request_is_refused_naming_the_field(
     field: str,
 ) -> None:
     with pytest.raises(InvalidArgument) as raised:
-        place_order(downstream.deps, store, saga, user_id, items, request_id)
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(user_id, items, request_id))
     assert raised.value.field == field
     assert downstream.journal.calls == []
     assert store.list_for_user(USER, 0, 10) == ([], 0)
@@ -333,7 +350,7 @@ def test_an_order_too_expensive_for_one_payment_is_refused_before_anything_is_wr
     downstream = Downstream.create(prices={1: MAX_TOTAL_CENTS})
     saga = order_saga(downstream, store, sqlite_engine, clock)
     with pytest.raises(InvalidArgument) as raised:
-        place_order(downstream.deps, store, saga, USER, [OrderItem(1, 2)])
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, [OrderItem(1, 2)]))
     assert raised.value.field == "items"
     assert downstream.journal.methods == ["BatchGetBooks"]
     assert store.list_for_user(USER, 0, 10) == ([], 0)
@@ -344,7 +361,7 @@ def test_a_free_order_is_approved_without_a_charge(
 ) -> None:
     downstream = Downstream.create(prices={1: 0})
     saga = order_saga(downstream, store, sqlite_engine, clock)
-    order = place_order(downstream.deps, store, saga, USER, [OrderItem(1, 3)])
+    order = SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, [OrderItem(1, 3)]))
     assert order.status is OrderStatus.APPROVED
     assert downstream.journal.methods == ["BatchGetBooks", "ReserveStock"]
 
@@ -357,7 +374,7 @@ def test_every_step_call_and_its_compensation_carry_the_same_idempotency_key(
 ) -> None:
     downstream.payment.pay_error = FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "lost answer")
     with pytest.raises(DownstreamError):
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     order_id = only_order(store).order_id
     keys = {call.method: call.idempotency_key for call in downstream.journal.calls}
     assert keys == {
@@ -376,7 +393,7 @@ def test_a_payment_answering_after_its_deadline_is_refunded_and_the_order_reject
     # The Pay "succeeds", but only after the step's deadline: it counts as possibly done.
     downstream.journal.on_call = lambda method: clock.advance(DEADLINE_S + 0.5) if method == "Pay" else None
     with pytest.raises(DownstreamError) as raised:
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert downstream.journal.methods[-2:] == ["Refund", "ReleaseStock"]
     order = only_order(store)
@@ -393,7 +410,7 @@ def test_a_saga_whose_deadline_passed_does_not_start_the_payment_and_releases_th
         clock.advance(DEADLINE_S) if method == "ReserveStock" else None
     )
     with pytest.raises(DownstreamError) as raised:
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert downstream.journal.methods == ["BatchGetBooks", "ReserveStock", "ReleaseStock"]
     assert only_order(store).reason == ("payment failed: the saga's deadline passed before step pay started")
@@ -414,7 +431,7 @@ def test_a_database_too_slow_to_store_the_order_is_deadline_exceeded_and_calls_n
 
     monkeypatch.setattr(store, "create_pending_in", slow_create_pending_in)
     with pytest.raises(DownstreamError) as raised:
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert downstream.journal.methods == ["BatchGetBooks"]
     order = only_order(store)
@@ -430,7 +447,7 @@ def test_a_broken_database_is_raised_as_is_and_calls_nobody(
 
     monkeypatch.setattr(store, "create_pending_in", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert downstream.journal.methods == ["BatchGetBooks"]
     assert saga.saga_log.in_flight() == []
 
@@ -445,7 +462,7 @@ def test_an_order_stays_pending_while_its_saga_runs(
             seen.append(only_order(store).status)
 
     downstream.journal.on_call = look
-    order = place_order(downstream.deps, store, saga, USER, basket())
+    order = SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert seen == [OrderStatus.PENDING, OrderStatus.PENDING]  # during ReserveStock and Pay
     assert order.status is OrderStatus.APPROVED
 
@@ -468,7 +485,7 @@ def test_an_order_interrupted_by_a_crash_is_approved_by_the_restarted_service(
 ) -> None:
     doomed = order_saga(downstream, store, sqlite_engine, clock, crash_at=crash_at)
     with pytest.raises(SimulatedCrash):
-        place_order(downstream.deps, store, doomed, USER, basket())
+        SagaFlow(downstream.deps, store, doomed).place(PlaceOrder.of(USER, basket()))
 
     restarted = order_saga(downstream, store, sqlite_engine, clock)
     restarted.recover()
@@ -493,7 +510,7 @@ def test_a_crash_during_compensation_is_compensated_to_the_end_with_the_original
     downstream.payment.pay_error = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "payment down")
     doomed = order_saga(downstream, store, sqlite_engine, clock, crash_at=crash_at)
     with pytest.raises(SimulatedCrash):
-        place_order(downstream.deps, store, doomed, USER, basket())
+        SagaFlow(downstream.deps, store, doomed).place(PlaceOrder.of(USER, basket()))
     assert only_order(store).status is OrderStatus.PENDING
 
     restarted = order_saga(downstream, store, sqlite_engine, clock)
@@ -512,10 +529,12 @@ def test_replaying_a_request_whose_saga_was_interrupted_finishes_it_without_rese
 ) -> None:
     doomed = order_saga(downstream, store, sqlite_engine, clock, crash_at="before:pay")
     with pytest.raises(SimulatedCrash):
-        place_order(downstream.deps, store, doomed, USER, basket(), request_id="checkout-9")
+        SagaFlow(downstream.deps, store, doomed).place(PlaceOrder.of(USER, basket(), request_id="checkout-9"))
 
     restarted = order_saga(downstream, store, sqlite_engine, clock)
-    order = place_order(downstream.deps, store, restarted, USER, basket(), request_id="checkout-9")
+    order = SagaFlow(downstream.deps, store, restarted).place(
+        PlaceOrder.of(USER, basket(), request_id="checkout-9")
+    )
     assert order.status is OrderStatus.APPROVED
     assert downstream.journal.methods == ["BatchGetBooks", "ReserveStock", "Pay"]
 
@@ -524,7 +543,7 @@ def test_a_saga_order_takes_three_write_transactions_from_creation_to_approval(
     downstream: Downstream, store: OrderStore, saga: OrderSaga, sqlite_engine: Engine
 ) -> None:
     writes = WriteTransactions(sqlite_engine)
-    order = place_order(downstream.deps, store, saga, USER, basket())
+    order = SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert order.status is OrderStatus.APPROVED
     # Created with the order and reserve STARTED; reserve SUCCEEDED with pay STARTED; pay
     # SUCCEEDED with the saga's end and the approval.
@@ -542,6 +561,6 @@ def test_a_crash_before_the_first_commit_leaves_neither_an_order_nor_a_saga(
 
     monkeypatch.setattr(store, "create_pending_in", cut)
     with pytest.raises(PowerCut):
-        place_order(downstream.deps, store, saga, USER, basket())
+        SagaFlow(downstream.deps, store, saga).place(PlaceOrder.of(USER, basket()))
     assert store.list_for_user(USER, 0, 10) == ([], 0)
     assert saga.saga_log.in_flight() == []

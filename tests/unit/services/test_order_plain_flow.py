@@ -10,6 +10,7 @@ import grpc
 import pytest
 from sqlalchemy import Engine, inspect
 
+from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.platform.settings import Settings
 from bookstore.resilience import CircuitOpenError
@@ -40,7 +41,7 @@ def basket() -> list[OrderItem]:
 
 
 def place(downstream: Downstream, store: OrderStore, request_id: str = "") -> Order:
-    return plain_flow.place_order(downstream.deps, store, USER, basket(), request_id)
+    return plain_flow.PlainFlow(downstream.deps, store).place(PlaceOrder.of(USER, basket(), request_id))
 
 
 def only_order(store: OrderStore) -> Order:
@@ -193,10 +194,10 @@ def test_the_order_flow_setting_defaults_to_the_saga_and_names_itself_when_wrong
         Settings.from_env({"BOOKSTORE_ORDER_FLOW": "sequential"})
 
 
-def test_a_servicer_without_a_saga_places_orders_with_the_plain_flow(
+def test_a_servicer_wired_with_the_plain_flow_places_orders_without_a_saga_log(
     downstream: Downstream, store: OrderStore, sqlite_engine: Engine, context: grpc.ServicerContext
 ) -> None:
-    servicer = OrderServicer(downstream.deps, store, None)
+    servicer = OrderServicer(plain_flow.PlainFlow(downstream.deps, store), store)
     request = order_pb2.CreateOrderRequest(user_id=USER, items=[order_pb2.OrderItem(book_id=1, quantity=2)])
     order = servicer.CreateOrder(request, context).order
     assert order.status == order_pb2.ORDER_STATUS_APPROVED

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import order_pb2
+from bookstore.services.order.flow import SagaFlow
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
 
@@ -32,7 +33,7 @@ def downstream() -> Downstream:
 def servicer(downstream: Downstream, sqlite_engine: Engine) -> OrderServicer:
     store = OrderStore(sqlite_engine)
     saga = order_saga(downstream, store, sqlite_engine, ManualClock(1000.0))
-    return OrderServicer(downstream.deps, store, saga)
+    return OrderServicer(SagaFlow(downstream.deps, store, saga), store)
 
 
 def create(
