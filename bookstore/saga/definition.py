@@ -150,6 +150,30 @@ class StepContext:
     attempt: int = 1
     compensating: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        saga_id: str,
+        step: str,
+        payload: Mapping[str, Any],
+        deadline_at: float,
+        clock: Callable[[], float],
+        *,
+        attempt: int = 1,
+        compensating: bool = False,
+    ) -> StepContext:
+        """The context of one attempt of ``step``, with the step's idempotency key."""
+        return cls(
+            saga_id=saga_id,
+            step=step,
+            payload=payload,
+            idempotency_key=idempotency_key(saga_id, step),
+            deadline_at=deadline_at,
+            clock=clock,
+            attempt=attempt,
+            compensating=compensating,
+        )
+
     @property
     def timeout_s(self) -> float:
         """Seconds left before this step's deadline: the gRPC ``timeout=`` for the call."""

@@ -55,7 +55,6 @@ from bookstore.saga.definition import (
     StepContext,
     StepTimeout,
     describe_error,
-    idempotency_key,
 )
 from bookstore.saga.log import (
     NewEvent,
@@ -519,15 +518,8 @@ class SagaOrchestrator:
         attempt: int = 1,
         compensating: bool = False,
     ) -> StepContext:
-        return StepContext(
-            saga_id=saga_id,
-            step=step.name,
-            payload=payload,
-            idempotency_key=idempotency_key(saga_id, step.name),
-            deadline_at=deadline_at,
-            clock=self._clock,
-            attempt=attempt,
-            compensating=compensating,
+        return StepContext.of(
+            saga_id, step.name, payload, deadline_at, self._clock, attempt=attempt, compensating=compensating
         )
 
     @staticmethod

@@ -14,8 +14,11 @@ from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.models import Order, OrderItem, OrderStatus
 from bookstore.platform.settings import Settings
 from bookstore.resilience import CircuitOpenError
+from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import order_pb2
-from bookstore.services.order import plain_flow
+from bookstore.saga import Step
+from bookstore.services.order import plain_flow, saga
+from bookstore.services.order.clients import OrderDependencies
 from bookstore.services.order.flow import DownstreamError
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
@@ -41,7 +44,8 @@ def basket() -> list[OrderItem]:
 
 
 def place(downstream: Downstream, store: OrderStore, request_id: str = "") -> Order:
-    return plain_flow.PlainFlow(downstream.deps, store).place(PlaceOrder.of(USER, basket(), request_id))
+    flow = plain_flow.PlainFlow(downstream.deps, store, clock=ManualClock())
+    return flow.place(PlaceOrder.of(USER, basket(), request_id))
 
 
 def only_order(store: OrderStore) -> Order:
@@ -66,6 +70,22 @@ def test_a_plain_order_is_priced_reserved_charged_and_approved(
     assert reserve.request.order_id == pay.request.order_id == order.order_id
     assert pay.request.amount_cents == order.total_cents
     assert all(call.timeout == DEADLINE_S for call in downstream.journal.calls)
+
+
+def test_a_step_added_to_the_saga_runs_in_the_plain_flow_too(
+    downstream: Downstream, store: OrderStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    saga_steps = saga.order_steps
+
+    def with_audit(deps: OrderDependencies) -> tuple[Step, ...]:
+        audit = Step("audit", lambda ctx: seen.append(ctx.idempotency_key), timeout_s=1.0)
+        return (*saga_steps(deps), audit)
+
+    monkeypatch.setattr(saga, "order_steps", with_audit)
+    order = place(downstream, store)
+    assert order.status is OrderStatus.APPROVED
+    assert seen == [f"{order.order_id}:audit"]
 
 
 def test_the_plain_flow_sends_the_idempotency_keys_the_saga_would(
