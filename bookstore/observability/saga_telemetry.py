@@ -5,7 +5,6 @@ they never change what it does. In a trace the saga reads as a tree::
 
     order: OrderService/CreateOrder
       saga place_order                      saga.id, saga.outcome
-        step order
         step reserve
           InventoryService/ReserveStock     (client span, then inventory's server span)
         step pay                            error: FAILED_PRECONDITION ...

@@ -83,7 +83,7 @@ def test_an_order_is_one_trace_across_five_processes_with_correct_parent_links(
     assert answer.status_code == 201, answer.text
     order = answer.json()
     spans = CollectorClient(collector.query_url).wait_for_trace(
-        trace_id, min_spans=13, services=SERVICES, timeout_s=WAIT_S
+        trace_id, min_spans=12, services=SERVICES, timeout_s=WAIT_S
     )
     by_id = {s.span_id: s for s in spans}
     assert {s.service for s in spans} == SERVICES
@@ -103,7 +103,7 @@ def test_an_order_is_one_trace_across_five_processes_with_correct_parent_links(
     saga = only(spans, "order", "saga place_order")
     assert saga.parent_id == create.span_id
     steps = {s.name: s for s in spans if s.parent_id == saga.span_id}
-    assert {"step order", "step reserve", "step pay"} <= set(steps)
+    assert {"step reserve", "step pay"} <= set(steps)  # the order row rides in the log's commits
     reserve_call = only(spans, "order", "bookstore.rpc.v1.InventoryService/ReserveStock")
     assert reserve_call.parent_id == steps["step reserve"].span_id
     assert (
