@@ -68,7 +68,7 @@ class GatewayClients:
     breakers: BreakerRegistry | None = field(default=None, repr=False)
     catalog_cache: LastKnownGood = field(default_factory=LastKnownGood, repr=False)
     # CreateOrder calls in flight at once; the others wait (``bookstore.gateway.admission``).
-    order_admission: Admission = field(default_factory=Admission, repr=False)
+    order_admission: Admission = field(default_factory=lambda: order_admission(Settings()), repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayClients:
@@ -110,7 +110,7 @@ class GatewayClients:
             deadline_s=settings.deadline_s,
             order_deadline_s=order_deadline(settings),
             channels=tuple(opened.values()),
-            order_admission=Admission(settings.order_concurrency, settings.order_queue_s),
+            order_admission=order_admission(settings),
             breakers=breakers,
         )
 
@@ -127,3 +127,10 @@ def order_deadline(settings: Settings) -> float:
     """The deadline of CreateOrder: the saga's budget, plus one ordinary deadline for the
     compensation or the answer that follows it."""
     return settings.saga_deadline_s + settings.deadline_s
+
+
+def order_admission(settings: Settings) -> Admission:
+    """How many CreateOrder calls are in flight: at most ``order_concurrency``, halved while
+    calls take more than half their deadline (``bookstore.gateway.admission``)."""
+    target_s = order_deadline(settings) / 2
+    return Admission(settings.order_concurrency, settings.order_queue_s, target_s=target_s)
