@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -322,27 +323,38 @@ titles = [book.title for book in reply.books]
 cluster.stop()"""
 
 
-def test_a_week_that_needs_the_cluster_resets_it_between_submissions_and_stops_it(tmp_path: Path) -> None:
+def _grade_on_clusters(
+    tmp_path: Path, submissions: list[Path], *, workers: int
+) -> tuple[BatchResult, list[dict[str, Any]]]:
+    """Grade ``submissions`` against CLUSTER_CHECKS; each must earn the point for its listing.
+
+    Returns the batch and, per submission, what its kernel saw of the cluster (folder, PIDs).
+    """
     solutions = make_week(tmp_path, CLUSTER_CHECKS, week=97)
+    batch = grade_batch(
+        submissions,
+        week=97,
+        out_dir=tmp_path / "out",
+        solutions_dir=solutions,
+        workers=workers,
+        timeout_s=60,
+        progress=False,
+        echo=lambda _line: None,
+    )
+    expected = [("graded", (1.0, 2.0))] * len(submissions)
+    assert [(r.status, r.total(batch.specs)) for r in batch.results] == expected
+    return batch, [json.loads(r.outcomes[-1].message) for r in batch.results]
+
+
+def test_a_week_that_needs_the_cluster_resets_it_between_submissions_and_stops_it(tmp_path: Path) -> None:
     # The first learner breaks the catalogue for whoever comes next; the reset must undo it.
     saboteur = CLUSTER_NOTEBOOK + '\ncluster.inject_fault("catalog", "*", code="UNAVAILABLE")'
     submissions = [
         write(tmp_path / "saboteur.ipynb", notebook(saboteur, week=97)),
         write(tmp_path / "next.ipynb", notebook(CLUSTER_NOTEBOOK, week=97)),
     ]
-    batch = grade_batch(
-        submissions,
-        week=97,
-        out_dir=tmp_path / "out",
-        solutions_dir=solutions,
-        workers=1,
-        timeout_s=60,
-        progress=False,
-        echo=lambda _line: None,
-    )
-    assert [(r.status, r.total(batch.specs)) for r in batch.results] == [("graded", (1.0, 2.0))] * 2
+    batch, seen = _grade_on_clusters(tmp_path, submissions, workers=1)
     assert not batch.results[1].cell_errors, "the next submission met the fault the first one injected"
-    seen = [json.loads(r.outcomes[-1].message) for r in batch.results]
     assert len(seen) == 2 and seen[0] == seen[1], "one worker slot, one cluster"
     assert seen[0]["pids"] and not any(pid_alive(pid) for pid in seen[0]["pids"]), (
         "the cluster was not stopped"
@@ -351,22 +363,10 @@ def test_a_week_that_needs_the_cluster_resets_it_between_submissions_and_stops_i
 
 
 def test_two_workers_grade_on_at_most_two_clusters_and_both_are_stopped(tmp_path: Path) -> None:
-    solutions = make_week(tmp_path, CLUSTER_CHECKS, week=97)
     submissions = [
         write(tmp_path / f"learner{i}.ipynb", notebook(CLUSTER_NOTEBOOK, week=97)) for i in range(3)
     ]
-    batch = grade_batch(
-        submissions,
-        week=97,
-        out_dir=tmp_path / "out",
-        solutions_dir=solutions,
-        workers=2,
-        timeout_s=60,
-        progress=False,
-        echo=lambda _line: None,
-    )
-    assert [(r.status, r.total(batch.specs)) for r in batch.results] == [("graded", (1.0, 2.0))] * 3
-    seen = [json.loads(r.outcomes[-1].message) for r in batch.results]
+    _, seen = _grade_on_clusters(tmp_path, submissions, workers=2)
     # The second slot's cluster starts while the first submissions are graded: whether it is
     # ready in time depends on the machine, so the test asks only that no third one appears.
     assert 1 <= len({s["dir"] for s in seen}) <= 2
