@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bookstore.grading.batch import BatchResult, grade_batch
+from bookstore.grading.batch import BatchResult, GradingError, grade_batch
 from bookstore.grading.regions import build_all
 from bookstore.platform.processes import pid_alive
 from tests.unit.grading.synthetic import ADD_SOLUTION, PLANTED, make_week, notebook, solution_notebook, write
@@ -373,3 +373,33 @@ def test_two_workers_grade_on_at_most_two_clusters_and_both_are_stopped(tmp_path
     pids = [pid for s in seen for pid in s["pids"]]
     assert pids and not any(pid_alive(pid) for pid in pids), "a cluster was not stopped"
     assert not any(Path(s["dir"]).exists() for s in seen), "a cluster's folder was left behind"
+
+
+def test_a_batch_whose_first_cluster_cannot_start_stops_with_the_cause_and_grades_nobody(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first kernel starts while the first cluster does: a cluster that dies must end the
+    # batch then, not after the notebook's whole time limit.
+    from bookstore.platform.cluster import Cluster, ClusterError
+
+    def start_that_fails(self: Cluster) -> Cluster:
+        time.sleep(1)  # long enough for the first worker to be starting its kernel
+        raise ClusterError("user[0] exited with status 1 before it was SERVING (planted)")
+
+    monkeypatch.setattr(Cluster, "start", start_that_fails)
+    solutions = make_week(tmp_path, CLUSTER_CHECKS, week=97)
+    submission = write(tmp_path / "learner.ipynb", notebook(CLUSTER_NOTEBOOK, week=97))
+    began = time.monotonic()
+    with pytest.raises(GradingError, match="the batch's clusters did not start: user\\[0\\] exited.*planted"):
+        grade_batch(
+            [submission],
+            week=97,
+            out_dir=tmp_path / "out",
+            solutions_dir=solutions,
+            workers=1,
+            timeout_s=600,
+            progress=False,
+            echo=lambda _line: None,
+        )
+    assert time.monotonic() - began < 300, "the batch waited out the notebook's time limit"
+    assert not (tmp_path / "out" / "grades.csv").exists(), "a grade was written without a cluster"
