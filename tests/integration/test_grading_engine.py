@@ -323,24 +323,30 @@ titles = [book.title for book in reply.books]
 cluster.stop()"""
 
 
-def _grade_on_clusters(
-    tmp_path: Path, submissions: list[Path], *, workers: int
-) -> tuple[BatchResult, list[dict[str, Any]]]:
-    """Grade ``submissions`` against CLUSTER_CHECKS; each must earn the point for its listing.
-
-    Returns the batch and, per submission, what its kernel saw of the cluster (folder, PIDs).
-    """
-    solutions = make_week(tmp_path, CLUSTER_CHECKS, week=97)
-    batch = grade_batch(
+def _cluster_batch(
+    tmp_path: Path, submissions: list[Path], *, workers: int, timeout_s: float = 60
+) -> BatchResult:
+    """Grade ``submissions`` against CLUSTER_CHECKS, a week that needs a cluster per slot."""
+    return grade_batch(
         submissions,
         week=97,
         out_dir=tmp_path / "out",
-        solutions_dir=solutions,
+        solutions_dir=make_week(tmp_path, CLUSTER_CHECKS, week=97),
         workers=workers,
-        timeout_s=60,
+        timeout_s=timeout_s,
         progress=False,
         echo=lambda _line: None,
     )
+
+
+def _grade_on_clusters(
+    tmp_path: Path, submissions: list[Path], *, workers: int
+) -> tuple[BatchResult, list[dict[str, Any]]]:
+    """``_cluster_batch``, where each submission must earn the point for its listing.
+
+    Returns the batch and, per submission, what its kernel saw of the cluster (folder, PIDs).
+    """
+    batch = _cluster_batch(tmp_path, submissions, workers=workers)
     expected = [("graded", (1.0, 2.0))] * len(submissions)
     assert [(r.status, r.total(batch.specs)) for r in batch.results] == expected
     return batch, [json.loads(r.outcomes[-1].message) for r in batch.results]
@@ -387,19 +393,9 @@ def test_a_batch_whose_first_cluster_cannot_start_stops_with_the_cause_and_grade
         raise ClusterError("user[0] exited with status 1 before it was SERVING (planted)")
 
     monkeypatch.setattr(Cluster, "start", start_that_fails)
-    solutions = make_week(tmp_path, CLUSTER_CHECKS, week=97)
     submission = write(tmp_path / "learner.ipynb", notebook(CLUSTER_NOTEBOOK, week=97))
     began = time.monotonic()
-    with pytest.raises(GradingError, match="the batch's clusters did not start: user\\[0\\] exited.*planted"):
-        grade_batch(
-            [submission],
-            week=97,
-            out_dir=tmp_path / "out",
-            solutions_dir=solutions,
-            workers=1,
-            timeout_s=600,
-            progress=False,
-            echo=lambda _line: None,
-        )
+    with pytest.raises(GradingError, match=r"the batch's clusters did not start: user\[0\] exited.*planted"):
+        _cluster_batch(tmp_path, [submission], workers=1, timeout_s=600)
     assert time.monotonic() - began < 300, "the batch waited out the notebook's time limit"
     assert not (tmp_path / "out" / "grades.csv").exists(), "a grade was written without a cluster"
