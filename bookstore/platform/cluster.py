@@ -60,49 +60,21 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bookstore.platform import containers, processes
+from bookstore.platform import containers, processes, service_catalog
 from bookstore.platform.channels import multi_address_target, open_channel
 from bookstore.platform.discovery import FOLLOW_INTERVAL_S, Registry
+from bookstore.platform.service_catalog import Kind
 from bookstore.platform.settings import Settings
-from bookstore.rpc.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
-    catalog_pb2_grpc,
-    consumer_pb2,
-    consumer_pb2_grpc,
-    inventory_pb2_grpc,
-    order_pb2_grpc,
-    payment_pb2_grpc,
-    user_pb2_grpc,
-)
+from bookstore.rpc.v1 import admin_pb2, admin_pb2_grpc, consumer_pb2, consumer_pb2_grpc
 
-GATEWAY = "gateway"
-GRPC_SERVICES = ("user", "catalog", "inventory", "payment", "order")
+# Views of the service catalog (``bookstore.platform.service_catalog``), which says what each
+# process runs, what it calls and where its stub lives.
+(GATEWAY,) = service_catalog.names(Kind.GATEWAY)
+GRPC_SERVICES = service_catalog.names(Kind.SERVICE)
 ALL_SERVICES = (*GRPC_SERVICES, GATEWAY)
 # Event consumers (week 9): processes with gRPC health and ConsumerService, started after the
 # services they may call, and only by a cluster with messaging.
-CONSUMERS = ("notification", "analytics", "inventory_sync")
-MODULES = (
-    {name: f"bookstore.services.{name}" for name in GRPC_SERVICES}
-    | {GATEWAY: "bookstore.gateway"}
-    | {name: f"bookstore.messaging.consumers.{name}" for name in CONSUMERS}
-)
-# Who calls whom: with static discovery, scaling a service restarts its callers so they learn
-# the new addresses; switching the discovery mode restarts them all.
-CALLERS = {
-    "catalog": ("order", GATEWAY),
-    "inventory": ("order", "inventory_sync"),
-    "payment": ("order",),
-    "user": (GATEWAY,),
-    "order": (GATEWAY,),
-}
-STUBS: dict[str, Any] = {
-    "user": user_pb2_grpc.UserServiceStub,
-    "catalog": catalog_pb2_grpc.CatalogServiceStub,
-    "inventory": inventory_pb2_grpc.InventoryServiceStub,
-    "payment": payment_pb2_grpc.PaymentServiceStub,
-    "order": order_pb2_grpc.OrderServiceStub,
-} | {name: consumer_pb2_grpc.ConsumerServiceStub for name in CONSUMERS}
+CONSUMERS = service_catalog.names(Kind.CONSUMER)
 STATE_FILE = "cluster.json"
 DISCOVERY_MODES = ("registry", "static")
 # A removed replica keeps serving this long after the registry dropped it, so that every
@@ -376,7 +348,7 @@ class Cluster:
             if self.discovery == "static":
                 with self._channels_lock:
                     self._channels.pop(service, None)  # the next stub() opens one to the new list
-                for caller in CALLERS.get(service, ()):
+                for caller in service_catalog.callers_of(service):
                     if caller in self.replicas:
                         self.restart(caller)
             self._write_state()
@@ -392,7 +364,7 @@ class Cluster:
             if mode == self.discovery:
                 return
             self.discovery = mode
-            callers = {caller for callers in CALLERS.values() for caller in callers}
+            callers = {e.name for e in service_catalog.SERVICES if e.peers}
             for caller in (name for name in self.services if name in callers):
                 self.restart(caller)
             self._write_state()
@@ -434,9 +406,10 @@ class Cluster:
 
     def stub(self, service: str) -> Any:
         """A client stub for a gRPC service, e.g. ``cluster.stub("catalog").ListBooks(req, timeout=2)``."""
-        if service not in STUBS:
-            raise ValueError(f"{service!r} has no gRPC stub; choose one of {', '.join(STUBS)}")
-        return STUBS[service](self.channel(service))
+        with_stubs = [e.name for e in service_catalog.SERVICES if e.stub is not None]
+        if service not in with_stubs:
+            raise ValueError(f"{service!r} has no gRPC stub; choose one of {', '.join(with_stubs)}")
+        return service_catalog.entry(service).stub_class()(self.channel(service))
 
     def admin(self, service: str, replica: int = 0) -> admin_pb2_grpc.AdminServiceStub:
         """The AdminService of one replica (faults and call counters)."""
@@ -685,7 +658,7 @@ class Cluster:
 
     def _spawn(self, replica: Replica) -> None:
         process = processes.spawn(
-            MODULES[replica.service],
+            service_catalog.entry(replica.service).module,
             self._environment(replica),
             replica.log_path,
             tied_to_parent=not self.detached,
