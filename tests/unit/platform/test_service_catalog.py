@@ -46,6 +46,10 @@ def problems(entries: Sequence[ServiceEntry]) -> list[str]:
             found.append(f"{e.name}: no entry point for `python -m {e.module}`")
         if e.kind is Kind.SERVICE and e.module != f"bookstore.services.{e.name}":
             found.append(f"{e.name}: a gRPC service runs from bookstore/services/{e.name}/, not {e.module}")
+        main = module_file(e.module)
+        if e.kind is Kind.SERVICE and main is not None and f'name="{e.name}"' not in main.read_text():
+            # A folder copied from another service and not renamed would log and count as that one.
+            found.append(f"{e.name}: bookstore/services/{e.name}/__main__.py does not serve name={e.name!r}")
         if e.stub is not None:
             service = e.stub.name.removesuffix("Stub")
             proto = PROTO_DIR / (e.proto or "")
