@@ -35,12 +35,14 @@ import grpc
 
 from bookstore.gateway.admission import Admission
 from bookstore.gateway.fallback import LastKnownGood
+from bookstore.platform import service_catalog
 from bookstore.platform.channels import open_channel
 from bookstore.platform.settings import Settings
 from bookstore.resilience import BreakerRegistry, log_state_change, protected_channel
 from bookstore.rpc.v1 import catalog_pb2_grpc, order_pb2_grpc, user_pb2_grpc
 
-BACKENDS = ("user", "catalog", "order")
+# Whom the gateway calls: its catalog entry says so, and names each backend's stub class.
+BACKENDS = service_catalog.entry("gateway").peers
 ORDER_OPERATION_CLASSES: dict[str, dict[str, str]] = {
     "order": {"GetOrder": "reads", "ListOrders": "reads", "CreateOrder": "writes"}
 }
@@ -104,9 +106,7 @@ class GatewayClients:
                 channel.close()
             raise
         return cls(
-            user=user_pb2_grpc.UserServiceStub(opened["user"]),
-            catalog=catalog_pb2_grpc.CatalogServiceStub(opened["catalog"]),
-            order=order_pb2_grpc.OrderServiceStub(opened["order"]),
+            **service_catalog.stubs(opened),  # one field per backend, holding its generated stub
             deadline_s=settings.deadline_s,
             order_deadline_s=order_deadline(settings),
             channels=tuple(opened.values()),

@@ -71,7 +71,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SERVICE_NAMES = ("user", "catalog", "inventory", "payment", "order")
+from bookstore.platform import service_catalog
+from bookstore.platform.service_catalog import Kind
+
 DEV_JWT_SECRET = "bookstore-dev-secret-change-me-in-production"
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 ORDER_FLOWS = ("saga", "plain")
@@ -130,10 +132,11 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(f"BOOKSTORE_{name}", default)
 
+        # Every gRPC service of the catalog can be someone's peer.
         targets = {
-            name: env[f"BOOKSTORE_{name.upper()}_TARGET"]
-            for name in SERVICE_NAMES
-            if env.get(f"BOOKSTORE_{name.upper()}_TARGET")
+            e.name: env[e.target_variable]
+            for e in service_catalog.SERVICES
+            if e.kind is Kind.SERVICE and env.get(e.target_variable)
         }
         return cls(
             service=get("SERVICE", ""),
