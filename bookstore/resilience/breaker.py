@@ -1,4 +1,4 @@
-r"""A circuit breaker: one small state machine in front of one dependency.
+"""A circuit breaker: one small state machine in front of one dependency.
 
 The package docstring (``bookstore.resilience``) says why and when; this module is the
 machine itself, and knows nothing of gRPC or tracing: it admits calls, hears their outcomes
@@ -34,8 +34,8 @@ and changes state. Five decisions shape it:
 What counts as a failure is ``BreakerSettings.is_failure``'s decision, by default the gRPC
 classifier of ``bookstore.rpc.failures``; the machine never looks inside an error.
 Its decisions reach the outside through listeners: ``StateListener`` per breaker for changes of
-state, and process-wide ``DecisionListener``\ s for a refusal, a half-open trial admitted and
-every change of state (``circuit_breaker.rejected``, ``circuit_breaker.trial_admitted``,
+state, and process-wide decision listeners (``DecisionListener``) for a refusal, a half-open
+trial admitted and every change of state (``circuit_breaker.rejected``, ``circuit_breaker.trial_admitted``,
 ``circuit_breaker.state_change``); ``bookstore.resilience`` attaches one that puts them on the
 current span (week 10). A call admitted while CLOSED, the common case, reports nothing.
 """

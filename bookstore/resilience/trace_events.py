@@ -6,7 +6,7 @@ span of the code that offered the call (``circuit_breaker.rejected``,
 order shows, inside ``step pay``, that payment was never called because its breaker was open.
 
 The breaker's state machine (``bookstore.resilience.breaker``) knows nothing of OpenTelemetry;
-it reports its decisions to process-wide ``DecisionListener``\\ s, and ``bookstore.resilience``
+it reports its decisions to process-wide decision listeners, and ``bookstore.resilience``
 adds ``record_on_current_span`` as one of them when it is imported. Without a recording span
 (tracing off, or no span current) the event is dropped at once.
 """
