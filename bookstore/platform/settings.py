@@ -25,13 +25,13 @@ settings, either as fixed addresses or as a registry entry it follows
 | BOOKSTORE_<NAME>_TARGET | (none) | a peer: ``ipv4:127.0.0.1:7001,127.0.0.1:7002``, or ``registry:<path>`` |
 | BOOKSTORE_LOG_LEVEL | INFO | logging level |
 | BOOKSTORE_BREAKER_ENABLED | 1 | ``0``: call peers without circuit breakers (week 8's "before") |
-| BOOKSTORE_BREAKER_WINDOW_SIZE | 20 | a breaker judges the outcomes of this many latest calls |
-| BOOKSTORE_BREAKER_FAILURE_RATE | 0.5 | share of failures in the window that opens a breaker |
-| BOOKSTORE_BREAKER_MINIMUM_CALLS | 10 | calls the window must hold before that rate may open it |
-| BOOKSTORE_BREAKER_CONSECUTIVE_FAILURES | 0 | also open after this many failures in a row; ``0`` is off |
-| BOOKSTORE_BREAKER_OPEN_TIMEOUT_S | 5.0 | seconds an open breaker refuses calls before trying again |
-| BOOKSTORE_BREAKER_HALF_OPEN_CALLS | 3 | trial calls of a half-open breaker; that many successes close it |
-| BOOKSTORE_BREAKER_HALF_OPEN_MAX_WAIT_S | 30.0 | trials silent this long re-open a breaker; ``0``: no bound |
+| BOOKSTORE_BREAKER_WINDOW_SIZE | (breaker) | a breaker judges the outcomes of this many latest calls |
+| BOOKSTORE_BREAKER_FAILURE_RATE | (breaker) | share of failures in the window that opens a breaker |
+| BOOKSTORE_BREAKER_MINIMUM_CALLS | (breaker) | calls the window must hold before that rate may open it |
+| BOOKSTORE_BREAKER_CONSECUTIVE_FAILURES | (breaker) | also open after that many failures in a row; 0: off |
+| BOOKSTORE_BREAKER_OPEN_TIMEOUT_S | (breaker) | seconds an open breaker refuses calls before trying again |
+| BOOKSTORE_BREAKER_HALF_OPEN_CALLS | (breaker) | trials of a half-open breaker; as many successes close it |
+| BOOKSTORE_BREAKER_HALF_OPEN_MAX_WAIT_S | (breaker) | trials silent this long re-open it; ``0``: no bound |
 | BOOKSTORE_BREAKER_PER_METHOD | (none) | services judged per method, not as a whole, e.g. ``catalog`` |
 | BOOKSTORE_RABBITMQ_URL | (found) | AMQP URL of the broker; unset: see ``bookstore.messaging.broker`` |
 | BOOKSTORE_MESSAGING_PREFIX | (none) | prefix of every exchange and queue name, so runs never collide |
@@ -60,16 +60,19 @@ without a registry points them at images built locally (docs/containers.md) with
 file. The defaults are the official images, at the versions compose runs.
 
 The ``BREAKER`` settings apply to every breaker in the process (see
-``bookstore.resilience.interceptor``); their defaults are ``BreakerSettings``' own.
+``bookstore.resilience.interceptor``). Their defaults, marked "(breaker)", are
+``BreakerSettings``' own (``bookstore.resilience.breaker``), written down there only: a variable
+that is unset reads as ``None`` here and leaves that default as it is.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from bookstore.platform import service_catalog
 from bookstore.platform.service_catalog import Kind
@@ -84,6 +87,8 @@ RABBITMQ_IMAGE = "rabbitmq:3.13-management"
 MYSQL_IMAGE = "mariadb:11.4"
 PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
 JAEGER_IMAGE = "jaegertracing/all-in-one:1.62.0"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -105,13 +110,14 @@ class Settings:
     log_level: str = "INFO"
     targets: Mapping[str, str] = field(default_factory=dict)
     breaker_enabled: bool = True
-    breaker_window_size: int = 20
-    breaker_failure_rate: float = 0.5
-    breaker_minimum_calls: int = 10
-    breaker_consecutive_failures: int = 0
-    breaker_open_timeout_s: float = 5.0
-    breaker_half_open_calls: int = 3
-    breaker_half_open_max_wait_s: float = 30.0
+    # None: unset, so the breaker's own default (BreakerSettings) applies.
+    breaker_window_size: int | None = None
+    breaker_failure_rate: float | None = None
+    breaker_minimum_calls: int | None = None
+    breaker_consecutive_failures: int | None = None
+    breaker_open_timeout_s: float | None = None
+    breaker_half_open_calls: int | None = None
+    breaker_half_open_max_wait_s: float | None = None
     breaker_per_method: tuple[str, ...] = ()
     rabbitmq_url: str = ""
     messaging_prefix: str = ""
@@ -156,13 +162,13 @@ class Settings:
             log_level=get("LOG_LEVEL", "INFO"),
             targets=targets,
             breaker_enabled=get("BREAKER_ENABLED", "1").strip().lower() not in FALSE_WORDS,
-            breaker_window_size=int(get("BREAKER_WINDOW_SIZE", "20")),
-            breaker_failure_rate=float(get("BREAKER_FAILURE_RATE", "0.5")),
-            breaker_minimum_calls=int(get("BREAKER_MINIMUM_CALLS", "10")),
-            breaker_consecutive_failures=int(get("BREAKER_CONSECUTIVE_FAILURES", "0")),
-            breaker_open_timeout_s=float(get("BREAKER_OPEN_TIMEOUT_S", "5.0")),
-            breaker_half_open_calls=int(get("BREAKER_HALF_OPEN_CALLS", "3")),
-            breaker_half_open_max_wait_s=float(get("BREAKER_HALF_OPEN_MAX_WAIT_S", "30.0")),
+            breaker_window_size=_unless_unset(get("BREAKER_WINDOW_SIZE", ""), int),
+            breaker_failure_rate=_unless_unset(get("BREAKER_FAILURE_RATE", ""), float),
+            breaker_minimum_calls=_unless_unset(get("BREAKER_MINIMUM_CALLS", ""), int),
+            breaker_consecutive_failures=_unless_unset(get("BREAKER_CONSECUTIVE_FAILURES", ""), int),
+            breaker_open_timeout_s=_unless_unset(get("BREAKER_OPEN_TIMEOUT_S", ""), float),
+            breaker_half_open_calls=_unless_unset(get("BREAKER_HALF_OPEN_CALLS", ""), int),
+            breaker_half_open_max_wait_s=_unless_unset(get("BREAKER_HALF_OPEN_MAX_WAIT_S", ""), float),
             breaker_per_method=tuple(
                 name.strip() for name in get("BREAKER_PER_METHOD", "").split(",") if name.strip()
             ),
@@ -206,6 +212,12 @@ class Settings:
         if self.db_url_template:
             return self.db_url_template.replace("{service}", name)
         return f"sqlite:///{(self.work_dir / f'{name}.db').resolve()}"
+
+
+def _unless_unset(value: str, parse: Callable[[str], T]) -> T | None:
+    """``value`` parsed; None when it is empty, so that the default of whoever owns it applies."""
+    value = value.strip()
+    return parse(value) if value else None
 
 
 def _positive(name: str, value: str) -> int:

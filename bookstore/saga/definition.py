@@ -31,7 +31,7 @@ from typing import Any
 import grpc
 
 from bookstore.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
-from bookstore.resilience.breaker import CircuitOpenError
+from bookstore.rpc.failures import CircuitOpenError
 
 DEFAULT_STEP_TIMEOUT_S = 2.0
 DEFAULT_SAGA_DEADLINE_S = 10.0
