@@ -63,7 +63,7 @@ class GatewayClients:
     user: user_pb2_grpc.UserServiceStub
     catalog: catalog_pb2_grpc.CatalogServiceStub
     order: order_pb2_grpc.OrderServiceStub
-    deadline_s: float = 2.0
+    deadline_s: float = field(default_factory=lambda: Settings().deadline_s)
     # The saga's budget and one ordinary deadline, from the settings' defaults (order_deadline).
     order_deadline_s: float = field(default_factory=lambda: order_deadline(Settings()))
     channels: tuple[grpc.Channel, ...] = field(default=(), repr=False)

@@ -135,8 +135,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
 
-        def get(name: str, default: str) -> str:
-            return env.get(f"BOOKSTORE_{name}", default)
+        # Each default is the field's own (``d``): one place for each, in the class above.
+        d = cls()
+
+        def get(name: str, default: object) -> str:
+            return env.get(f"BOOKSTORE_{name}", str(default))
 
         # Every gRPC service of the catalog can be someone's peer.
         targets = {
@@ -146,22 +149,22 @@ class Settings:
         }
         return cls(
             service=get("SERVICE", ""),
-            host=get("HOST", "127.0.0.1"),
-            port=int(get("PORT", "0")),
-            replica=int(get("REPLICA", "0")),
-            work_dir=Path(get("WORK_DIR", ".bookstore")),
-            db_url_template=get("DB_URL", ""),
-            db_pool_size=_positive("DB_POOL_SIZE", get("DB_POOL_SIZE", "4")),
-            jwt_secret=get("JWT_SECRET", DEV_JWT_SECRET),
-            jwt_ttl_s=int(get("JWT_TTL_S", "3600")),
-            deadline_s=float(get("DEADLINE_S", "2.0")),
-            saga_deadline_s=float(get("SAGA_DEADLINE_S", "5.0")),
+            host=get("HOST", d.host),
+            port=int(get("PORT", d.port)),
+            replica=int(get("REPLICA", d.replica)),
+            work_dir=Path(get("WORK_DIR", d.work_dir)),
+            db_url_template=get("DB_URL", d.db_url_template),
+            db_pool_size=_positive("DB_POOL_SIZE", get("DB_POOL_SIZE", d.db_pool_size)),
+            jwt_secret=get("JWT_SECRET", d.jwt_secret),
+            jwt_ttl_s=int(get("JWT_TTL_S", d.jwt_ttl_s)),
+            deadline_s=float(get("DEADLINE_S", d.deadline_s)),
+            saga_deadline_s=float(get("SAGA_DEADLINE_S", d.saga_deadline_s)),
             crash_at=get("CRASH_AT", "").strip(),
-            order_flow=_one_of("ORDER_FLOW", get("ORDER_FLOW", "") or "saga", ORDER_FLOWS),
-            grpc_workers=int(get("GRPC_WORKERS", "16")),
-            log_level=get("LOG_LEVEL", "INFO"),
+            order_flow=_one_of("ORDER_FLOW", get("ORDER_FLOW", "") or d.order_flow, ORDER_FLOWS),
+            grpc_workers=int(get("GRPC_WORKERS", d.grpc_workers)),
+            log_level=get("LOG_LEVEL", d.log_level),
             targets=targets,
-            breaker_enabled=get("BREAKER_ENABLED", "1").strip().lower() not in FALSE_WORDS,
+            breaker_enabled=_flag(get("BREAKER_ENABLED", ""), d.breaker_enabled),
             breaker_window_size=_unless_unset(get("BREAKER_WINDOW_SIZE", ""), int),
             breaker_failure_rate=_unless_unset(get("BREAKER_FAILURE_RATE", ""), float),
             breaker_minimum_calls=_unless_unset(get("BREAKER_MINIMUM_CALLS", ""), int),
@@ -174,15 +177,15 @@ class Settings:
             ),
             rabbitmq_url=get("RABBITMQ_URL", "").strip(),
             messaging_prefix=get("MESSAGING_PREFIX", "").strip(),
-            outbox_poll_s=float(get("OUTBOX_POLL_S", "0.05")),
-            order_concurrency=_positive("ORDER_CONCURRENCY", get("ORDER_CONCURRENCY", "8")),
-            order_queue_s=float(get("ORDER_QUEUE_S", "30.0")),
-            http_header_timeout_s=float(get("HTTP_HEADER_TIMEOUT_S", "10.0")),
-            http_body_timeout_s=float(get("HTTP_BODY_TIMEOUT_S", "10.0")),
-            rabbitmq_image=get("RABBITMQ_IMAGE", "").strip() or RABBITMQ_IMAGE,
-            mysql_image=get("MYSQL_IMAGE", "").strip() or MYSQL_IMAGE,
-            prometheus_image=get("PROMETHEUS_IMAGE", "").strip() or PROMETHEUS_IMAGE,
-            jaeger_image=get("JAEGER_IMAGE", "").strip() or JAEGER_IMAGE,
+            outbox_poll_s=float(get("OUTBOX_POLL_S", d.outbox_poll_s)),
+            order_concurrency=_positive("ORDER_CONCURRENCY", get("ORDER_CONCURRENCY", d.order_concurrency)),
+            order_queue_s=float(get("ORDER_QUEUE_S", d.order_queue_s)),
+            http_header_timeout_s=float(get("HTTP_HEADER_TIMEOUT_S", d.http_header_timeout_s)),
+            http_body_timeout_s=float(get("HTTP_BODY_TIMEOUT_S", d.http_body_timeout_s)),
+            rabbitmq_image=get("RABBITMQ_IMAGE", "").strip() or d.rabbitmq_image,
+            mysql_image=get("MYSQL_IMAGE", "").strip() or d.mysql_image,
+            prometheus_image=get("PROMETHEUS_IMAGE", "").strip() or d.prometheus_image,
+            jaeger_image=get("JAEGER_IMAGE", "").strip() or d.jaeger_image,
         )
 
     def warn_if_development_secret(self) -> None:
@@ -212,6 +215,12 @@ class Settings:
         if self.db_url_template:
             return self.db_url_template.replace("{service}", name)
         return f"sqlite:///{(self.work_dir / f'{name}.db').resolve()}"
+
+
+def _flag(text: str, default: bool) -> bool:
+    """A yes/no setting: empty keeps ``default``; 0, false, no and off mean no."""
+    word = text.strip().lower()
+    return default if not word else word not in FALSE_WORDS
 
 
 def _unless_unset(value: str, parse: Callable[[str], T]) -> T | None:
