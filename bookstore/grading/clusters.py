@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,6 +125,18 @@ class ClusterPool:
 
 
 def _stop_quietly(cluster: Cluster) -> None:
+    """Kill the cluster's processes, then let ``stop`` reap them and tidy up.
+
+    A grading cluster keeps nothing worth a graceful stop: its databases live in the batch's
+    temporary folder, which goes with it. Killing first skips each service's goodbye (gRPC's
+    grace period, the interpreter's shutdown), about a second at the end of every batch.
+    """
+    from bookstore.platform.processes import signal_group
+
+    for replicas in cluster.replicas.values():
+        for replica in replicas:
+            if replica.pid is not None:
+                signal_group(replica.pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
         cluster.stop()
 
