@@ -36,7 +36,7 @@ settings, either as fixed addresses or as a registry entry it follows
 | BOOKSTORE_RABBITMQ_URL | (found) | AMQP URL of the broker; unset: see ``bookstore.messaging.broker`` |
 | BOOKSTORE_MESSAGING_PREFIX | (none) | prefix of every exchange and queue name, so runs never collide |
 | BOOKSTORE_OUTBOX_POLL_S | 0.05 | how often the order service's outbox relay looks for new events |
-| BOOKSTORE_ORDER_CONCURRENCY | 8 | gateway: CreateOrder calls in flight at once; the rest wait their turn |
+| BOOKSTORE_ORDER_CONCURRENCY | 8 | gateway: most CreateOrder calls in flight (halved while slow) |
 | BOOKSTORE_ORDER_QUEUE_S | 30.0 | gateway: seconds a CreateOrder may wait for its turn; then 503 |
 | BOOKSTORE_HTTP_HEADER_TIMEOUT_S | 10.0 | gateway: seconds to send a request's head; then 408, close |
 | BOOKSTORE_HTTP_BODY_TIMEOUT_S | 10.0 | gateway: seconds to send a request's body; then 408, close |
