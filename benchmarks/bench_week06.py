@@ -78,7 +78,7 @@ from sqlalchemy import Engine
 from benchmarks import common
 from benchmarks.common import bearer_headers, load_average, percentile, verdict
 from bookstore.domain.models import Order, OrderItem, OrderStatus
-from bookstore.platform import processes
+from bookstore.platform import processes, service_catalog
 from bookstore.platform.cluster import ALL_SERVICES, GRPC_SERVICES, Cluster
 from bookstore.platform.database import drop_mysql_databases, make_engine
 from bookstore.platform.processes import cpu_seconds
@@ -103,7 +103,7 @@ BOOKS_FOR_CONCURRENT_CLIENTS = 16  # client k orders book k+1, so clients do not
 STOCK = 1_000_000  # the most SetStock accepts; no phase here comes close to selling it
 CHAIN = "the three hops chained"
 PROFILED = "place_order in-process (profiled)"
-PEERS = ("catalog", "inventory", "payment")  # whom the order service calls
+PEERS = service_catalog.entry("order").peers  # whom the order service calls
 ORDER_HOPS = ("catalog.BatchGetBooks", "inventory.ReserveStock", "payment.Pay")
 BENCH_CLIENT = "bench client"
 

@@ -29,7 +29,7 @@ for a book id (and refused, since it is not an integer).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
@@ -142,16 +142,26 @@ def served(response: Response, answer: Served[Resp]) -> Resp:
     return answer.answer
 
 
-async def get_clients(request: Request) -> GatewayClients:
-    """The app's clients. ``async`` because it does no I/O: no worker thread for a lookup."""
-    clients: GatewayClients | None = request.app.state.clients
-    if clients is None:
-        raise RuntimeError(
-            "the gateway has no gRPC clients: its lifespan did not run (use `with TestClient(app)`)"
-        )
-    return clients
+def app_state(attribute: str, owner: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency that hands a route ``app.state.<attribute>``, which the lifespan sets.
+
+    ``async`` because it does no I/O: no worker thread for a lookup. A missing value means
+    the lifespan never ran, which is a wiring mistake, so it fails loudly rather than as a 500
+    deep inside a route.
+    """
+
+    async def lookup(request: Request) -> Any:
+        value = getattr(request.app.state, attribute, None)
+        if value is None:
+            raise RuntimeError(
+                f"the {owner} has no {attribute}: its lifespan did not run (use `with TestClient(app)`)"
+            )
+        return value
+
+    return lookup
 
 
+get_clients = app_state("clients", "gateway")
 Clients = Annotated[GatewayClients, Depends(get_clients)]
 PageSize = Annotated[
     int, Query(ge=0, le=MAX_PAGE_SIZE, description="1-100 results per page; 0 means the default (20).")

@@ -35,12 +35,14 @@ import grpc
 
 from bookstore.gateway.admission import Admission
 from bookstore.gateway.fallback import LastKnownGood
+from bookstore.platform import service_catalog
 from bookstore.platform.channels import open_channel
 from bookstore.platform.settings import Settings
 from bookstore.resilience import BreakerRegistry, log_state_change, protected_channel
 from bookstore.rpc.v1 import catalog_pb2_grpc, order_pb2_grpc, user_pb2_grpc
 
-BACKENDS = ("user", "catalog", "order")
+# Whom the gateway calls: its catalog entry says so, and names each backend's stub class.
+BACKENDS = service_catalog.entry("gateway").peers
 ORDER_OPERATION_CLASSES: dict[str, dict[str, str]] = {
     "order": {"GetOrder": "reads", "ListOrders": "reads", "CreateOrder": "writes"}
 }
@@ -61,14 +63,14 @@ class GatewayClients:
     user: user_pb2_grpc.UserServiceStub
     catalog: catalog_pb2_grpc.CatalogServiceStub
     order: order_pb2_grpc.OrderServiceStub
-    deadline_s: float = 2.0
+    deadline_s: float = field(default_factory=lambda: Settings().deadline_s)
     # The saga's budget and one ordinary deadline, from the settings' defaults (order_deadline).
     order_deadline_s: float = field(default_factory=lambda: order_deadline(Settings()))
     channels: tuple[grpc.Channel, ...] = field(default=(), repr=False)
     breakers: BreakerRegistry | None = field(default=None, repr=False)
     catalog_cache: LastKnownGood = field(default_factory=LastKnownGood, repr=False)
     # CreateOrder calls in flight at once; the others wait (``bookstore.gateway.admission``).
-    order_admission: Admission = field(default_factory=Admission, repr=False)
+    order_admission: Admission = field(default_factory=lambda: order_admission(Settings()), repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayClients:
@@ -104,13 +106,11 @@ class GatewayClients:
                 channel.close()
             raise
         return cls(
-            user=user_pb2_grpc.UserServiceStub(opened["user"]),
-            catalog=catalog_pb2_grpc.CatalogServiceStub(opened["catalog"]),
-            order=order_pb2_grpc.OrderServiceStub(opened["order"]),
+            **service_catalog.stubs(opened),  # one field per backend, holding its generated stub
             deadline_s=settings.deadline_s,
             order_deadline_s=order_deadline(settings),
             channels=tuple(opened.values()),
-            order_admission=Admission(settings.order_concurrency, settings.order_queue_s),
+            order_admission=order_admission(settings),
             breakers=breakers,
         )
 
@@ -127,3 +127,10 @@ def order_deadline(settings: Settings) -> float:
     """The deadline of CreateOrder: the saga's budget, plus one ordinary deadline for the
     compensation or the answer that follows it."""
     return settings.saga_deadline_s + settings.deadline_s
+
+
+def order_admission(settings: Settings) -> Admission:
+    """How many CreateOrder calls are in flight: at most ``order_concurrency``, halved while
+    calls take more than half their deadline (``bookstore.gateway.admission``)."""
+    target_s = order_deadline(settings) / 2
+    return Admission(settings.order_concurrency, settings.order_queue_s, target_s=target_s)

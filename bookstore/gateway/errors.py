@@ -58,7 +58,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.routing import Match
 
-from bookstore.resilience import RETRY_AFTER_METADATA_KEY, CircuitOpenError, names_a_circuit
+from bookstore.rpc.failures import RETRY_AFTER_METADATA_KEY, CircuitOpenError, names_a_circuit
 
 log = logging.getLogger(__name__)
 

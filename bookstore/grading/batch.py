@@ -506,6 +506,8 @@ def grade_batch(
             futures: dict[Future[SubmissionResult], int] = {
                 executor.submit(grade_one, i): i for i in range(len(paths))
             }
+            if clusters is not None:  # the first kernel starts meanwhile; a dead cluster ends it
+                _first_cluster_up(clusters)
             with tqdm(
                 total=len(paths),
                 desc=f"grading week {week}",
@@ -561,9 +563,16 @@ def _sigterm_raises_system_exit() -> signal.Handlers | Callable[..., object] | i
 
 
 def _start_clusters(root: Path, size: int) -> ClusterPool:
+    try:
+        return ClusterPool(root, size)
+    except OSError as error:
+        raise GradingError(f"the batch's clusters did not start: {error}") from error
+
+
+def _first_cluster_up(clusters: ClusterPool) -> None:
     from bookstore.platform.cluster import ClusterError
 
     try:
-        return ClusterPool(root, size)
+        clusters.wait_first()
     except (ClusterError, OSError) as error:
         raise GradingError(f"the batch's clusters did not start: {error}") from error

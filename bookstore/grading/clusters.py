@@ -5,8 +5,10 @@ across the batch, so one student's ``inject_fault`` cost the next student points
 cluster per submission would add its start-up (1.5-3 s, six processes) to every notebook.
 The middle way, and a real guarantee for what the checks depend on:
 
-* one cluster per worker slot, so two submissions graded at the same time never share one
-  (the first starts before grading, the others while the first submissions are graded);
+* one cluster per worker slot, so two submissions graded at the same time never share one;
+  every one starts in the background, so the first submission's kernel starts while the
+  first cluster does (its worker waits for the cluster before the first cell runs), and the
+  other slots' clusters start while the first submissions are graded;
 * before each submission borrows it, the cluster is *reset*: every replica that is down is
   started again and every injected fault is cleared, on every service;
 * the submission's kernel and its checks see only the cluster it borrowed
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,11 +37,11 @@ if TYPE_CHECKING:
 class ClusterPool:
     """``size`` detached clusters under ``root``; :meth:`borrow` one, reset, for a submission.
 
-    The first cluster starts before this returns, so a batch whose services cannot start
-    fails at once. The others start in the background while the first submissions are
-    graded: a worker slot's cluster costs the batch nothing until that slot needs it. One that
-    fails to start leaves the batch with fewer clusters, which is slower, not wrong: a worker
-    waits in :meth:`borrow` for a free one.
+    Nothing starts in the caller's thread: the first cluster is lent out while it starts (a
+    worker waits for its state file, ``bookstore.grading.worker``), and :meth:`wait_first`
+    tells the batch whether it came up, so a batch whose services cannot start still fails
+    early. A later cluster that fails to start leaves the batch with fewer clusters, which is
+    slower, not wrong: a worker waits in :meth:`borrow` for a free one.
     """
 
     def __init__(self, root: Path, size: int) -> None:
@@ -47,32 +50,52 @@ class ClusterPool:
         self._free: queue.SimpleQueue[Cluster] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._stopping = False
-        self._starters: list[threading.Thread] = []
-        try:
-            self._free.put(self._start(root, 0))
-        except BaseException:
-            self.stop()
-            raise
-        for slot in range(1, size):
-            starter = threading.Thread(target=self._start_later, args=(root, slot), daemon=True)
+        self._up: set[int] = set()  # id() of the clusters whose start has finished
+        self._first_done = threading.Event()
+        self._first_error: BaseException | None = None
+        first = self._new(root, 0)
+        self._free.put(first)
+        self._starters = [threading.Thread(target=self._start_first, args=(first,), daemon=True)]
+        self._starters += [
+            threading.Thread(target=self._start_later, args=(root, slot), daemon=True)
+            for slot in range(1, size)
+        ]
+        for starter in self._starters:
             starter.start()
-            self._starters.append(starter)
 
-    def _start(self, root: Path, slot: int) -> Cluster:
+    def wait_first(self) -> None:
+        """Wait until the first cluster is up; raise what stopped it if it could not start."""
+        self._first_done.wait()
+        if self._first_error is not None:
+            raise self._first_error
+
+    def _new(self, root: Path, slot: int) -> Cluster:
         from bookstore.platform.cluster import Cluster
 
         cluster = Cluster(detached=True, work_dir=root / f"cluster-{slot}")
         with self._lock:
             self.clusters.append(cluster)
-        return cluster.start()  # a start that fails stops what it started
+        return cluster
+
+    def _start_first(self, cluster: Cluster) -> None:
+        try:
+            cluster.start()  # a start that fails stops what it started
+        except BaseException as error:
+            self._first_error = error
+        else:
+            with self._lock:
+                self._up.add(id(cluster))
+        finally:
+            self._first_done.set()
 
     def _start_later(self, root: Path, slot: int) -> None:
         try:
-            cluster = self._start(root, slot)
+            cluster = self._new(root, slot).start()
         except Exception as error:
             self.failures.append(f"cluster {slot}: {error}")
             return
         with self._lock:
+            self._up.add(id(cluster))
             if not self._stopping:
                 self._free.put(cluster)
 
@@ -80,7 +103,10 @@ class ClusterPool:
     def borrow(self) -> Iterator[Cluster]:
         cluster = self._free.get()
         try:
-            reset(cluster)
+            with self._lock:
+                up = id(cluster) in self._up
+            if up:  # one still starting is fresh: no learner code has reached it yet
+                reset(cluster)
             yield cluster
         finally:
             self._free.put(cluster)
@@ -99,6 +125,18 @@ class ClusterPool:
 
 
 def _stop_quietly(cluster: Cluster) -> None:
+    """Kill the cluster's processes, then let ``stop`` reap them and tidy up.
+
+    A grading cluster keeps nothing worth a graceful stop: its databases live in the batch's
+    temporary folder, which goes with it. Killing first skips each service's goodbye (gRPC's
+    grace period, the interpreter's shutdown), about a second at the end of every batch.
+    """
+    from bookstore.platform.processes import signal_group
+
+    for replicas in cluster.replicas.values():
+        for replica in replicas:
+            if replica.pid is not None:
+                signal_group(replica.pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
         cluster.stop()
 

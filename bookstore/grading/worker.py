@@ -335,6 +335,9 @@ def grade_submission(
     status, message = "graded", ""
     try:
         with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+            # The kernel started while the batch's first cluster may still be starting.
+            if not _wait_for_cluster(deadline):
+                raise RuntimeError("the batch's cluster did not come up before the notebook's deadline")
             for index, cell in enumerate(notebook.cells):
                 running = index
                 client.execute_cell(cell, index)
@@ -411,6 +414,26 @@ def _check_in_grader(
             results.append(run_check(check, namespace, default_timeout_s=check_timeout_s, cap_s=left))
     endpoint.close()
     return results, ""
+
+
+def _wait_for_cluster(deadline: float) -> bool:
+    """Wait until the cluster this submission borrowed has written its state file.
+
+    The batch lends its first cluster out while it starts, so that this worker's kernel
+    starts meanwhile (``bookstore.grading.clusters``); learner code must not run before the
+    services answer. False if the deadline passed first; True at once without a cluster.
+    """
+    from bookstore.platform.cluster import SHARED_CLUSTER_VARIABLE, STATE_FILE
+
+    shared = os.environ.get(SHARED_CLUSTER_VARIABLE)
+    if not shared:
+        return True
+    state = Path(shared) / STATE_FILE
+    while not state.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _cell(notebook: Any, index: int) -> str:

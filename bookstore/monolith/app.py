@@ -39,6 +39,7 @@ from bookstore.gateway.app import (
     PageSize,
     PageToken,
     SearchQuery,
+    app_state,
     health_router,
     install_edge,
     metrics_router,
@@ -69,15 +70,7 @@ from bookstore.services.user.servicer import TOKEN_TYPE, log_in, register
 TITLE = "Bookstore monolith"
 
 
-async def get_modules(request: Request) -> Modules:
-    """The app's modules. ``async`` because it does no I/O: no worker thread for a lookup."""
-    modules: Modules | None = request.app.state.modules
-    if modules is None:
-        raise RuntimeError(
-            "the monolith has no modules: its lifespan did not run (use `with TestClient(app)`)"
-        )
-    return modules
-
+get_modules = app_state("modules", "monolith")
 
 Mods = Annotated[Modules, Depends(get_modules)]
 

@@ -31,11 +31,11 @@ from pathlib import Path
 from types import TracebackType
 
 from bookstore.monolith.modules import NAME
-from bookstore.platform import processes
+from bookstore.platform import processes, service_catalog
 from bookstore.platform.healthcheck import check_http
 from bookstore.platform.settings import Settings
 
-MODULE = "bookstore.monolith"
+MODULE = service_catalog.entry(NAME).module
 READY_POLL_S = 0.03
 
 _live: weakref.WeakSet[MonolithProcess] = weakref.WeakSet()

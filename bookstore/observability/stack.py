@@ -20,7 +20,9 @@ counts as absent: resolution moves on to the next way. Ending on the last way, t
 collector or the direct scrape, is said in one line naming why, once per process
 (``bookstore.platform.notices``), because the notebook's pictures then come from it.
 
-Whatever this module starts, ``stop()`` stops.
+Whatever this module starts, ``stop()`` stops. A detached cluster writes each backend's
+``describe()`` into its state file; ``reopen()`` gives a cluster that attaches later the same
+endpoints to read from, owning (and so stopping) nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
 
-from bookstore.observability.collector import CollectorProcess, TraceQueryClient
+from bookstore.observability.collector import CollectorClient, CollectorProcess, TraceQueryClient
 from bookstore.observability.jaeger import JaegerClient
 from bookstore.observability.prometheus import (
     PrometheusServer,
@@ -53,6 +55,7 @@ from bookstore.platform.notices import say_once
 log = logging.getLogger(__name__)
 
 JAEGER_QUERY_PORT = 16686
+EMBEDDED = "embedded collector"  # the kind of trace backend that is read with CollectorClient
 
 _T = TypeVar("_T")
 
@@ -71,6 +74,17 @@ class TraceBackend:
             self.process.stop()
             self.process = None
 
+    def describe(self) -> dict[str, str]:
+        """Where spans go and where they are read back: what a state file keeps."""
+        return {"otlp_endpoint": self.otlp_endpoint, "query_url": self.reader.url, "kind": self.kind}
+
+    @classmethod
+    def reopen(cls, described: Mapping[str, str]) -> TraceBackend:
+        """The backend ``describe()`` wrote, read from here, with no process of its own to stop."""
+        url = described["query_url"]
+        reader = CollectorClient(url) if described["kind"] == EMBEDDED else JaegerClient(url)
+        return cls(described["otlp_endpoint"], reader, described["kind"])
+
 
 def start_trace_backend(log_dir: Path, environ: Mapping[str, str] | None = None) -> TraceBackend:
     env = os.environ if environ is None else environ
@@ -88,7 +102,7 @@ def start_trace_backend(log_dir: Path, environ: Mapping[str, str] | None = None)
         "traces go to the embedded collector, read back with cluster.traces"
     )
     collector = CollectorProcess(log_dir / "collector.log").start()
-    return TraceBackend(collector.otlp_endpoint, collector.client(), "embedded collector", collector)
+    return TraceBackend(collector.otlp_endpoint, collector.client(), EMBEDDED, collector)
 
 
 @dataclass
@@ -127,6 +141,16 @@ class MetricsBackend:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+    def describe(self) -> dict[str, str | None]:
+        """The Prometheus to query (None: scrape directly) and what it is: what a state file keeps."""
+        return {"url": self.url, "kind": self.kind}
+
+    @classmethod
+    def reopen(cls, described: Mapping[str, str | None]) -> MetricsBackend:
+        """The backend ``describe()`` wrote; it queries the same server but neither stops nor
+        re-targets it (that stays with the cluster that started it)."""
+        return cls(described.get("url"), str(described.get("kind") or "none"))
 
     def _url(self) -> str:
         if self.url is None:

@@ -52,7 +52,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,49 +60,21 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bookstore.platform import containers, processes
+from bookstore.platform import containers, processes, service_catalog
 from bookstore.platform.channels import multi_address_target, open_channel
 from bookstore.platform.discovery import FOLLOW_INTERVAL_S, Registry
+from bookstore.platform.service_catalog import Kind
 from bookstore.platform.settings import Settings
-from bookstore.rpc.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
-    catalog_pb2_grpc,
-    consumer_pb2,
-    consumer_pb2_grpc,
-    inventory_pb2_grpc,
-    order_pb2_grpc,
-    payment_pb2_grpc,
-    user_pb2_grpc,
-)
+from bookstore.rpc.v1 import admin_pb2, admin_pb2_grpc, consumer_pb2, consumer_pb2_grpc
 
-GATEWAY = "gateway"
-GRPC_SERVICES = ("user", "catalog", "inventory", "payment", "order")
+# Views of the service catalog (``bookstore.platform.service_catalog``), which says what each
+# process runs, what it calls and where its stub lives.
+(GATEWAY,) = service_catalog.names(Kind.GATEWAY)
+GRPC_SERVICES = service_catalog.names(Kind.SERVICE)
 ALL_SERVICES = (*GRPC_SERVICES, GATEWAY)
 # Event consumers (week 9): processes with gRPC health and ConsumerService, started after the
 # services they may call, and only by a cluster with messaging.
-CONSUMERS = ("notification", "analytics", "inventory_sync")
-MODULES = (
-    {name: f"bookstore.services.{name}" for name in GRPC_SERVICES}
-    | {GATEWAY: "bookstore.gateway"}
-    | {name: f"bookstore.messaging.consumers.{name}" for name in CONSUMERS}
-)
-# Who calls whom: with static discovery, scaling a service restarts its callers so they learn
-# the new addresses; switching the discovery mode restarts them all.
-CALLERS = {
-    "catalog": ("order", GATEWAY),
-    "inventory": ("order", "inventory_sync"),
-    "payment": ("order",),
-    "user": (GATEWAY,),
-    "order": (GATEWAY,),
-}
-STUBS: dict[str, Any] = {
-    "user": user_pb2_grpc.UserServiceStub,
-    "catalog": catalog_pb2_grpc.CatalogServiceStub,
-    "inventory": inventory_pb2_grpc.InventoryServiceStub,
-    "payment": payment_pb2_grpc.PaymentServiceStub,
-    "order": order_pb2_grpc.OrderServiceStub,
-} | {name: consumer_pb2_grpc.ConsumerServiceStub for name in CONSUMERS}
+CONSUMERS = service_catalog.names(Kind.CONSUMER)
 STATE_FILE = "cluster.json"
 DISCOVERY_MODES = ("registry", "static")
 # A removed replica keeps serving this long after the registry dropped it, so that every
@@ -376,7 +348,7 @@ class Cluster:
             if self.discovery == "static":
                 with self._channels_lock:
                     self._channels.pop(service, None)  # the next stub() opens one to the new list
-                for caller in CALLERS.get(service, ()):
+                for caller in service_catalog.callers_of(service):
                     if caller in self.replicas:
                         self.restart(caller)
             self._write_state()
@@ -392,7 +364,7 @@ class Cluster:
             if mode == self.discovery:
                 return
             self.discovery = mode
-            callers = {caller for callers in CALLERS.values() for caller in callers}
+            callers = {e.name for e in service_catalog.SERVICES if e.peers}
             for caller in (name for name in self.services if name in callers):
                 self.restart(caller)
             self._write_state()
@@ -434,9 +406,10 @@ class Cluster:
 
     def stub(self, service: str) -> Any:
         """A client stub for a gRPC service, e.g. ``cluster.stub("catalog").ListBooks(req, timeout=2)``."""
-        if service not in STUBS:
-            raise ValueError(f"{service!r} has no gRPC stub; choose one of {', '.join(STUBS)}")
-        return STUBS[service](self.channel(service))
+        with_stubs = [e.name for e in service_catalog.SERVICES if e.stub is not None]
+        if service not in with_stubs:
+            raise ValueError(f"{service!r} has no gRPC stub; choose one of {', '.join(with_stubs)}")
+        return service_catalog.entry(service).stub_class()(self.channel(service))
 
     def admin(self, service: str, replica: int = 0) -> admin_pb2_grpc.AdminServiceStub:
         """The AdminService of one replica (faults and call counters)."""
@@ -585,7 +558,13 @@ class Cluster:
     # ---------------------------------------------------------------- detached clusters (CLI)
     @classmethod
     def attach(cls, work_dir: str | Path, *, owned: bool = True) -> Cluster:
-        """Re-open a detached cluster from the state file its ``start`` wrote."""
+        """Re-open a detached cluster from the state file its ``start`` wrote.
+
+        Every port comes back: each replica's service and ``/metrics`` ports, and the trace
+        and metrics backends' endpoints, so ``traces``, ``metrics_urls()`` and a ``restart``
+        (which hands the new process the same settings) work as on the original. The
+        backends' own processes stay with the cluster that started them.
+        """
         path = Path(work_dir) / STATE_FILE
         if not path.exists():
             raise ClusterError(f"no cluster is running from {work_dir} (no {STATE_FILE})")
@@ -593,24 +572,44 @@ class Cluster:
         cluster = cls(
             work_dir=work_dir,
             db_url=state["db_url"],
+            env=state.get("env", {}),
             jwt_secret=state["jwt_secret"],
+            deadline_s=state.get("deadline_s", 2.0),
+            startup_timeout_s=state.get("startup_timeout_s", 30.0),
             detached=True,
             owned=owned,
             messaging=state.get("messaging", False),
             rabbitmq_url=state.get("rabbitmq_url") or None,
             messaging_prefix=state.get("messaging_prefix") if state.get("messaging") else None,
+            telemetry=state.get("telemetry", False),
+            prometheus=state.get("prometheus", False),
             discovery=state.get("discovery", "static"),
         )
         cluster._owns_prefix = bool(state.get("owns_prefix", False))
         cluster._broker_reached = cluster.messaging  # the state file is written once it started
         cluster._owns_work_dir = False
+        cluster._service_env = {name: dict(env) for name, env in state.get("service_env", {}).items()}
         cluster.replicas = {
             name: [
-                Replica(name, r["index"], r["port"], Path(r["log_path"]), pid=r["pid"])
+                Replica(
+                    name,
+                    r["index"],
+                    r["port"],
+                    Path(r["log_path"]),
+                    pid=r["pid"],
+                    metrics_port=r.get("metrics_port", 0),
+                )
                 for r in state["replicas"][name]
             ]
             for name in cluster.services
         }
+        if state.get("trace_backend") or state.get("metrics_backend"):
+            from bookstore.observability.stack import MetricsBackend, TraceBackend
+
+            if state.get("trace_backend"):
+                cluster._trace_backend = TraceBackend.reopen(state["trace_backend"])
+            if state.get("metrics_backend"):
+                cluster._metrics_backend = MetricsBackend.reopen(state["metrics_backend"])
         return cluster
 
     # ---------------------------------------------------------------- internals
@@ -685,7 +684,7 @@ class Cluster:
 
     def _spawn(self, replica: Replica) -> None:
         process = processes.spawn(
-            MODULES[replica.service],
+            service_catalog.entry(replica.service).module,
             self._environment(replica),
             replica.log_path,
             tied_to_parent=not self.detached,
@@ -792,17 +791,33 @@ class Cluster:
     def _write_state(self) -> None:
         if not self.detached:
             return
+        # Everything ``attach`` needs to act as this object would: every port, every setting
+        # the processes were started with (a restart from an attached cluster repeats them).
         state = {
             "db_url": self.db_url,
             "jwt_secret": self.jwt_secret,
+            "deadline_s": self.deadline_s,
+            "startup_timeout_s": self.startup_timeout_s,
+            "env": self._extra_env,
+            "service_env": self._service_env,
             "messaging": self.messaging,
             "rabbitmq_url": self.rabbitmq_url,
             "messaging_prefix": self.messaging_prefix,
             "owns_prefix": self._owns_prefix,
             "discovery": self.discovery,
+            "telemetry": self.telemetry,
+            "prometheus": self.wants_prometheus,
+            "trace_backend": self._trace_backend.describe() if self._trace_backend else None,
+            "metrics_backend": self._metrics_backend.describe() if self._metrics_backend else None,
             "replicas": {
                 name: [
-                    {"index": r.index, "port": r.port, "pid": r.pid, "log_path": str(r.log_path)}
+                    {
+                        "index": r.index,
+                        "port": r.port,
+                        "metrics_port": r.metrics_port,
+                        "pid": r.pid,
+                        "log_path": str(r.log_path),
+                    }
                     for r in self.replicas[name]
                 ]
                 for name in self.services
@@ -823,8 +838,67 @@ def notebook_cluster(**options: Any) -> Cluster:
     ``BOOKSTORE_SHARED_CLUSTER_DIR``; every submission then attaches to it instead of
     starting six processes of its own, and its ``stop()`` leaves the shared cluster running.
     Without that variable this starts (and owns) a fresh cluster with ``options``.
+
+    Attached, ``options`` are checked against the shared cluster: ``startup_timeout_s`` (how
+    long this object waits) is applied; an add-on asked for but not running, or a setting the
+    shared processes run with otherwise, raises ``ClusterError`` naming each one.
     """
     shared = os.environ.get(SHARED_CLUSTER_VARIABLE)
     if shared:
-        return Cluster.attach(shared, owned=False)
+        cluster = Cluster.attach(shared, owned=False)
+        _apply_to_shared(cluster, options)
+        return cluster
     return Cluster(**options).start()
+
+
+# What a shared cluster's processes were started with, by the option that sets it.
+_SHARED_SETTINGS: dict[str, Callable[[Cluster], object]] = {
+    "deadline_s": lambda c: c.deadline_s,
+    "discovery": lambda c: c.discovery,
+    "db_url": lambda c: c.db_url,
+    "env": lambda c: c._extra_env,
+    "jwt_secret": lambda c: c.jwt_secret,
+    "rabbitmq_url": lambda c: c.rabbitmq_url,
+    "messaging_prefix": lambda c: c.messaging_prefix,
+}
+_ADD_ONS: dict[str, Callable[[Cluster], bool]] = {
+    "messaging": lambda c: c.messaging,
+    "telemetry": lambda c: c.telemetry,
+    "prometheus": lambda c: c.wants_prometheus,
+}
+
+
+def _apply_to_shared(cluster: Cluster, options: Mapping[str, Any]) -> None:
+    """Apply to an attached shared cluster the options that can be; raise naming those that cannot.
+
+    Raising, not ignoring: the shared processes already run with their settings and other
+    submissions use them, so they cannot change for one notebook; an option dropped silently
+    surfaces much later as a puzzle (``cluster.topology`` saying "no messaging" in a notebook
+    that asked for it). An add-on the notebook did not ask for costs it nothing, so only a
+    missing one counts.
+    """
+    unmet: list[str] = []
+    for option, wanted in options.items():
+        if option == "startup_timeout_s":
+            cluster.startup_timeout_s = wanted  # only how long this object waits: ours to set
+        elif option in _ADD_ONS:
+            if wanted and not _ADD_ONS[option](cluster):
+                unmet.append(f"{option}=True (it runs without)")
+        elif option == "replicas":
+            for name, count in dict(wanted or {}).items():
+                running = len(cluster.replicas.get(name, []))
+                if running != count:
+                    unmet.append(f"replicas[{name!r}]={count} (it runs {running})")
+        elif option in _SHARED_SETTINGS:
+            if _SHARED_SETTINGS[option](cluster) != (dict(wanted) if option == "env" else wanted):
+                # Never echo the shared secret into a learner's notebook.
+                has = "another" if option == "jwt_secret" else repr(_SHARED_SETTINGS[option](cluster))
+                unmet.append(f"{option}={'...' if option == 'jwt_secret' else repr(wanted)} (it has {has})")
+        else:  # work_dir, detached, owned: decided by whoever started it
+            unmet.append(f"{option}={wanted!r} (not a notebook's to choose on a shared cluster)")
+    if unmet:
+        raise ClusterError(
+            f"this notebook asks for a cluster the shared one at {cluster.work_dir} "
+            f"({SHARED_CLUSTER_VARIABLE}) is not: {'; '.join(unmet)}. Start the shared cluster "
+            f"with these options, or grade this week without a shared cluster (NEEDS_CLUSTER = False)"
+        )

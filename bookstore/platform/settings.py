@@ -25,18 +25,18 @@ settings, either as fixed addresses or as a registry entry it follows
 | BOOKSTORE_<NAME>_TARGET | (none) | a peer: ``ipv4:127.0.0.1:7001,127.0.0.1:7002``, or ``registry:<path>`` |
 | BOOKSTORE_LOG_LEVEL | INFO | logging level |
 | BOOKSTORE_BREAKER_ENABLED | 1 | ``0``: call peers without circuit breakers (week 8's "before") |
-| BOOKSTORE_BREAKER_WINDOW_SIZE | 20 | a breaker judges the outcomes of this many latest calls |
-| BOOKSTORE_BREAKER_FAILURE_RATE | 0.5 | share of failures in the window that opens a breaker |
-| BOOKSTORE_BREAKER_MINIMUM_CALLS | 10 | calls the window must hold before that rate may open it |
-| BOOKSTORE_BREAKER_CONSECUTIVE_FAILURES | 0 | also open after this many failures in a row; ``0`` is off |
-| BOOKSTORE_BREAKER_OPEN_TIMEOUT_S | 5.0 | seconds an open breaker refuses calls before trying again |
-| BOOKSTORE_BREAKER_HALF_OPEN_CALLS | 3 | trial calls of a half-open breaker; that many successes close it |
-| BOOKSTORE_BREAKER_HALF_OPEN_MAX_WAIT_S | 30.0 | trials silent this long re-open a breaker; ``0``: no bound |
+| BOOKSTORE_BREAKER_WINDOW_SIZE | (breaker) | a breaker judges the outcomes of this many latest calls |
+| BOOKSTORE_BREAKER_FAILURE_RATE | (breaker) | share of failures in the window that opens a breaker |
+| BOOKSTORE_BREAKER_MINIMUM_CALLS | (breaker) | calls the window must hold before that rate may open it |
+| BOOKSTORE_BREAKER_CONSECUTIVE_FAILURES | (breaker) | also open after that many failures in a row; 0: off |
+| BOOKSTORE_BREAKER_OPEN_TIMEOUT_S | (breaker) | seconds an open breaker refuses calls before trying again |
+| BOOKSTORE_BREAKER_HALF_OPEN_CALLS | (breaker) | trials of a half-open breaker; as many successes close it |
+| BOOKSTORE_BREAKER_HALF_OPEN_MAX_WAIT_S | (breaker) | trials silent this long re-open it; ``0``: no bound |
 | BOOKSTORE_BREAKER_PER_METHOD | (none) | services judged per method, not as a whole, e.g. ``catalog`` |
 | BOOKSTORE_RABBITMQ_URL | (found) | AMQP URL of the broker; unset: see ``bookstore.messaging.broker`` |
 | BOOKSTORE_MESSAGING_PREFIX | (none) | prefix of every exchange and queue name, so runs never collide |
 | BOOKSTORE_OUTBOX_POLL_S | 0.05 | how often the order service's outbox relay looks for new events |
-| BOOKSTORE_ORDER_CONCURRENCY | 8 | gateway: CreateOrder calls in flight at once; the rest wait their turn |
+| BOOKSTORE_ORDER_CONCURRENCY | 8 | gateway: most CreateOrder calls in flight (halved while slow) |
 | BOOKSTORE_ORDER_QUEUE_S | 30.0 | gateway: seconds a CreateOrder may wait for its turn; then 503 |
 | BOOKSTORE_HTTP_HEADER_TIMEOUT_S | 10.0 | gateway: seconds to send a request's head; then 408, close |
 | BOOKSTORE_HTTP_BODY_TIMEOUT_S | 10.0 | gateway: seconds to send a request's body; then 408, close |
@@ -60,18 +60,23 @@ without a registry points them at images built locally (docs/containers.md) with
 file. The defaults are the official images, at the versions compose runs.
 
 The ``BREAKER`` settings apply to every breaker in the process (see
-``bookstore.resilience.interceptor``); their defaults are ``BreakerSettings``' own.
+``bookstore.resilience.interceptor``). Their defaults, marked "(breaker)", are
+``BreakerSettings``' own (``bookstore.resilience.breaker``), written down there only: a variable
+that is unset reads as ``None`` here and leaves that default as it is.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-SERVICE_NAMES = ("user", "catalog", "inventory", "payment", "order")
+from bookstore.platform import service_catalog
+from bookstore.platform.service_catalog import Kind
+
 DEV_JWT_SECRET = "bookstore-dev-secret-change-me-in-production"
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 ORDER_FLOWS = ("saga", "plain")
@@ -82,6 +87,8 @@ RABBITMQ_IMAGE = "rabbitmq:3.13-management"
 MYSQL_IMAGE = "mariadb:11.4"
 PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
 JAEGER_IMAGE = "jaegertracing/all-in-one:1.62.0"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,13 +110,14 @@ class Settings:
     log_level: str = "INFO"
     targets: Mapping[str, str] = field(default_factory=dict)
     breaker_enabled: bool = True
-    breaker_window_size: int = 20
-    breaker_failure_rate: float = 0.5
-    breaker_minimum_calls: int = 10
-    breaker_consecutive_failures: int = 0
-    breaker_open_timeout_s: float = 5.0
-    breaker_half_open_calls: int = 3
-    breaker_half_open_max_wait_s: float = 30.0
+    # None: unset, so the breaker's own default (BreakerSettings) applies.
+    breaker_window_size: int | None = None
+    breaker_failure_rate: float | None = None
+    breaker_minimum_calls: int | None = None
+    breaker_consecutive_failures: int | None = None
+    breaker_open_timeout_s: float | None = None
+    breaker_half_open_calls: int | None = None
+    breaker_half_open_max_wait_s: float | None = None
     breaker_per_method: tuple[str, ...] = ()
     rabbitmq_url: str = ""
     messaging_prefix: str = ""
@@ -127,53 +135,57 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
 
-        def get(name: str, default: str) -> str:
-            return env.get(f"BOOKSTORE_{name}", default)
+        # Each default is the field's own (``d``): one place for each, in the class above.
+        d = cls()
 
+        def get(name: str, default: object) -> str:
+            return env.get(f"BOOKSTORE_{name}", str(default))
+
+        # Every gRPC service of the catalog can be someone's peer.
         targets = {
-            name: env[f"BOOKSTORE_{name.upper()}_TARGET"]
-            for name in SERVICE_NAMES
-            if env.get(f"BOOKSTORE_{name.upper()}_TARGET")
+            e.name: env[e.target_variable]
+            for e in service_catalog.SERVICES
+            if e.kind is Kind.SERVICE and env.get(e.target_variable)
         }
         return cls(
             service=get("SERVICE", ""),
-            host=get("HOST", "127.0.0.1"),
-            port=int(get("PORT", "0")),
-            replica=int(get("REPLICA", "0")),
-            work_dir=Path(get("WORK_DIR", ".bookstore")),
-            db_url_template=get("DB_URL", ""),
-            db_pool_size=_positive("DB_POOL_SIZE", get("DB_POOL_SIZE", "4")),
-            jwt_secret=get("JWT_SECRET", DEV_JWT_SECRET),
-            jwt_ttl_s=int(get("JWT_TTL_S", "3600")),
-            deadline_s=float(get("DEADLINE_S", "2.0")),
-            saga_deadline_s=float(get("SAGA_DEADLINE_S", "5.0")),
+            host=get("HOST", d.host),
+            port=int(get("PORT", d.port)),
+            replica=int(get("REPLICA", d.replica)),
+            work_dir=Path(get("WORK_DIR", d.work_dir)),
+            db_url_template=get("DB_URL", d.db_url_template),
+            db_pool_size=_positive("DB_POOL_SIZE", get("DB_POOL_SIZE", d.db_pool_size)),
+            jwt_secret=get("JWT_SECRET", d.jwt_secret),
+            jwt_ttl_s=int(get("JWT_TTL_S", d.jwt_ttl_s)),
+            deadline_s=float(get("DEADLINE_S", d.deadline_s)),
+            saga_deadline_s=float(get("SAGA_DEADLINE_S", d.saga_deadline_s)),
             crash_at=get("CRASH_AT", "").strip(),
-            order_flow=_one_of("ORDER_FLOW", get("ORDER_FLOW", "") or "saga", ORDER_FLOWS),
-            grpc_workers=int(get("GRPC_WORKERS", "16")),
-            log_level=get("LOG_LEVEL", "INFO"),
+            order_flow=_one_of("ORDER_FLOW", get("ORDER_FLOW", "") or d.order_flow, ORDER_FLOWS),
+            grpc_workers=int(get("GRPC_WORKERS", d.grpc_workers)),
+            log_level=get("LOG_LEVEL", d.log_level),
             targets=targets,
-            breaker_enabled=get("BREAKER_ENABLED", "1").strip().lower() not in FALSE_WORDS,
-            breaker_window_size=int(get("BREAKER_WINDOW_SIZE", "20")),
-            breaker_failure_rate=float(get("BREAKER_FAILURE_RATE", "0.5")),
-            breaker_minimum_calls=int(get("BREAKER_MINIMUM_CALLS", "10")),
-            breaker_consecutive_failures=int(get("BREAKER_CONSECUTIVE_FAILURES", "0")),
-            breaker_open_timeout_s=float(get("BREAKER_OPEN_TIMEOUT_S", "5.0")),
-            breaker_half_open_calls=int(get("BREAKER_HALF_OPEN_CALLS", "3")),
-            breaker_half_open_max_wait_s=float(get("BREAKER_HALF_OPEN_MAX_WAIT_S", "30.0")),
+            breaker_enabled=_flag(get("BREAKER_ENABLED", ""), d.breaker_enabled),
+            breaker_window_size=_unless_unset(get("BREAKER_WINDOW_SIZE", ""), int),
+            breaker_failure_rate=_unless_unset(get("BREAKER_FAILURE_RATE", ""), float),
+            breaker_minimum_calls=_unless_unset(get("BREAKER_MINIMUM_CALLS", ""), int),
+            breaker_consecutive_failures=_unless_unset(get("BREAKER_CONSECUTIVE_FAILURES", ""), int),
+            breaker_open_timeout_s=_unless_unset(get("BREAKER_OPEN_TIMEOUT_S", ""), float),
+            breaker_half_open_calls=_unless_unset(get("BREAKER_HALF_OPEN_CALLS", ""), int),
+            breaker_half_open_max_wait_s=_unless_unset(get("BREAKER_HALF_OPEN_MAX_WAIT_S", ""), float),
             breaker_per_method=tuple(
                 name.strip() for name in get("BREAKER_PER_METHOD", "").split(",") if name.strip()
             ),
             rabbitmq_url=get("RABBITMQ_URL", "").strip(),
             messaging_prefix=get("MESSAGING_PREFIX", "").strip(),
-            outbox_poll_s=float(get("OUTBOX_POLL_S", "0.05")),
-            order_concurrency=_positive("ORDER_CONCURRENCY", get("ORDER_CONCURRENCY", "8")),
-            order_queue_s=float(get("ORDER_QUEUE_S", "30.0")),
-            http_header_timeout_s=float(get("HTTP_HEADER_TIMEOUT_S", "10.0")),
-            http_body_timeout_s=float(get("HTTP_BODY_TIMEOUT_S", "10.0")),
-            rabbitmq_image=get("RABBITMQ_IMAGE", "").strip() or RABBITMQ_IMAGE,
-            mysql_image=get("MYSQL_IMAGE", "").strip() or MYSQL_IMAGE,
-            prometheus_image=get("PROMETHEUS_IMAGE", "").strip() or PROMETHEUS_IMAGE,
-            jaeger_image=get("JAEGER_IMAGE", "").strip() or JAEGER_IMAGE,
+            outbox_poll_s=float(get("OUTBOX_POLL_S", d.outbox_poll_s)),
+            order_concurrency=_positive("ORDER_CONCURRENCY", get("ORDER_CONCURRENCY", d.order_concurrency)),
+            order_queue_s=float(get("ORDER_QUEUE_S", d.order_queue_s)),
+            http_header_timeout_s=float(get("HTTP_HEADER_TIMEOUT_S", d.http_header_timeout_s)),
+            http_body_timeout_s=float(get("HTTP_BODY_TIMEOUT_S", d.http_body_timeout_s)),
+            rabbitmq_image=get("RABBITMQ_IMAGE", "").strip() or d.rabbitmq_image,
+            mysql_image=get("MYSQL_IMAGE", "").strip() or d.mysql_image,
+            prometheus_image=get("PROMETHEUS_IMAGE", "").strip() or d.prometheus_image,
+            jaeger_image=get("JAEGER_IMAGE", "").strip() or d.jaeger_image,
         )
 
     def warn_if_development_secret(self) -> None:
@@ -203,6 +215,18 @@ class Settings:
         if self.db_url_template:
             return self.db_url_template.replace("{service}", name)
         return f"sqlite:///{(self.work_dir / f'{name}.db').resolve()}"
+
+
+def _flag(text: str, default: bool) -> bool:
+    """A yes/no setting: empty keeps ``default``; 0, false, no and off mean no."""
+    word = text.strip().lower()
+    return default if not word else word not in FALSE_WORDS
+
+
+def _unless_unset(value: str, parse: Callable[[str], T]) -> T | None:
+    """``value`` parsed; None when it is empty, so that the default of whoever owns it applies."""
+    value = value.strip()
+    return parse(value) if value else None
 
 
 def _positive(name: str, value: str) -> int:

@@ -55,7 +55,11 @@ Every transition starts a new generation, and an outcome from an older generatio
 
 One breaker guards one dependency in one process; each calling process learns on its own.
 
-**Where the pieces are.** ``breaker`` is the state machine; ``interceptor`` puts one breaker
+**Where the pieces are.** ``breaker`` is the state machine, free of gRPC and tracing, with its
+two steps (``admit()`` gives a ``Ticket``, settled with the call's outcome); the words it shares
+with the saga, the servicers and the gateway (``CircuitOpenError``, ``State``, the metadata keys,
+the gRPC classifier) live in ``bookstore.rpc.failures``; ``trace_events`` puts its decisions on
+the current span; ``interceptor`` puts one breaker
 per service (or per method) in front of a gRPC channel, so every stub on it is protected:
 ``protected_channel(target, "payment", BreakerRegistry.from_settings(settings))``. ``timeline``
 records and draws what breakers and their callers did; ``drill`` replays a payment outage
@@ -63,23 +67,16 @@ against a real breaker in simulated time, to weigh settings (week 8's design tas
 """
 
 from bookstore.resilience.breaker import (
-    CIRCUIT_METADATA_KEY,
-    DEFAULT_FAILURE_CODES,
-    DEPENDENCY_METADATA_KEY,
-    RETRY_AFTER_METADATA_KEY,
     BreakerSettings,
     BreakerSnapshot,
     CircuitBreaker,
-    CircuitOpenError,
-    FailureClassifier,
-    GrpcFailureClassifier,
-    State,
+    DecisionListener,
     StateListener,
+    Ticket,
     Totals,
     WindowCounts,
-    grpc_failure_classifier,
-    names_a_circuit,
-    passed_on,
+    add_decision_listener,
+    remove_decision_listener,
 )
 from bookstore.resilience.interceptor import (
     BreakerRegistry,
@@ -89,6 +86,23 @@ from bookstore.resilience.interceptor import (
     log_state_change,
     protected_channel,
 )
+from bookstore.resilience.trace_events import record_on_current_span
+from bookstore.rpc.failures import (
+    CIRCUIT_METADATA_KEY,
+    DEFAULT_FAILURE_CODES,
+    DEPENDENCY_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
+    CircuitOpenError,
+    FailureClassifier,
+    GrpcFailureClassifier,
+    State,
+    grpc_failure_classifier,
+    names_a_circuit,
+    passed_on,
+)
+
+# Every breaker's decisions go on the current span (week 10); the breaker itself has no tracing.
+add_decision_listener(record_on_current_span)
 
 __all__ = [
     "CIRCUIT_METADATA_KEY",
@@ -102,16 +116,21 @@ __all__ = [
     "CircuitBreakerInterceptor",
     "CircuitOpenError",
     "CircuitOpenRpcError",
+    "DecisionListener",
     "FailureClassifier",
     "GrpcFailureClassifier",
     "State",
     "StateListener",
+    "Ticket",
     "Totals",
     "WindowCounts",
+    "add_decision_listener",
     "breaker_settings_from",
     "grpc_failure_classifier",
     "log_state_change",
     "names_a_circuit",
     "passed_on",
     "protected_channel",
+    "record_on_current_span",
+    "remove_decision_listener",
 ]

@@ -1,8 +1,15 @@
 """A circuit breaker: one small state machine in front of one dependency.
 
 The package docstring (``bookstore.resilience``) says why and when; this module is the
-machine itself. Four decisions shape it:
+machine itself, and knows nothing of gRPC or tracing: it admits calls, hears their outcomes
+and changes state. Five decisions shape it:
 
+* **Two steps: admit, then settle.** ``admit()`` decides whether a call may go ahead and
+  returns a ``Ticket``; whoever made the call settles the ticket with its outcome, once,
+  from any thread and at any later time (``ticket.success()``, ``ticket.raised(error)``,
+  ``ticket.abandon()``, or ``ticket.settle(error_or_None)``). ``call``, ``call_async``, the
+  decorator and the ``with`` block are this pair wrapped around a function; a gRPC
+  interceptor, whose outcome arrives later on gRPC's own thread, uses the pair directly.
 * **Judged on a sliding window, after every outcome.** While CLOSED the breaker keeps the
   outcomes of the last ``window_size`` calls and, each time an outcome goes in, trips when the
   failure rate reaches the threshold, but only once ``minimum_calls`` outcomes are in the
@@ -16,18 +23,21 @@ machine itself. Four decisions shape it:
   have given no outcome for ``half_open_max_wait_s`` goes back to OPEN the same way. The
   clock is injected, so tests move time by hand.
 * **A generation counter.** Every change of state, and every reset of the window, starts a
-  new generation. A call remembers the generation that admitted it; when it finishes in a
-  later one its outcome is discarded. A slow call admitted while CLOSED that fails after the
-  breaker half-opened says nothing about the trial, and must not re-open the breaker.
-* **The lock guards bookkeeping, never the call.** Admission and recording each take the
+  new generation. A ticket remembers the generation that admitted it; when it is settled in
+  a later one its outcome is discarded. A slow call admitted while CLOSED that fails after
+  the breaker half-opened says nothing about the trial, and must not re-open the breaker.
+* **The lock guards bookkeeping, never the call.** Admission and settling each take the
   lock for a few microseconds; the protected call runs with no lock held, so a breaker in
   front of a 1 ms call lets eight threads make eight calls at once. Listeners are called
   outside the lock too, in the order the transitions happened.
 
-Its decisions show in traces (week 10): a refusal, a half-open trial admitted and every
-change of state are events on the current span (``circuit_breaker.rejected``,
-``circuit_breaker.trial_admitted``, ``circuit_breaker.state_change``). A call admitted while
-CLOSED, the common case, records nothing.
+What counts as a failure is ``BreakerSettings.is_failure``'s decision, by default the gRPC
+classifier of ``bookstore.rpc.failures``; the machine never looks inside an error.
+Its decisions reach the outside through listeners: ``StateListener`` per breaker for changes of
+state, and process-wide decision listeners (``DecisionListener``) for a refusal, a half-open
+trial admitted and every change of state (``circuit_breaker.rejected``, ``circuit_breaker.trial_admitted``,
+``circuit_breaker.state_change``); ``bookstore.resilience`` attaches one that puts them on the
+current span (week 10). A call admitted while CLOSED, the common case, reports nothing.
 """
 
 from __future__ import annotations
@@ -39,141 +49,43 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-import grpc
-from opentelemetry import trace
+from bookstore.rpc.failures import CircuitOpenError, FailureClassifier, GrpcFailureClassifier, State
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-
-class State(Enum):
-    CLOSED = "closed"
-    """Calls pass through; their outcomes fill the sliding window."""
-    OPEN = "open"
-    """Calls are rejected at once with ``CircuitOpenError``, until ``open_timeout_s`` has passed."""
-    HALF_OPEN = "half_open"
-    """A few trial calls pass; their outcomes decide between CLOSED and OPEN."""
-
-
 # Module-level aliases for the hot path: on Python 3.11 each ``State.X`` lookup costs about as
 # much as acquiring a lock.
 _CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
 
-FailureClassifier = Callable[[Exception], bool]
-"""Given an exception the protected call raised: does it count against the dependency?"""
-
 StateListener = Callable[[str, State, State, int], None]
 """Called as ``listener(breaker_name, old_state, new_state, generation)`` after each transition."""
 
-DEFAULT_FAILURE_CODES: frozenset[grpc.StatusCode] = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
-)
-"""Codes that say the dependency is down, slow or overloaded. Every other code (NOT_FOUND,
-INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION, ...) is an answer from a working
-server about the request, so it counts as a success. INTERNAL and RESOURCE_EXHAUSTED are
-counted as the server's trouble, though a service may mean them per request (one input that
-trips a bug, one client's quota): leave them out for such a service."""
+DecisionListener = Callable[[str, Mapping[str, str | int | float]], None]
+"""Called as ``listener(event, attributes)`` for every breaker's notable decisions: ``event`` is
+``circuit_breaker.rejected``, ``circuit_breaker.trial_admitted`` or
+``circuit_breaker.state_change``, and ``attributes`` name the breaker and the details. It runs in
+the thread that offered the call or caused the transition, outside every breaker's lock."""
 
 
-CIRCUIT_METADATA_KEY = "bookstore-circuit"
-"""Trailing metadata of a refused call: the name of the breaker that refused it."""
-RETRY_AFTER_METADATA_KEY = "bookstore-retry-after-s"
-"""Trailing metadata of a refused call: seconds until the breaker admits trial calls."""
-DEPENDENCY_METADATA_KEY = "bookstore-dependency"
-"""Trailing metadata of a failure a server passes on from one of its own dependencies: which
-one (``payment.Pay``). The server itself worked: it made the call, cleaned up and answered."""
-
-
-@dataclass(frozen=True)
-class GrpcFailureClassifier:
-    """Counts a ``grpc.RpcError`` as a failure when its code is in ``failure_codes``.
-
-    An error a server passes on from its own dependency is, by default, no failure of that
-    server: its trailing metadata names a circuit (``bookstore-circuit``: the server's breaker
-    refused a call to *its* dependency) or the dependency that failed (``bookstore-dependency``:
-    the order service placed an order, payment answered UNAVAILABLE, the order service undid
-    the reservation and answered). Either way the server is healthy and answered. Counting such
-    answers would open the caller's breaker too, and cut off the methods that never needed the
-    failing dependency (listing orders, while payment is down). A breaker judges its own
-    dependency, not its dependency's dependencies.
-    """
-
-    failure_codes: frozenset[grpc.StatusCode] = DEFAULT_FAILURE_CODES
-    other_errors_are_failures: bool = True
-    """Whether an exception that is not a ``grpc.RpcError`` (a bug, a ``TimeoutError``, a
-    connection refused by a non-gRPC client) counts as a failure."""
-    passed_on_errors_are_failures: bool = False
-    """Whether an error passed on from a dependency (``bookstore-circuit`` or
-    ``bookstore-dependency`` trailing metadata) counts as a failure."""
-
-    def __call__(self, error: Exception) -> bool:
-        if isinstance(error, grpc.RpcError):
-            code = getattr(error, "code", None)
-            if not callable(code):
-                return True  # an RpcError that carries no status cannot be told apart from an outage
-            if code() not in self.failure_codes:
-                return False
-            return self.passed_on_errors_are_failures or not passed_on(error)
-        return self.other_errors_are_failures
-
-
-def names_a_circuit(error: grpc.RpcError) -> bool:
-    """Whether a failed call's trailing metadata says a circuit breaker refused it."""
-    return _has_trailing_key(error, frozenset({CIRCUIT_METADATA_KEY}))
-
-
-def passed_on(error: grpc.RpcError) -> bool:
-    """Whether a failed call's trailing metadata says the server passed on a dependency's
-    failure (``bookstore-dependency``) or its breaker's refusal (``bookstore-circuit``)."""
-    return _has_trailing_key(error, _PASSED_ON_KEYS)
-
-
-_PASSED_ON_KEYS = frozenset({CIRCUIT_METADATA_KEY, DEPENDENCY_METADATA_KEY})
-
-
-def _has_trailing_key(error: grpc.RpcError, keys: frozenset[str]) -> bool:
-    trailing = getattr(error, "trailing_metadata", None)
-    try:
-        pairs = trailing() if callable(trailing) else None
-        return any(key in keys for key, _ in pairs or ())
-    except Exception:  # a call object that cannot say: judge it by its code alone
-        return False
-
-
-def grpc_failure_classifier(
-    failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
-    *,
-    other_errors_are_failures: bool = True,
-    passed_on_errors_are_failures: bool = False,
-) -> GrpcFailureClassifier:
-    """A classifier for ``BreakerSettings.is_failure`` that judges gRPC errors by status code.
-
-    ``grpc_failure_classifier()`` counts UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL and
-    RESOURCE_EXHAUSTED, plus any non-gRPC exception, except an error the server passed on
-    from its own dependency (see ``GrpcFailureClassifier``). An error it does not count passes through
-    to the caller unchanged and is recorded as a success: the server answered.
-    """
-    return GrpcFailureClassifier(
-        frozenset(failure_codes), other_errors_are_failures, passed_on_errors_are_failures
-    )
+_GRPC_OUTAGES: FailureClassifier = GrpcFailureClassifier()
+"""The default classifier: gRPC codes that say the server is unwell, and every non-gRPC error."""
 
 
 @dataclass(frozen=True)
 class BreakerSettings:
-    """How a breaker judges its dependency. The defaults are a common starting point, not a law."""
+    """How a breaker judges its dependency. The defaults are a common starting point, not a law.
+
+    They are the only copy: ``BOOKSTORE_BREAKER_*`` variables that are unset leave them as they
+    are (``bookstore.resilience.interceptor.breaker_settings_from``).
+    """
 
     window_size: int = 20
     """The sliding window: the breaker remembers the outcomes of the last ``window_size`` calls
@@ -197,7 +109,7 @@ class BreakerSettings:
     else for good. Make it longer than the deadline of any protected call, so that a trial
     which merely ends in its deadline still gives its verdict. ``None``: wait forever (as
     resilience4j's ``maxWaitDurationInHalfOpenState`` of 0 does)."""
-    is_failure: FailureClassifier = GrpcFailureClassifier()
+    is_failure: FailureClassifier = _GRPC_OUTAGES
     """Which exceptions count against the dependency; the rest count as successes."""
 
     def __post_init__(self) -> None:
@@ -222,30 +134,6 @@ class BreakerSettings:
             raise ValueError(
                 f"half_open_max_wait_s must be positive or None, got {self.half_open_max_wait_s}"
             )
-
-
-class CircuitOpenError(Exception):
-    """The breaker refused the call without making it.
-
-    ``retry_after_s`` is how long until an OPEN breaker admits trial calls. When the breaker
-    is HALF_OPEN with every trial slot taken, the trials' verdict decides: it closes the breaker,
-    or opens it for ``open_timeout_s``; and trials that stay silent are given up on once
-    ``half_open_max_wait_s`` has passed. So the hint is the shorter of ``open_timeout_s`` and
-    the time left until the trials are given up (with no bound on that wait: ``open_timeout_s``).
-    """
-
-    def __init__(self, name: str, retry_after_s: float, state: State = State.OPEN) -> None:
-        self.name = name
-        self.retry_after_s = retry_after_s
-        self.state = state
-        if state is State.OPEN:
-            message = f"circuit {name!r} is open; trial calls in {retry_after_s:.3f} s"
-        else:
-            message = f"circuit {name!r} is half-open and all its trial calls are in flight"
-        super().__init__(message)
-
-    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float, State]]:
-        return type(self), (self.name, self.retry_after_s, self.state)
 
 
 @dataclass(frozen=True)
@@ -291,17 +179,122 @@ class BreakerSnapshot:
     totals: Totals
 
 
-# Generations admitted by ``with breaker:`` blocks that have not exited yet, innermost last.
-# A ContextVar keeps threads and asyncio tasks apart: each sees only its own admissions.
-_open_blocks: contextvars.ContextVar[tuple[tuple[CircuitBreaker, int], ...]] = contextvars.ContextVar(
+# How a ticket was settled; what the outcome does to the breaker depends on its state then.
+_SUCCESS, _FAILURE, _ABANDONED = "success", "failure", "abandoned"
+
+
+class Ticket:
+    """One call a breaker admitted, waiting for its outcome. Settle it exactly once.
+
+    ``breaker.admit()`` hands it out; make the call, then report how it ended::
+
+        ticket = breaker.admit()          # raises CircuitOpenError when refused
+        try:
+            response = stub.Pay(request, timeout=2)
+        except Exception as error:
+            ticket.raised(error)          # the classifier decides whether it counts
+            raise
+        ticket.success()
+
+    Any thread may settle it, at any later time: the breaker judges the outcome against the
+    generation that admitted the call, so a ticket from before a change of state is counted as
+    ``ignored_stale``. A second settling is a bug in the caller (an outcome counted twice would
+    skew the window, a trial slot freed twice would admit too many trials): it raises
+    ``RuntimeError`` and changes nothing. ``with breaker.admit():`` settles on leaving the block.
+    """
+
+    __slots__ = ("_settled", "breaker", "generation", "trial")
+
+    def __init__(self, breaker: CircuitBreaker, generation: int, trial: bool) -> None:
+        self.breaker = breaker
+        self.generation = generation
+        """The generation that admitted the call."""
+        self.trial = trial
+        """Whether the call was admitted as a HALF_OPEN trial (it holds one of the trial slots)."""
+        self._settled = False
+
+    def __repr__(self) -> str:
+        kind = "trial" if self.trial else "call"
+        return f"Ticket({self.breaker.name!r}, {kind}, generation={self.generation}, settled={self._settled})"
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    def success(self) -> bool:
+        """The call returned. True if the outcome counted; False if it was stale."""
+        return self.breaker._settle(self, _SUCCESS)
+
+    def raised(self, error: Exception) -> bool:
+        """The call raised ``error``; it counts as a failure only if ``is_failure(error)`` says so
+        (a NOT_FOUND is a working server's answer: a success). True if the outcome counted."""
+        return self.breaker._settle(self, _FAILURE if self.breaker._counts_against(error) else _SUCCESS)
+
+    def abandon(self) -> bool:
+        """The call ended without a verdict (cancelled, interrupted): counted as abandoned, and a
+        trial's slot is freed for another trial. True unless the ticket was stale."""
+        return self.breaker._settle(self, _ABANDONED)
+
+    def settle(self, error: BaseException | None = None) -> bool:
+        """However the call ended: ``None`` is a success, an ``Exception`` is judged by
+        ``raised``, any other ``BaseException`` (cancellation, KeyboardInterrupt) abandons it."""
+        if error is None:
+            return self.success()
+        if isinstance(error, Exception):
+            return self.raised(error)
+        return self.abandon()
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.settle(exc)
+
+
+# The tickets of ``with breaker:`` blocks that have not exited yet, innermost last. ``__exit__``
+# is handed no ticket, so the block must find its own: a ContextVar keeps threads and asyncio
+# tasks apart, each seeing only its own blocks. ``admit()`` and the ticket need none of this.
+_open_blocks: contextvars.ContextVar[tuple[Ticket, ...]] = contextvars.ContextVar(
     "bookstore_breaker_open_blocks", default=()
 )
+
+# Listeners of every breaker's decisions in this process; replaced whole, so reading needs no lock.
+_decision_listeners: tuple[DecisionListener, ...] = ()
+_decision_listeners_lock = threading.Lock()
+
+
+def add_decision_listener(listener: DecisionListener) -> None:
+    """Report every breaker's decisions in this process to ``listener`` (once, however often added)."""
+    global _decision_listeners
+    with _decision_listeners_lock:
+        if listener not in _decision_listeners:
+            _decision_listeners = (*_decision_listeners, listener)
+
+
+def remove_decision_listener(listener: DecisionListener) -> None:
+    """Stop reporting decisions to ``listener``; nothing happens if it was not added."""
+    global _decision_listeners
+    with _decision_listeners_lock:
+        _decision_listeners = tuple(known for known in _decision_listeners if known != listener)
+
+
+def _decided(event: str, attributes: Mapping[str, str | int | float]) -> None:
+    for listener in _decision_listeners:
+        try:
+            listener(event, attributes)
+        except Exception:
+            log.exception("decision listener %r failed on %s", listener, event)
 
 
 class CircuitBreaker:
     """Guards calls to one dependency. Thread-safe; usable from asyncio.
 
-    Four ways to protect a call::
+    Five ways to protect a call::
 
         breaker = CircuitBreaker("payment")
         breaker.call(stub.Pay, request, timeout=2)
@@ -313,6 +306,9 @@ class CircuitBreaker:
             stub.Pay(request, timeout=2)
 
         await breaker.call_async(aio_stub.Pay, request, timeout=2)   # or: async with breaker:
+
+        ticket = breaker.admit()        # the two steps the others are made of
+        ...                             # make the call, then: ticket.settle(error_or_None)
 
     A refused call raises ``CircuitOpenError`` without running. Whatever the call raises
     reaches the caller unchanged; the breaker only takes note.
@@ -416,20 +412,49 @@ class CircuitBreaker:
             self._move_to(State.OPEN)
         self._notify_listeners()
 
+    # ----------------------------------------------------------------- the two steps
+
+    def admit(self) -> Ticket:
+        """Admit one call, or raise ``CircuitOpenError``; settle the ticket with its outcome.
+
+        A call that is admitted and never settled counts nowhere; if it was a trial it holds its
+        slot until ``half_open_max_wait_s`` gives up on it. Settle every ticket, even when the
+        call could not be started (``ticket.settle(error)``).
+        """
+        with self._lock:
+            self._calls += 1
+            closed = self._state is _CLOSED  # the common case, kept short: no transition happens
+            refusal = None if closed else self._admit_trial_or_refuse()
+            generation = self._generation
+        if closed:
+            return Ticket(self, generation, False)
+        return self._trial_or_refusal(generation, refusal)
+
+    def _trial_or_refusal(self, generation: int, refusal: CircuitOpenError | None) -> Ticket:
+        # Only calls offered while not CLOSED come here: a refusal or a half-open trial, each
+        # worth reporting. The common CLOSED path in ``admit`` reports nothing.
+        if self._transitions:
+            self._notify_listeners()
+        if refusal is not None:
+            _decided(
+                "circuit_breaker.rejected",
+                {"breaker": self.name, "state": refusal.state.name, "retry_after_s": refusal.retry_after_s},
+            )
+            raise refusal
+        _decided("circuit_breaker.trial_admitted", {"breaker": self.name, "generation": generation})
+        return Ticket(self, generation, True)
+
     # ----------------------------------------------------------------- protecting calls
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``fn(*args, **kwargs)`` if the breaker admits it; raises ``CircuitOpenError`` if not."""
-        generation = self._admit()
+        ticket = self.admit()
         try:
             result = fn(*args, **kwargs)
-        except Exception as error:
-            self._record_error(generation, error)
+        except BaseException as error:
+            ticket.settle(error)
             raise
-        except BaseException:
-            self._record_abandoned(generation)
-            raise
-        self._record_success(generation)
+        ticket.success()
         return result
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -439,16 +464,13 @@ class CircuitBreaker:
         inside ``fn``): a timeout applied from outside cancels the call, and a cancelled call
         is abandoned without a verdict.
         """
-        generation = self._admit()
+        ticket = self.admit()
         try:
             result = await fn(*args, **kwargs)
-        except Exception as error:
-            self._record_error(generation, error)
+        except BaseException as error:
+            ticket.settle(error)
             raise
-        except BaseException:
-            self._record_abandoned(generation)
-            raise
-        self._record_success(generation)
+        ticket.success()
         return result
 
     @overload
@@ -474,8 +496,8 @@ class CircuitBreaker:
         return guarded
 
     def __enter__(self) -> CircuitBreaker:
-        generation = self._admit()
-        _open_blocks.set((*_open_blocks.get(), (self, generation)))
+        ticket = self.admit()
+        _open_blocks.set((*_open_blocks.get(), ticket))
         return self
 
     def __exit__(
@@ -484,13 +506,7 @@ class CircuitBreaker:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        generation = self._close_block()
-        if exc is None:
-            self._record_success(generation)
-        elif isinstance(exc, Exception):
-            self._record_error(generation, exc)
-        else:
-            self._record_abandoned(generation)
+        self._close_block().settle(exc)
 
     async def __aenter__(self) -> CircuitBreaker:
         return self.__enter__()
@@ -503,28 +519,19 @@ class CircuitBreaker:
     ) -> None:
         self.__exit__(exc_type, exc, traceback)
 
-    # ----------------------------------------------------------------- admission and recording
+    def _close_block(self) -> Ticket:
+        """The ticket of this breaker's innermost open ``with`` block, taken off the stack."""
+        blocks = _open_blocks.get()
+        if blocks and blocks[-1].breaker is self:  # the usual case: the innermost open block is ours
+            _open_blocks.set(blocks[:-1])
+            return blocks[-1]
+        for index in range(len(blocks) - 1, -1, -1):
+            if blocks[index].breaker is self:
+                _open_blocks.set(blocks[:index] + blocks[index + 1 :])
+                return blocks[index]
+        raise RuntimeError(f"breaker {self.name!r}: __exit__ without a matching __enter__")
 
-    def _admit(self) -> int:
-        """The generation a call is admitted in; raises ``CircuitOpenError`` if it is not."""
-        with self._lock:
-            self._calls += 1
-            if self._state is _CLOSED:  # the common case, kept short: no transition can happen here
-                return self._generation
-            refusal = self._admit_trial_or_refuse()
-            generation = self._generation
-        if self._transitions:
-            self._notify_listeners()
-        # Only calls offered while not CLOSED come here: a refusal or a half-open trial, each
-        # worth an event on the caller's span. The common CLOSED path above records nothing.
-        if refusal is not None:
-            _span_event(
-                "circuit_breaker.rejected",
-                {"breaker": self.name, "state": refusal.state.name, "retry_after_s": refusal.retry_after_s},
-            )
-            raise refusal
-        _span_event("circuit_breaker.trial_admitted", {"breaker": self.name, "generation": generation})
-        return generation
+    # ----------------------------------------------------------------- admission and settling
 
     def _admit_trial_or_refuse(self) -> CircuitOpenError | None:
         state = self._current_state()  # OPEN, or HALF_OPEN if the timeout has passed
@@ -536,75 +543,56 @@ class CircuitBreaker:
         self._rejected += 1
         return CircuitOpenError(self.name, self._retry_after_s(), state)
 
-    def _record_error(self, generation: int, error: Exception) -> None:
+    def _counts_against(self, error: Exception) -> bool:
         try:
-            failed = self.settings.is_failure(error)
+            return bool(self.settings.is_failure(error))
         except Exception:
             log.exception("failure classifier of breaker %r raised; counting the call as failed", self.name)
-            failed = True
-        if failed:
-            self._record_failure(generation)
-        else:
-            self._record_success(generation)
+            return True
 
-    def _record_success(self, generation: int) -> None:
+    def _settle(self, ticket: Ticket, outcome: str) -> bool:
         with self._lock:
-            if generation != self._generation_now():
+            if ticket._settled:
+                raise RuntimeError(f"{ticket!r} is settled already; its first outcome stands")
+            ticket._settled = True
+            counted = ticket.generation == self._generation_now()
+            if not counted:
                 self._ignored_stale += 1
-            elif self._state is _CLOSED:
-                self._successes += 1
-                self._failures_in_a_row = 0
-                self._remember(failed=False)
-                if self._should_trip():  # a success too can complete a window that fails
-                    self._move_to(_OPEN)
-            else:  # HALF_OPEN: an unchanged generation means the state that admitted the call
-                self._successes += 1
-                self._end_trial()
-                self._trial_successes += 1
-                if self._trial_successes >= self.settings.half_open_max_calls:
-                    self._move_to(_CLOSED)
-        if self._transitions:
-            self._notify_listeners()
-
-    def _record_failure(self, generation: int) -> None:
-        with self._lock:
-            if generation != self._generation_now():
-                self._ignored_stale += 1
-            elif self._state is _CLOSED:
-                self._failures += 1
-                self._failures_in_a_row += 1
-                self._remember(failed=True)
-                if self._should_trip():
-                    self._move_to(_OPEN)
-            else:  # HALF_OPEN: one failed trial is enough
-                self._failures += 1
-                self._end_trial()
-                self._move_to(_OPEN)
-        if self._transitions:
-            self._notify_listeners()
-
-    def _record_abandoned(self, generation: int) -> None:
-        with self._lock:
-            if generation != self._generation_now():
-                self._ignored_stale += 1
+            elif outcome is _SUCCESS:
+                self._record_success()
+            elif outcome is _FAILURE:
+                self._record_failure()
             else:
                 self._abandoned += 1
                 if self._state is _HALF_OPEN:
                     self._end_trial()  # free the slot for another trial
         if self._transitions:
             self._notify_listeners()
+        return counted
 
-    def _close_block(self) -> int:
-        blocks = _open_blocks.get()
-        if blocks and blocks[-1][0] is self:  # the usual case: the innermost open block is ours
-            _open_blocks.set(blocks[:-1])
-            return blocks[-1][1]
-        for index in range(len(blocks) - 1, -1, -1):
-            breaker, generation = blocks[index]
-            if breaker is self:
-                _open_blocks.set(blocks[:index] + blocks[index + 1 :])
-                return generation
-        raise RuntimeError(f"breaker {self.name!r}: __exit__ without a matching __enter__")
+    def _record_success(self) -> None:
+        self._successes += 1
+        if self._state is _CLOSED:
+            self._failures_in_a_row = 0
+            self._remember(failed=False)
+            if self._should_trip():  # a success too can complete a window that fails
+                self._move_to(_OPEN)
+        else:  # HALF_OPEN: an unchanged generation means the state that admitted the call
+            self._end_trial()
+            self._trial_successes += 1
+            if self._trial_successes >= self.settings.half_open_max_calls:
+                self._move_to(_CLOSED)
+
+    def _record_failure(self) -> None:
+        self._failures += 1
+        if self._state is _CLOSED:
+            self._failures_in_a_row += 1
+            self._remember(failed=True)
+            if self._should_trip():
+                self._move_to(_OPEN)
+        else:  # HALF_OPEN: one failed trial is enough
+            self._end_trial()
+            self._move_to(_OPEN)
 
     # ----------------------------------------------------------------- the state machine (lock held)
 
@@ -696,7 +684,7 @@ class CircuitBreaker:
             try:
                 while self._transitions:
                     old, new, generation = self._transitions.popleft()
-                    _span_event(
+                    _decided(
                         "circuit_breaker.state_change",
                         {"breaker": self.name, "from": old.name, "to": new.name, "generation": generation},
                     )
@@ -707,10 +695,3 @@ class CircuitBreaker:
                             log.exception("listener of breaker %r failed on %s -> %s", self.name, old, new)
             finally:
                 self._delivering.release()
-
-
-def _span_event(name: str, attributes: dict[str, str | int | float]) -> None:
-    """A breaker decision as an event on the current span (week 10's traces); nothing when none records."""
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.add_event(name, attributes)

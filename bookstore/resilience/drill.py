@@ -18,16 +18,15 @@ neighbours' work, and would grade them rather than the settings.
 
 **The model, and what it leaves out.** Calls overlap as they do in a server: a slow call holds
 its outcome back for the whole deadline while later calls are admitted, which is why a breaker
-learns of slowness late. Each call runs in a ``with breaker:`` block of its own context, so
-admission and outcome go through the breaker's public protocol, in the order the events
-happen. Left out: queueing for threads (the caller is assumed to have enough; week 8's
-notebook shows what happens when it has not), retries, and the latency of the rest of the
-checkout. A refused checkout answers in ``refusal_s`` (a 503 with ``Retry-After``).
+learns of slowness late. Each call is admitted with ``breaker.admit()`` when it starts and its
+ticket settled when it ends, the breaker's public two steps, in the order the events happen.
+Left out: queueing for threads (the caller is assumed to have enough; week 8's notebook shows
+what happens when it has not), retries, and the latency of the rest of the checkout. A refused
+checkout answers in ``refusal_s`` (a 503 with ``Retry-After``).
 """
 
 from __future__ import annotations
 
-import contextvars
 import heapq
 import math
 import random
@@ -36,8 +35,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from bookstore.resilience.breaker import BreakerSettings, CircuitBreaker, CircuitOpenError, State
+from bookstore.resilience.breaker import BreakerSettings, CircuitBreaker, Ticket
 from bookstore.resilience.timeline import ManualClock
+from bookstore.rpc.failures import CircuitOpenError, State
 
 
 class DeadlineExceeded(grpc.RpcError):
@@ -128,24 +128,22 @@ def payment_drill(
     draws = random.Random(seed)
     latencies = [0.0] * scenario.checkouts
     outcomes: Counter[str] = Counter()
-    # Events: (time, order, index, context); a call's end carries the context that admitted it.
-    ends: list[tuple[float, int, int, contextvars.Context, bool]] = []
+    # Events: (time, order, index, ticket, slow); a call's end carries the ticket that admitted it.
+    ends: list[tuple[float, int, int, Ticket, bool]] = []
     order = 0
 
     def finish_calls_until(at_s: float) -> None:
         while ends and ends[0][0] <= at_s:
-            ended_s, _, _, context, slow = heapq.heappop(ends)
+            ended_s, _, _, ticket, slow = heapq.heappop(ends)
             clock.advance(ended_s - clock())
-            error = DeadlineExceeded() if slow else None
-            context.run(breaker.__exit__, type(error) if error else None, error, None)
+            ticket.settle(DeadlineExceeded() if slow else None)
 
     for index in range(scenario.checkouts):
         arrived_s = index / scenario.rate_per_s
         finish_calls_until(arrived_s)
         clock.advance(arrived_s - clock())
-        context = contextvars.copy_context()
         try:
-            context.run(breaker.__enter__)
+            ticket = breaker.admit()
         except CircuitOpenError:
             latencies[index] = scenario.refusal_s
             outcomes["CIRCUIT_OPEN"] += 1
@@ -155,7 +153,7 @@ def payment_drill(
         latencies[index] = took_s
         outcomes["DEADLINE_EXCEEDED" if slow else "OK"] += 1
         order += 1
-        heapq.heappush(ends, (arrived_s + took_s, order, index, context, slow))
+        heapq.heappush(ends, (arrived_s + took_s, order, index, ticket, slow))
     finish_calls_until(math.inf)
     end_s = scenario.fault_s + scenario.after_s
     clock.advance(max(0.0, end_s - clock()))

@@ -23,13 +23,16 @@ service's methods into classes that fail together, each with its breaker: the or
 service's reads (``"order/reads"``: a database lookup) and writes (``"order/writes"``: a saga
 through inventory and payment), so that failing creates cannot cut off reading orders.
 
-**How outcomes reach the breaker.** gRPC hands an interceptor a *continuation* that returns a
-call object, not the response. For a blocking call that object is already finished, and a
-failure does not raise here: it comes back as a finished call whose ``result()`` raises. So
-the interceptor judges the finished call (its ``exception()``) before handing it back, and
-the breaker has counted a blocking call before the stub returns. A ``.future()`` call is
-judged when it finishes, from gRPC's thread, through ``add_done_callback``. A call the caller
-cancels gets no verdict (the breaker counts it as abandoned).
+**How outcomes reach the breaker.** In the breaker's two steps: ``breaker.admit()`` before
+the call gives a ``Ticket`` (or refuses), and the ticket is settled with the outcome. gRPC
+hands an interceptor a *continuation* that returns a call object, not the response. For a
+blocking call that object is already finished, and a failure does not raise here: it comes
+back as a finished call whose ``result()`` raises. So the interceptor settles the ticket from
+the finished call (its ``exception()``) before handing it back, and the breaker has counted a
+blocking call before the stub returns. A ``.future()`` call settles its ticket when it
+finishes, from gRPC's thread, through ``add_done_callback``: the ticket carries everything the
+breaker needs, whichever thread settles it. A call the caller cancels gets no verdict (the
+breaker counts it as abandoned).
 
 **Deadlines stay inside.** The call's own ``timeout`` travels with it through the breaker, so
 a slow dependency ends the call with DEADLINE_EXCEEDED, and the breaker counts that as a
@@ -44,7 +47,7 @@ wrong tool.
 
 from __future__ import annotations
 
-import contextvars
+import functools
 import logging
 import threading
 import time
@@ -56,16 +59,14 @@ import grpc
 from bookstore.platform.channels import open_channel
 from bookstore.platform.settings import Settings
 from bookstore.resilience.breaker import (
-    CIRCUIT_METADATA_KEY,
-    RETRY_AFTER_METADATA_KEY,
     BreakerSettings,
     BreakerSnapshot,
     CircuitBreaker,
-    CircuitOpenError,
-    State,
     StateListener,
+    Ticket,
 )
 from bookstore.rpc.calls import changed
+from bookstore.rpc.failures import CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KEY, CircuitOpenError, State
 
 log = logging.getLogger(__name__)
 
@@ -148,18 +149,26 @@ class CircuitOpenRpcError(CircuitOpenError, grpc.RpcError, grpc.Call, grpc.Futur
 
 
 def breaker_settings_from(settings: Settings) -> BreakerSettings:
-    """The ``BOOKSTORE_BREAKER_*`` settings as ``BreakerSettings``; a bad value names its variable."""
+    """The ``BOOKSTORE_BREAKER_*`` settings as ``BreakerSettings``; a bad value names its variable.
+
+    A variable left unset keeps ``BreakerSettings``' default, the one place the defaults live.
+    """
+    chosen: dict[str, Any] = {
+        "window_size": settings.breaker_window_size,
+        "failure_rate_threshold": settings.breaker_failure_rate,
+        "minimum_calls": settings.breaker_minimum_calls,
+        "consecutive_failures": settings.breaker_consecutive_failures,
+        "open_timeout_s": settings.breaker_open_timeout_s,
+        "half_open_max_calls": settings.breaker_half_open_calls,
+        "half_open_max_wait_s": settings.breaker_half_open_max_wait_s,
+    }
+    chosen = {field: value for field, value in chosen.items() if value is not None}
+    # 0 in the environment means "off" and "no bound", which BreakerSettings spells None.
+    for field in ("consecutive_failures", "half_open_max_wait_s"):
+        if chosen.get(field) == 0:
+            chosen[field] = None
     try:
-        return BreakerSettings(
-            window_size=settings.breaker_window_size,
-            failure_rate_threshold=settings.breaker_failure_rate,
-            minimum_calls=settings.breaker_minimum_calls,
-            consecutive_failures=settings.breaker_consecutive_failures or None,
-            open_timeout_s=settings.breaker_open_timeout_s,
-            half_open_max_calls=settings.breaker_half_open_calls,
-            # 0 in the environment means "no bound", which BreakerSettings spells None.
-            half_open_max_wait_s=settings.breaker_half_open_max_wait_s or None,
-        )
+        return BreakerSettings(**chosen)
     except ValueError as error:
         field = str(error).split(" ", 1)[0]
         variable = _ENVIRONMENT_VARIABLES.get(field, "BOOKSTORE_BREAKER_*")
@@ -273,42 +282,16 @@ def log_state_change(name: str, old: State, new: State, generation: int) -> None
 # ----------------------------------------------------------------------------- the interceptor
 
 
-class _CallCancelled(BaseException):
-    """How a cancelled call reaches the breaker: as a BaseException, which it counts as abandoned."""
-
-
-class _Admission:
-    """One call a breaker admitted, whose outcome may be reported later and on another thread.
-
-    The breaker's ``with`` protocol remembers the generation that admitted a call in a
-    ContextVar, which belongs to the thread that entered. A ``.future()`` call finishes on
-    gRPC's own thread, so each admission runs both halves inside one private ``Context``:
-    they find each other whichever thread runs them. (The two never overlap: the outcome
-    cannot arrive before the call was admitted.) The private context is a copy of the
-    caller's, so the breaker still sees the caller's current span and puts its decisions
-    there as events (week 10).
-    """
-
-    __slots__ = ("_breaker", "_context")
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self._breaker = breaker
-        self._context = contextvars.copy_context()
-        self._context.run(breaker.__enter__)  # raises CircuitOpenError when refused
-
-    def settle(self, outcome: grpc.Future) -> None:
-        """Report a finished call: its error, if it has one, or success."""
-        if outcome.cancelled():
-            self.end(_CallCancelled())
-            return
-        try:
-            error = outcome.exception()
-        except Exception as unreadable:  # a call object that cannot say how it ended
-            error = unreadable
-        self.end(error)
-
-    def end(self, error: BaseException | None) -> None:
-        self._context.run(self._breaker.__exit__, None if error is None else type(error), error, None)
+def _settle_finished(ticket: Ticket, outcome: grpc.Future) -> None:
+    """Settle ``ticket`` with how a finished call ended: cancelled, failed or succeeded."""
+    if outcome.cancelled():
+        ticket.abandon()  # the caller gave up on it: no verdict on the dependency
+        return
+    try:
+        error = outcome.exception()
+    except Exception as unreadable:  # a call object that cannot say how it ended
+        error = unreadable
+    ticket.settle(error)
 
 
 class CircuitBreakerInterceptor(grpc.UnaryUnaryClientInterceptor):
@@ -333,17 +316,18 @@ class CircuitBreakerInterceptor(grpc.UnaryUnaryClientInterceptor):
     ) -> Any:
         breaker = self.registry.breaker(self.service_name, _method_name(client_call_details))
         try:
-            admission = _Admission(breaker)
+            ticket = breaker.admit()
         except CircuitOpenError as refusal:
             # The continuation is never called: failing fast is the whole point.
             return CircuitOpenRpcError(refusal.name, refusal.retry_after_s, refusal.state)
         try:
             outcome = continuation(self._with_deadline(client_call_details), request)
         except BaseException as error:
-            admission.end(error)
+            ticket.settle(error)
             raise
-        # A blocking call is finished already, so this runs now, before the stub returns.
-        outcome.add_done_callback(admission.settle)
+        # A blocking call is finished already, so this runs now, before the stub returns; a
+        # ``.future()`` call settles its ticket from gRPC's thread when it finishes.
+        outcome.add_done_callback(functools.partial(_settle_finished, ticket))
         return outcome
 
     def _with_deadline(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:

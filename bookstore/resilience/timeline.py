@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from bookstore.resilience.breaker import CircuitBreaker, CircuitOpenError, State
+from bookstore.resilience.breaker import CircuitBreaker
+from bookstore.rpc.failures import CircuitOpenError, State
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

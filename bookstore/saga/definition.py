@@ -38,7 +38,7 @@ import grpc
 from sqlalchemy.orm import Session
 
 from bookstore.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
-from bookstore.resilience.breaker import CircuitOpenError
+from bookstore.rpc.failures import CircuitOpenError
 from bookstore.saga.log import SagaState
 
 DEFAULT_STEP_TIMEOUT_S = 2.0

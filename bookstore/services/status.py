@@ -9,7 +9,7 @@ A failed downstream call (``grpc.RpcError``) is passed on with its code, and mar
 on: trailing metadata ``bookstore-dependency`` names the dependency that failed. The code
 alone cannot tell "the order service is down" from "the order service is fine and says
 payment is down", and a caller's circuit breaker must tell them apart: it judges the server
-it calls, not that server's dependencies (``bookstore.resilience.GrpcFailureClassifier``).
+it calls, not that server's dependencies (``bookstore.rpc.failures.GrpcFailureClassifier``).
 When a circuit breaker refused the call, the metadata also says so (``bookstore-circuit``)
 and when to retry (``bookstore-retry-after-s``), so the caller's caller (the gateway) can
 answer 503 with a ``Retry-After`` that means something. A failed CreateOrder whose order was
@@ -33,7 +33,7 @@ from bookstore.domain.errors import (
     NotFound,
     Unauthenticated,
 )
-from bookstore.resilience.breaker import (
+from bookstore.rpc.failures import (
     CIRCUIT_METADATA_KEY,
     DEPENDENCY_METADATA_KEY,
     RETRY_AFTER_METADATA_KEY,

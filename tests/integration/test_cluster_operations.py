@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 
 import grpc
 import httpx
@@ -193,6 +194,28 @@ def test_the_cli_starts_a_detached_cluster_reports_it_and_stops_it(tmp_path) -> 
         down = cli("down")
     assert down.returncode == 0, down.stderr
     assert cli("status").returncode == 1
+
+
+def test_attach_finds_every_port_of_a_running_detached_cluster_with_telemetry(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Telemetry gives each gRPC process a /metrics port and the cluster a trace store: the
+    # ports an attached cluster used to lose.
+    cluster = Cluster(detached=True, work_dir=tmp_path / "cluster", telemetry=True).start()
+    try:
+        attached = Cluster.attach(cluster.work_dir, owned=False)
+        assert attached.metrics_urls() == cluster.metrics_urls()
+        assert len(attached.metrics_urls()) == 6
+        for url in attached.metrics_urls():
+            with urllib.request.urlopen(url, timeout=5) as page:
+                assert b"# TYPE" in page.read(), url
+        assert (attached.otlp_endpoint, attached.trace_backend) == (
+            cluster.otlp_endpoint,
+            cluster.trace_backend,
+        )
+        assert isinstance(attached.traces.traces(service="catalog"), list)  # its query port answers
+        attached.stop()  # not its own: closes its channels and nothing else
+        assert {s.state for s in cluster.status()} == {"SERVING"}
+    finally:
+        cluster.stop()
 
 
 def test_a_service_restarted_from_a_short_lived_thread_outlives_that_thread() -> None:

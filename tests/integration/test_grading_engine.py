@@ -14,10 +14,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bookstore.grading.batch import BatchResult, grade_batch
+from bookstore.grading.batch import BatchResult, GradingError, grade_batch
 from bookstore.grading.regions import build_all
 from bookstore.platform.processes import pid_alive
 from tests.unit.grading.synthetic import ADD_SOLUTION, PLANTED, make_week, notebook, solution_notebook, write
@@ -322,27 +323,44 @@ titles = [book.title for book in reply.books]
 cluster.stop()"""
 
 
+def _cluster_batch(
+    tmp_path: Path, submissions: list[Path], *, workers: int, timeout_s: float = 60
+) -> BatchResult:
+    """Grade ``submissions`` against CLUSTER_CHECKS, a week that needs a cluster per slot."""
+    return grade_batch(
+        submissions,
+        week=97,
+        out_dir=tmp_path / "out",
+        solutions_dir=make_week(tmp_path, CLUSTER_CHECKS, week=97),
+        workers=workers,
+        timeout_s=timeout_s,
+        progress=False,
+        echo=lambda _line: None,
+    )
+
+
+def _grade_on_clusters(
+    tmp_path: Path, submissions: list[Path], *, workers: int
+) -> tuple[BatchResult, list[dict[str, Any]]]:
+    """``_cluster_batch``, where each submission must earn the point for its listing.
+
+    Returns the batch and, per submission, what its kernel saw of the cluster (folder, PIDs).
+    """
+    batch = _cluster_batch(tmp_path, submissions, workers=workers)
+    expected = [("graded", (1.0, 2.0))] * len(submissions)
+    assert [(r.status, r.total(batch.specs)) for r in batch.results] == expected
+    return batch, [json.loads(r.outcomes[-1].message) for r in batch.results]
+
+
 def test_a_week_that_needs_the_cluster_resets_it_between_submissions_and_stops_it(tmp_path: Path) -> None:
-    solutions = make_week(tmp_path, CLUSTER_CHECKS, week=97)
     # The first learner breaks the catalogue for whoever comes next; the reset must undo it.
     saboteur = CLUSTER_NOTEBOOK + '\ncluster.inject_fault("catalog", "*", code="UNAVAILABLE")'
     submissions = [
         write(tmp_path / "saboteur.ipynb", notebook(saboteur, week=97)),
         write(tmp_path / "next.ipynb", notebook(CLUSTER_NOTEBOOK, week=97)),
     ]
-    batch = grade_batch(
-        submissions,
-        week=97,
-        out_dir=tmp_path / "out",
-        solutions_dir=solutions,
-        workers=1,
-        timeout_s=60,
-        progress=False,
-        echo=lambda _line: None,
-    )
-    assert [(r.status, r.total(batch.specs)) for r in batch.results] == [("graded", (1.0, 2.0))] * 2
+    batch, seen = _grade_on_clusters(tmp_path, submissions, workers=1)
     assert not batch.results[1].cell_errors, "the next submission met the fault the first one injected"
-    seen = [json.loads(r.outcomes[-1].message) for r in batch.results]
     assert len(seen) == 2 and seen[0] == seen[1], "one worker slot, one cluster"
     assert seen[0]["pids"] and not any(pid_alive(pid) for pid in seen[0]["pids"]), (
         "the cluster was not stopped"
@@ -351,25 +369,33 @@ def test_a_week_that_needs_the_cluster_resets_it_between_submissions_and_stops_i
 
 
 def test_two_workers_grade_on_at_most_two_clusters_and_both_are_stopped(tmp_path: Path) -> None:
-    solutions = make_week(tmp_path, CLUSTER_CHECKS, week=97)
     submissions = [
         write(tmp_path / f"learner{i}.ipynb", notebook(CLUSTER_NOTEBOOK, week=97)) for i in range(3)
     ]
-    batch = grade_batch(
-        submissions,
-        week=97,
-        out_dir=tmp_path / "out",
-        solutions_dir=solutions,
-        workers=2,
-        timeout_s=60,
-        progress=False,
-        echo=lambda _line: None,
-    )
-    assert [(r.status, r.total(batch.specs)) for r in batch.results] == [("graded", (1.0, 2.0))] * 3
-    seen = [json.loads(r.outcomes[-1].message) for r in batch.results]
+    _, seen = _grade_on_clusters(tmp_path, submissions, workers=2)
     # The second slot's cluster starts while the first submissions are graded: whether it is
     # ready in time depends on the machine, so the test asks only that no third one appears.
     assert 1 <= len({s["dir"] for s in seen}) <= 2
     pids = [pid for s in seen for pid in s["pids"]]
     assert pids and not any(pid_alive(pid) for pid in pids), "a cluster was not stopped"
     assert not any(Path(s["dir"]).exists() for s in seen), "a cluster's folder was left behind"
+
+
+def test_a_batch_whose_first_cluster_cannot_start_stops_with_the_cause_and_grades_nobody(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first kernel starts while the first cluster does: a cluster that dies must end the
+    # batch then, not after the notebook's whole time limit.
+    from bookstore.platform.cluster import Cluster, ClusterError
+
+    def start_that_fails(self: Cluster) -> Cluster:
+        time.sleep(1)  # long enough for the first worker to be starting its kernel
+        raise ClusterError("user[0] exited with status 1 before it was SERVING (planted)")
+
+    monkeypatch.setattr(Cluster, "start", start_that_fails)
+    submission = write(tmp_path / "learner.ipynb", notebook(CLUSTER_NOTEBOOK, week=97))
+    began = time.monotonic()
+    with pytest.raises(GradingError, match=r"the batch's clusters did not start: user\[0\] exited.*planted"):
+        _cluster_batch(tmp_path, [submission], workers=1, timeout_s=600)
+    assert time.monotonic() - began < 300, "the batch waited out the notebook's time limit"
+    assert not (tmp_path / "out" / "grades.csv").exists(), "a grade was written without a cluster"

@@ -23,31 +23,21 @@ from typing import Any
 
 from .errors import ProtocolError, RemoteError, _error_class, _rpc_error_class
 from .policy import MAX_DEPTH, MAX_TEXT, _dangerous, _grpc_details, _is_proto, _path, _rebuildable, lookup
-from .proxy import Proxy, _methods_of, _proxy_class
+from .proxy import Proxy, Requester, _methods_of, _proxy_class
 
 
 class Codec:
     """Encodes and decodes values for one endpoint; ``trusted`` is the grader's side."""
 
-    def __init__(self, *, trusted: bool) -> None:
+    def __init__(self, *, trusted: bool, requester: Requester) -> None:
         self.trusted = trusted
+        # Whom the proxies this codec builds ask the other side through (the Endpoint itself).
+        self._requester = requester
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._exports: dict[int, Any] = {}
         self._export_ids: dict[int, int] = {}
         self._proxies: dict[int, Proxy] = {}
-
-    def request(
-        self,
-        op: str,
-        target: Proxy | None,
-        args: list[Any],
-        kwargs: dict[str, Any] | None = None,
-        *,
-        name: str | None = None,
-    ) -> Any:
-        """Ask the other side; what every use of a proxy this codec made comes down to."""
-        raise NotImplementedError("a codec does not talk; an Endpoint does")
 
     def _export(self, value: object) -> int:
         if self.trusted and _dangerous(value):
@@ -71,7 +61,7 @@ class Codec:
         with self._lock:
             proxy = self._proxies.get(handle)
             if proxy is None:
-                proxy = self._proxies[handle] = _proxy_class(path, methods)(self, handle)
+                proxy = self._proxies[handle] = _proxy_class(path, methods)(self._requester, handle)
         return proxy
 
     def encode(self, value: Any, depth: int = 0) -> Any:

@@ -31,7 +31,7 @@ class Endpoint(Codec):
     def __init__(
         self, sock: socket.socket, *, trusted: bool, namespace: dict[str, Any] | None = None
     ) -> None:
-        super().__init__(trusted=trusted)
+        super().__init__(trusted=trusted, requester=self)
         self._sock = sock
         self._namespace = namespace
         self._side = "g" if trusted else "k"

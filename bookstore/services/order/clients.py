@@ -23,20 +23,15 @@ from typing import Protocol
 
 import grpc
 
+from bookstore.platform import service_catalog
 from bookstore.platform.channels import open_channel
 from bookstore.platform.settings import Settings
 from bookstore.resilience import BreakerRegistry, log_state_change, protected_channel
-from bookstore.rpc.v1 import (
-    catalog_pb2,
-    catalog_pb2_grpc,
-    inventory_pb2,
-    inventory_pb2_grpc,
-    payment_pb2,
-    payment_pb2_grpc,
-)
+from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, payment_pb2
 
 Metadata = Sequence[tuple[str, str]]
-PEERS = ("catalog", "inventory", "payment")
+# Whom the order service calls: its catalog entry says so, and names each peer's stub class.
+PEERS = service_catalog.entry("order").peers
 
 
 class CatalogClient(Protocol):
@@ -113,9 +108,7 @@ class OrderDependencies:
             if name not in breakers.per_method:
                 breakers.breaker(name)  # made now, so GetStats lists it before the first order
         return cls(
-            catalog=catalog_pb2_grpc.CatalogServiceStub(channels["catalog"]),
-            inventory=inventory_pb2_grpc.InventoryServiceStub(channels["inventory"]),
-            payment=payment_pb2_grpc.PaymentServiceStub(channels["payment"]),
+            **service_catalog.stubs(channels),  # one field per peer, holding its generated stub
             deadline_s=settings.deadline_s,
             breakers=breakers,
         )

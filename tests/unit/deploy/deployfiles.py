@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 
+from bookstore.platform import service_catalog
 from bookstore.platform import settings as settings_module
+from bookstore.platform.service_catalog import Kind
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -37,14 +39,16 @@ def documented_settings() -> frozenset[str]:
     """Every variable in the settings table of ``bookstore.platform.settings``' docstring.
 
     Read at test time, so a row added later counts. ``BOOKSTORE_<NAME>_TARGET`` stands for
-    one variable per service.
+    one variable per gRPC service of the catalog.
     """
     doc = settings_module.__doc__ or ""
     names: set[str] = set()
     for match in re.finditer(r"^\|\s*(BOOKSTORE_[A-Z0-9_<>]+)\s*\|", doc, flags=re.MULTILINE):
         name = match.group(1)
         if "<NAME>" in name:
-            names.update(name.replace("<NAME>", service.upper()) for service in settings_module.SERVICE_NAMES)
+            names.update(
+                name.replace("<NAME>", service.upper()) for service in service_catalog.names(Kind.SERVICE)
+            )
         else:
             names.add(name)
     return frozenset(names)

@@ -19,7 +19,8 @@ import jsonschema
 import pytest
 import yaml
 
-from bookstore.platform import cluster, containers, healthcheck
+from bookstore.platform import containers, healthcheck, service_catalog
+from bookstore.platform.service_catalog import Kind
 from bookstore.platform.settings import Settings
 
 from .deployfiles import (
@@ -33,8 +34,10 @@ from .deployfiles import (
     raw_compose,
 )
 
-CONSUMERS: tuple[str, ...] = getattr(cluster, "CONSUMERS", ())
-PROCESSES = (*cluster.ALL_SERVICES, *CONSUMERS)
+# Every process a cluster runs (the monolith is the course's "before" and is not deployed).
+PROCESSES = service_catalog.names(Kind.SERVICE, Kind.GATEWAY, Kind.CONSUMER)
+CONSUMERS = service_catalog.names(Kind.CONSUMER)
+(GATEWAY,) = service_catalog.names(Kind.GATEWAY)
 
 
 def compose_name(process: str) -> str:
@@ -82,7 +85,7 @@ def test_every_command_is_a_real_entry_point_of_the_process_it_is_named_after(
 ) -> None:
     for process in PROCESSES:
         module = python_module(bookstore[compose_name(process)].command)
-        assert module == cluster.MODULES[process]
+        assert module == service_catalog.entry(process).module
         assert entry_point_problem(module) is None
 
 
@@ -99,8 +102,8 @@ def port_of(service: ComposeService) -> int:
 def test_every_caller_targets_its_peers_by_compose_dns_name_and_waits_for_them_to_be_healthy(
     bookstore: dict[str, ComposeService],
 ) -> None:
-    for callee, callers in cluster.CALLERS.items():
-        for caller in callers:
+    for caller in PROCESSES:
+        for callee in service_catalog.entry(caller).peers:
             service = bookstore[compose_name(caller)]
             target = Settings.from_env(service.environment).target(callee)
             assert target == f"dns:///{compose_name(callee)}:{port_of(bookstore[callee])}", (caller, callee)
@@ -121,7 +124,7 @@ def test_every_grpc_process_is_health_checked_through_the_grpc_health_service(
         command = service.healthcheck_command
         assert python_module(command) == "bookstore.platform.healthcheck", name
         args = healthcheck.parse_args(command[3:])
-        if name == cluster.GATEWAY:
+        if name == GATEWAY:
             assert args.http == "/healthz"
         else:
             assert args.http is None and args.address is None  # 127.0.0.1:$BOOKSTORE_PORT
@@ -146,7 +149,7 @@ def test_every_process_that_keeps_data_waits_for_the_database_it_is_given(
 ) -> None:
     mysql = services["mysql"]
     password = mysql.environment["MARIADB_ROOT_PASSWORD"]
-    for process in (*cluster.GRPC_SERVICES, *CONSUMERS):
+    for process in service_catalog.names(Kind.SERVICE, Kind.CONSUMER):
         service = bookstore[compose_name(process)]
         url = urlsplit(Settings.from_env(service.environment).database_url(process))
         assert url.scheme == "mysql+pymysql"
@@ -236,7 +239,7 @@ def test_prometheus_scrapes_every_process_on_the_port_it_serves_metrics_on(
     expected = set()
     for name, service in bookstore.items():
         env = service.environment
-        port = env["BOOKSTORE_PORT"] if name == cluster.GATEWAY else env["BOOKSTORE_METRICS_PORT"]
+        port = env["BOOKSTORE_PORT"] if name == GATEWAY else env["BOOKSTORE_METRICS_PORT"]
         expected.add(f"{name}:{port}")
     assert scraped == expected
 

@@ -14,7 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bookstore.platform import cluster, containers
+from bookstore.platform import containers, service_catalog
+from bookstore.platform.service_catalog import Kind
 from bookstore.platform.settings import Settings
 
 from .deployfiles import (
@@ -37,8 +38,9 @@ from .deployfiles import (
 # label the order service reads: 1.28), and the newest the installed schemas know.
 OLDEST_VERSION = "1.28.0"
 NEWEST_VERSION = kubernetes_validate.utils.latest_version()
-CONSUMERS: tuple[str, ...] = getattr(cluster, "CONSUMERS", ())
-PROCESSES = (*cluster.ALL_SERVICES, *CONSUMERS)
+# Every process a cluster runs (the monolith is the course's "before" and is not deployed).
+PROCESSES = service_catalog.names(Kind.SERVICE, Kind.GATEWAY, Kind.CONSUMER)
+(GATEWAY,) = service_catalog.names(Kind.GATEWAY)
 
 
 def k8s_name(process: str) -> str:
@@ -58,7 +60,7 @@ def bookstore(items: list[Manifest]) -> dict[str, tuple[Manifest, Mapping[str, A
         for container in pod_containers(workload):
             if is_bookstore_container(container):
                 module = python_module(container["command"])
-                process = next(p for p, m in cluster.MODULES.items() if m == module)
+                process = next(p for p in PROCESSES if service_catalog.entry(p).module == module)
                 found[process] = (workload, container)
     return found
 
@@ -99,7 +101,7 @@ def test_every_bookstore_process_has_a_workload_running_its_entry_point(
     assert set(bookstore) == set(PROCESSES)
     for process, (workload, container) in bookstore.items():
         assert workload.name == k8s_name(process)
-        assert entry_point_problem(cluster.MODULES[process]) is None
+        assert entry_point_problem(service_catalog.entry(process).module) is None
         env = Settings.from_env(container_environment(items, container))
         assert env.service == process
 
@@ -112,7 +114,7 @@ def test_every_grpc_process_has_grpc_health_probes_on_the_port_it_listens_on(
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             spec = container[probe]
-            if process == cluster.GATEWAY:
+            if process == GATEWAY:
                 assert spec["httpGet"]["path"] == "/healthz"
                 assert ports[spec["httpGet"]["port"]] == settings.port
             else:
@@ -124,7 +126,10 @@ def test_callers_find_their_peers_through_headless_services_and_round_robin(
     items: list[Manifest], bookstore: dict[str, tuple[Manifest, Mapping[str, Any]]]
 ) -> None:
     services = {m.name: m.doc for m in items if m.kind == "Service"}
-    for callee, callers in cluster.CALLERS.items():
+    for callee in PROCESSES:
+        callers = service_catalog.callers_of(callee)
+        if not callers:
+            continue
         callee_workload, callee_container = bookstore[callee]
         callee_port = Settings.from_env(container_environment(items, callee_container)).port
         for caller in callers:

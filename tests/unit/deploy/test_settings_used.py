@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
-from bookstore.platform.settings import SERVICE_NAMES, Settings
+from bookstore.platform import service_catalog
+from bookstore.platform.service_catalog import Kind
+from bookstore.platform.settings import Settings
 
 from .deployfiles import (
     compose_services,
@@ -66,7 +68,9 @@ def dockerfile_variables() -> set[str]:
 def test_the_settings_table_is_read_from_the_settings_module() -> None:
     documented = documented_settings()
     assert {"BOOKSTORE_PORT", "BOOKSTORE_DB_URL", "BOOKSTORE_JWT_SECRET"} <= documented
-    assert {f"BOOKSTORE_{name.upper()}_TARGET" for name in SERVICE_NAMES} <= documented
+    assert {
+        service_catalog.entry(name).target_variable for name in service_catalog.names(Kind.SERVICE)
+    } <= documented
     assert "BOOKSTORE_<NAME>_TARGET" not in documented
 
 
