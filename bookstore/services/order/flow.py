@@ -49,6 +49,7 @@ import grpc
 from bookstore.domain import validation as v
 from bookstore.domain.errors import InvalidArgument, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.platform.status import ORDER_ID_METADATA_KEY
 from bookstore.resilience import (
     CIRCUIT_METADATA_KEY,
     DEPENDENCY_METADATA_KEY,
@@ -66,7 +67,6 @@ from bookstore.services.order.clients import (
 )
 from bookstore.services.order.saga import STEP_CALLS, OrderSaga, RequestTaken, StepCall
 from bookstore.services.order.store import MAX_REQUEST_ID_CHARS, OrderStore
-from bookstore.services.status import ORDER_ID_METADATA_KEY
 
 log = logging.getLogger(__name__)
 
