@@ -61,8 +61,8 @@ from sqlalchemy.orm import Session
 from benchmarks.common import load_average, machine, warn_if_busy, write_report
 from bookstore.domain.errors import FailedPrecondition, NotFound
 from bookstore.domain.models import Reservation, ReservationStatus, StockItem
+from bookstore.launcher.load import cpu_hogs
 from bookstore.platform.database import drop_mysql_databases, mysql_unavailable_reason
-from bookstore.platform.load import cpu_hogs
 from bookstore.platform.settings import Settings
 from bookstore.services.inventory.store import (
     InventoryStore,

@@ -4,8 +4,8 @@ Run it with ``.venv/bin/python -m benchmarks.bench_load`` (``--users 8 --duratio
 prints a table and writes the figures to ``build/bench_load.json``.
 
 What is measured: one cluster (SQLite, the default) and Locust's ``Shopper`` journey
-(``bookstore/platform/locust/journey.py``: sign up, log in, then browse the catalog, open book
-pages, order, list orders) run headless through ``bookstore.platform.locust.runner``, with no
+(``bookstore/launcher/locust/journey.py``: sign up, log in, then browse the catalog, open book
+pages, order, list orders) run headless through ``bookstore.launcher.locust.runner``, with no
 think time (a pace of 1 ms: each user sends its next request as soon as the last answered, a
 closed loop), started two a second. First one user, the baseline, then ``--users`` users,
 then as many users browsing only (the catalog's two steps: no order, no order list), each run
@@ -30,9 +30,9 @@ from typing import Any
 import sqlalchemy
 
 from benchmarks.common import load_average, machine, warn_if_busy, write_report
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
+from bookstore.launcher.locust import LoadPlan, LocustStats, run_locust
 from bookstore.platform.database import make_engine
-from bookstore.platform.locust import LoadPlan, LocustStats, run_locust
 
 REPORT = Path("build/bench_load.json")
 NO_THINK_TIME_S = 0.001

@@ -41,10 +41,10 @@ from typing import Any
 
 from benchmarks import common
 from benchmarks.common import load_average
+from bookstore.launcher.cluster import GRPC_SERVICES, Cluster
 from bookstore.monolith.launcher import MonolithProcess
 from bookstore.monolith.modules import NAME
 from bookstore.monolith.tax import OrderRun, place_orders, sign_up
-from bookstore.platform.cluster import GRPC_SERVICES, Cluster
 from bookstore.platform.database import drop_mysql_databases, mysql_unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent

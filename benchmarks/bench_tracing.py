@@ -74,11 +74,11 @@ from benchmarks.common import (
     warn_if_busy,
     write_report,
 )
+from bookstore.launcher.cluster import GRPC_SERVICES, Cluster
 from bookstore.observability import tracing
 from bookstore.observability.collector import CollectorProcess
 from bookstore.observability.grpc_client import TelemetryClientInterceptor
 from bookstore.observability.grpc_server import TelemetryServerInterceptor
-from bookstore.platform.cluster import GRPC_SERVICES, Cluster
 from bookstore.platform.processes import cpu_seconds, free_port
 from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc, order_pb2
 

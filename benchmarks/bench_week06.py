@@ -78,8 +78,8 @@ from sqlalchemy import Engine
 from benchmarks import common
 from benchmarks.common import bearer_headers, load_average, percentile, verdict
 from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.launcher.cluster import ALL_SERVICES, GRPC_SERVICES, Cluster
 from bookstore.platform import processes, service_catalog
-from bookstore.platform.cluster import ALL_SERVICES, GRPC_SERVICES, Cluster
 from bookstore.platform.database import drop_mysql_databases, make_engine
 from bookstore.platform.processes import cpu_seconds
 from bookstore.platform.settings import Settings

@@ -62,7 +62,7 @@ from sqlalchemy import make_url
 
 from benchmarks import common
 from benchmarks.common import bearer_headers, load_average, percentile, verdict
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 from bookstore.platform.processes import cpu_seconds
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import inventory_pb2, order_pb2, payment_pb2

@@ -39,8 +39,8 @@ def _replica_counts(values: list[str]) -> dict[str, int]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from bookstore.launcher.cluster import STATE_FILE, Cluster, ClusterError
     from bookstore.messaging.broker import BrokerUnavailable
-    from bookstore.platform.cluster import STATE_FILE, Cluster, ClusterError
 
     work_dir = Path(args.work_dir)
     if (work_dir / STATE_FILE).exists():
@@ -64,7 +64,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bookstore.platform.cluster import Cluster, ClusterError
+    from bookstore.launcher.cluster import Cluster, ClusterError
 
     try:
         cluster = Cluster.attach(args.work_dir)
@@ -76,7 +76,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from bookstore.platform.cluster import Cluster, ClusterError
+    from bookstore.launcher.cluster import Cluster, ClusterError
 
     try:
         cluster = Cluster.attach(args.work_dir)
@@ -89,7 +89,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _print_status(cluster: object) -> None:
-    from bookstore.platform.cluster import Cluster
+    from bookstore.launcher.cluster import Cluster
 
     assert isinstance(cluster, Cluster)
     print(f"{'service':<14} {'replica':>7} {'pid':>8}  {'address':<16} state")
@@ -99,9 +99,9 @@ def _print_status(cluster: object) -> None:
 
 def _dead_letter_target(args: argparse.Namespace) -> tuple[str, str]:
     """(broker URL, dead-letter queue) from --url/--prefix, else the running cluster, else the settings."""
+    from bookstore.launcher.cluster import STATE_FILE, Cluster
     from bookstore.messaging.dead_letters import dead_letter_queue_named
     from bookstore.messaging.topology import Topology
-    from bookstore.platform.cluster import STATE_FILE, Cluster
     from bookstore.platform.settings import Settings
 
     settings = Settings.from_env()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from bookstore.platform.cluster import CONSUMERS, GRPC_SERVICES, Cluster
+from bookstore.launcher.cluster import CONSUMERS, GRPC_SERVICES, Cluster
 from bookstore.platform.database import drop_mysql_databases, make_engine, mysql_unavailable_reason
 
 MARIADB_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"

@@ -2,7 +2,7 @@
 
 Code below the service edge raises these instead of gRPC statuses, so the same rule can be
 used by a servicer, a saga step or a unit test. Each error names the request field that is
-at fault; servicers turn them into gRPC status codes (see ``bookstore.services.status``)
+at fault; servicers turn them into gRPC status codes (see ``bookstore.platform.status``)
 and the gateway turns those into HTTP statuses.
 """
 

@@ -32,8 +32,8 @@ from fastapi.responses import JSONResponse
 from bookstore.domain.models import OrderStatus
 from bookstore.gateway.errors import rpc_error_response
 from bookstore.gateway.schemas import ErrorBody, Order
+from bookstore.platform.status import ORDER_ID_METADATA_KEY
 from bookstore.rpc.v1 import order_pb2, order_pb2_grpc
-from bookstore.services.status import ORDER_ID_METADATA_KEY
 
 _LOCATION_HEADER = {
     "Location": {

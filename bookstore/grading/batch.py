@@ -308,7 +308,7 @@ def _drain(process: subprocess.Popen[bytes]) -> bytes:
 
 
 def _worker_environment() -> dict[str, str]:
-    from bookstore.platform.cluster import SHARED_CLUSTER_VARIABLE
+    from bookstore.launcher.cluster import SHARED_CLUSTER_VARIABLE
 
     env = {k: v for k, v in os.environ.items() if k != SHARED_CLUSTER_VARIABLE and k != TOKEN_VARIABLE}
     env["PYTHONUNBUFFERED"] = "1"
@@ -421,7 +421,7 @@ def grade_batch(
     """
     from tqdm import tqdm
 
-    from bookstore.platform.cluster import SHARED_CLUSTER_VARIABLE
+    from bookstore.launcher.cluster import SHARED_CLUSTER_VARIABLE
 
     if workers < 1:
         raise GradingError("--workers must be at least 1")
@@ -570,7 +570,7 @@ def _start_clusters(root: Path, size: int) -> ClusterPool:
 
 
 def _first_cluster_up(clusters: ClusterPool) -> None:
-    from bookstore.platform.cluster import ClusterError
+    from bookstore.launcher.cluster import ClusterError
 
     try:
         clusters.wait_first()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bookstore.platform.cluster import Cluster
+    from bookstore.launcher.cluster import Cluster
 
 
 class ClusterPool:
@@ -70,7 +70,7 @@ class ClusterPool:
             raise self._first_error
 
     def _new(self, root: Path, slot: int) -> Cluster:
-        from bookstore.platform.cluster import Cluster
+        from bookstore.launcher.cluster import Cluster
 
         cluster = Cluster(detached=True, work_dir=root / f"cluster-{slot}")
         with self._lock:

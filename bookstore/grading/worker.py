@@ -423,7 +423,7 @@ def _wait_for_cluster(deadline: float) -> bool:
     starts meanwhile (``bookstore.grading.clusters``); learner code must not run before the
     services answer. False if the deadline passed first; True at once without a cluster.
     """
-    from bookstore.platform.cluster import SHARED_CLUSTER_VARIABLE, STATE_FILE
+    from bookstore.launcher.cluster import SHARED_CLUSTER_VARIABLE, STATE_FILE
 
     shared = os.environ.get(SHARED_CLUSTER_VARIABLE)
     if not shared:

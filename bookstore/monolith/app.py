@@ -7,7 +7,7 @@ gateway makes one gRPC call; here the route calls a module's function in this pr
 
 Errors: a module raises a typed domain error, which the services would turn into a gRPC
 status and the gateway into an HTTP status. Here the same two tables do both steps at once
-(``bookstore.services.status.status_for``, then ``bookstore.gateway.errors.http_status_for``),
+(``bookstore.platform.status.status_for``, then ``bookstore.gateway.errors.http_status_for``),
 so ``NotFound`` is 404 and ``InvalidArgument`` 400 from either, with the same body
 ``{"detail": "items[0].book_id: no book with id 999", "grpc_code": "NOT_FOUND"}``. The code
 name stays in the body for compatibility, although no gRPC call happened. The one
@@ -63,8 +63,8 @@ from bookstore.monolith import checkout
 from bookstore.monolith.modules import Modules
 from bookstore.observability import annotate_user
 from bookstore.platform.settings import Settings
+from bookstore.platform.status import status_for
 from bookstore.services.catalog.servicer import MAX_QUERY_LEN
-from bookstore.services.status import status_for
 from bookstore.services.user.servicer import TOKEN_TYPE, log_in, register
 
 TITLE = "Bookstore monolith"

@@ -1,6 +1,13 @@
 """One call per process wires its telemetry: tracing, ``/metrics``, and the gRPC interceptors.
 
-``run_service`` (every gRPC service and consumer) and the gateway's ``main`` call
+Observability stands on the process runtime (``bookstore.platform``), which does not import
+it: the runtime offers seams and this module fills them. ``run_service`` (every gRPC service's
+and consumer's ``main``) is ``bookstore.platform.server.serve`` with ``PROCESS_TELEMETRY``
+handed in; importing this module makes ``bookstore.platform.channels.open_channel`` pass
+each channel through ``instrument_channel`` (the package imports it, so whoever can switch
+tracing or metrics on has done so).
+
+``run_service`` and the gateway's ``main`` call
 ``setup_process_telemetry(name, host)`` before they build anything, then
 ``shutdown()`` when they stop, which sends the spans still queued. Servers and channels
 built afterwards ask ``server_interceptors()`` / ``instrument_channel()`` what to install:
@@ -12,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import grpc
 
@@ -20,6 +27,8 @@ from bookstore.observability import metrics, tracing
 from bookstore.observability.config import ObservabilityConfig
 from bookstore.observability.grpc_client import TelemetryClientInterceptor
 from bookstore.observability.grpc_server import TelemetryServerInterceptor
+from bookstore.platform import channels, server
+from bookstore.platform.settings import Settings
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -95,3 +104,29 @@ def instrument_channel(channel: grpc.Channel) -> grpc.Channel:
             channel, TelemetryClientInterceptor(tracer, with_metrics=with_metrics)
         )
     return channel
+
+
+class _ProcessTelemetry:
+    """This module's functions in the shape ``bookstore.platform.server.serve`` asks for."""
+
+    def start(self, service: str, host: str) -> ProcessTelemetry:
+        return setup_process_telemetry(service, host)
+
+    def server_interceptors(self) -> list[grpc.ServerInterceptor]:
+        return server_interceptors()
+
+    def watch_breakers(self, breakers: server.BreakerSnapshots) -> None:
+        # The runtime names only what GetStats reads of a snapshot; what it hands on are the
+        # breakers' own snapshots (BreakerRegistry.snapshots), which the metrics read in full.
+        metrics.watch_breakers(cast(metrics.BreakerSnapshots, breakers))
+
+
+PROCESS_TELEMETRY = _ProcessTelemetry()
+
+
+def run_service(definition: server.ServiceDefinition, settings: Settings | None = None) -> None:
+    """A service process's ``main``: ``serve(definition)`` with this process's telemetry."""
+    server.serve(definition, settings, PROCESS_TELEMETRY)
+
+
+channels.instrument_channels_with(instrument_channel)

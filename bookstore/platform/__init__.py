@@ -1,2 +1,7 @@
 """What every process stands on: settings, databases, the gRPC server runtime, channels,
-fault injection, and the cluster launcher that starts the bookstore as OS processes."""
+discovery, fault injection, the status mapping, containers and child processes.
+
+This is the ground floor of the bookstore: it imports nothing of the bookstore above
+``bookstore.domain`` and ``bookstore.rpc``. What is built on it instruments it through its
+seams (``bookstore.observability.runtime`` hands ``channels`` a wrapper and ``server.serve``
+its telemetry); the launcher that starts a whole bookstore is ``bookstore.launcher``."""

@@ -4,24 +4,63 @@ A process that keeps circuit breakers in front of its peers (the order service) 
 servicer a ``BreakerSnapshots`` function, and ``GetStats`` reports each breaker's state with
 the call counters: one RPC tells a notebook both what reached a service and what its callers
 refused to send. The function is called on every ``GetStats``, so the answer is current.
+
+The runtime stands below the circuit breakers (``bookstore.resilience``), so it does not name
+their class: ``BreakerSnapshot`` here is the shape it reads (a Protocol), and
+``bookstore.resilience.breaker.BreakerSnapshot`` has that shape.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import grpc
 
 from bookstore.platform.faults import Fault, FaultTable
+from bookstore.platform.status import translate_errors
 from bookstore.rpc.v1 import admin_pb2, admin_pb2_grpc
-from bookstore.services.status import translate_errors
 
-if TYPE_CHECKING:
-    from bookstore.resilience.breaker import BreakerSnapshot
 
-BreakerSnapshots = Callable[[], Iterable["BreakerSnapshot"]]
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _WindowCounts(Protocol):
+    @property
+    def calls(self) -> int: ...
+
+    @property
+    def failures(self) -> int: ...
+
+
+class _Totals(Protocol):
+    @property
+    def rejected(self) -> int: ...
+
+
+class BreakerSnapshot(Protocol):
+    """What ``GetStats`` reads of one breaker's snapshot."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> _Named: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def window(self) -> _WindowCounts: ...
+
+    @property
+    def totals(self) -> _Totals: ...
+
+
+BreakerSnapshots = Callable[[], Iterable[BreakerSnapshot]]
 """Returns a snapshot of every circuit breaker of the process, e.g. ``BreakerRegistry.snapshots``."""
 
 

@@ -13,20 +13,33 @@ Two rules every outgoing call here follows:
   holds a thread while it does; that is how one slow service takes a whole system down.
 
 Each channel also carries this process's telemetry interceptor (week 10: a client span and
-the ``grpc_client_*`` metrics per call) when the process traces or serves metrics; see
-``bookstore.observability.runtime``.
+the ``grpc_client_*`` metrics per call) when the process traces or serves metrics. The
+runtime stands below ``bookstore.observability``, so it does not import it: observability
+hands its wrapper in with ``instrument_channels_with`` when it is imported (see
+``bookstore.observability.runtime``). A process that never imports it cannot trace, and its
+channels stay plain.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import grpc
 
-from bookstore.observability.runtime import instrument_channel
 from bookstore.platform.discovery import FollowingChannel, registry_entry
 
 ROUND_ROBIN_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+ChannelWrapper = Callable[[grpc.Channel], grpc.Channel]
+
+_instrument: ChannelWrapper = lambda channel: channel  # noqa: E731 - plain until observability says otherwise
+
+
+def instrument_channels_with(wrapper: ChannelWrapper) -> None:
+    """Every channel ``open_channel`` builds from now on passes through ``wrapper``."""
+    global _instrument
+    _instrument = wrapper
 
 
 def open_channel(target: str) -> grpc.Channel:
@@ -41,7 +54,7 @@ def open_channel(target: str) -> grpc.Channel:
         if entry is not None
         else _round_robin(target)
     )
-    return instrument_channel(channel)
+    return _instrument(channel)
 
 
 def _round_robin(target: str) -> grpc.Channel:

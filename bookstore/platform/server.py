@@ -1,16 +1,20 @@
 """The gRPC server runtime every service process shares.
 
-``run_service`` is each service's ``main``: it configures logging that names the service,
+``serve`` runs one service process: it configures logging that names the service,
 opens the gRPC server with the fault-injection interceptor, registers the service's own
 servicers plus the standard health service, server reflection (so ``grpcurl`` and
 notebooks can discover the API) and the AdminService, then serves until SIGTERM or SIGINT.
 A service whose ``register`` returns a ``BreakerSnapshots`` function (the order service:
 its circuit breakers) has them reported by the AdminService's ``GetStats``.
 
-Telemetry (week 10, ``bookstore.observability``): ``run_service`` sets up tracing and, when
-``BOOKSTORE_METRICS_PORT`` is set, a ``/metrics`` endpoint, before anything is built; the
-server then gets the telemetry interceptor (outside the fault injector, so injected faults
-show in traces and metrics), and the breakers ``register`` returns are exported as metrics.
+Telemetry (week 10) is handed in, not imported: this runtime stands on the ground floor and
+``bookstore.observability`` stands on it (it instruments channels and servers built here).
+``serve`` takes a ``ProcessTelemetry`` (a Protocol: start, interceptors, breakers to export);
+each service's ``main`` calls ``bookstore.observability.runtime.run_service``, which is
+``serve`` with the process's telemetry wired in: tracing and, when ``BOOKSTORE_METRICS_PORT``
+is set, a ``/metrics`` endpoint before anything is built; the server then gets the telemetry
+interceptors (outside the fault injector, so injected faults show in traces and metrics), and
+the breakers ``register`` returns are exported as metrics.
 
 Shutdown is graceful: health flips to NOT_SERVING first (so balancers stop sending new
 calls), then ``server.stop(grace)`` lets calls in flight finish, then the spans still
@@ -24,12 +28,12 @@ import sys
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from bookstore.observability import server_interceptors, setup_process_telemetry, watch_breakers
 from bookstore.platform.admin import AdminServicer, BreakerSnapshots
 from bookstore.platform.faults import FaultInjectionInterceptor, FaultTable
 from bookstore.platform.processes import wait_for_stop_signal
@@ -54,6 +58,24 @@ class ServiceDefinition:
     register: Callable[[grpc.Server, Settings], BreakerSnapshots | None]
 
 
+class StartedTelemetry(Protocol):
+    def shutdown(self) -> None:
+        """Send what is still queued; called once the server has stopped."""
+
+
+class ProcessTelemetry(Protocol):
+    """What a process's telemetry contributes to ``serve`` (``bookstore.observability`` has one)."""
+
+    def start(self, service: str, host: str) -> StartedTelemetry:
+        """Set up this process's telemetry, before any server or channel is built."""
+
+    def server_interceptors(self) -> list[grpc.ServerInterceptor]:
+        """The interceptors to put outside the fault injector (none: nothing is recorded)."""
+
+    def watch_breakers(self, breakers: BreakerSnapshots) -> None:
+        """Export the process's circuit breakers."""
+
+
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -63,17 +85,18 @@ def configure_logging(settings: Settings) -> None:
 
 
 def build_server(
-    definition: ServiceDefinition, settings: Settings
+    definition: ServiceDefinition, settings: Settings, telemetry: ProcessTelemetry | None = None
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create and start the server; returns it with its bound port and health servicer."""
     table = FaultTable()
+    recording = telemetry.server_interceptors() if telemetry else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix=definition.name),
-        interceptors=[*server_interceptors(), FaultInjectionInterceptor(table)],
+        interceptors=[*recording, FaultInjectionInterceptor(table)],
     )
     breakers = definition.register(server, settings)
-    if breakers is not None:
-        watch_breakers(breakers)
+    if breakers is not None and telemetry is not None:
+        telemetry.watch_breakers(breakers)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(definition.name, settings.replica, table, breakers), server
     )
@@ -95,18 +118,21 @@ def build_server(
     return server, port, health_servicer
 
 
-def run_service(definition: ServiceDefinition, settings: Settings | None = None) -> None:
+def serve(
+    definition: ServiceDefinition, settings: Settings | None = None, telemetry: ProcessTelemetry | None = None
+) -> None:
     """Serve ``definition`` until SIGTERM or SIGINT, then shut down gracefully."""
     settings = settings or Settings.from_env()
     settings = Settings(**{**settings.__dict__, "service": definition.name})
     configure_logging(settings)
     # Before the server and its channels are built: they ask what telemetry to install.
-    telemetry = setup_process_telemetry(definition.name, settings.host)
-    server, port, health_servicer = build_server(definition, settings)
+    started = telemetry.start(definition.name, settings.host) if telemetry else None
+    server, port, health_servicer = build_server(definition, settings, telemetry)
     log.info("serving on %s:%d (pid-level replica %d)", settings.host, port, settings.replica)
 
     wait_for_stop_signal(log)
     health_servicer.enter_graceful_shutdown()
     server.stop(SHUTDOWN_GRACE_S).wait()
-    telemetry.shutdown()
+    if started is not None:
+        started.shutdown()
     log.info("stopped")

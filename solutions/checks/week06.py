@@ -19,7 +19,7 @@ from bookstore.grading.selfcheck import (
     send_get_stock_calls,
     serve_in_process,
 )
-from bookstore.platform.cluster import notebook_cluster
+from bookstore.launcher.cluster import notebook_cluster
 from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc
 
 WEEK = 6

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bookstore.launcher.cluster import Cluster
 from bookstore.messaging.broker import BrokerUnavailable, broker_answers, resolve_rabbitmq_url
-from bookstore.platform.cluster import Cluster
 
 from ..databases import cluster_on
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from bookstore.gateway.fallback import FALLBACK_HEADER
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import grpc
 import httpx
 import pytest
 
+from bookstore.launcher.cluster import Cluster, ClusterError
 from bookstore.platform.channels import open_channel
-from bookstore.platform.cluster import Cluster, ClusterError
 from bookstore.platform.processes import pid_alive
 from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, inventory_pb2_grpc, payment_pb2
 
@@ -143,7 +143,7 @@ def test_services_die_with_the_process_that_started_them(tmp_path) -> None:  # t
     script = textwrap.dedent(
         """
         import sys, time
-        from bookstore.platform.cluster import Cluster
+        from bookstore.launcher.cluster import Cluster
         cluster = Cluster().start()
         print(" ".join(str(s.pid) for s in cluster.status()), flush=True)
         time.sleep(600)

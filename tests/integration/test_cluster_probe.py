@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

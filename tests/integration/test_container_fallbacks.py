@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from testcontainers.core.config import testcontainers_config
 
+from bookstore.launcher.cluster import Cluster
 from bookstore.messaging.broker import BrokerUnavailable, resolve_rabbitmq_url
 from bookstore.observability.stack import start_metrics_backend, start_trace_backend
 from bookstore.platform import containers, notices
-from bookstore.platform.cluster import Cluster
 
 from .docker_stub import PULL_DENIED, StubEngine, stub_engine
 

@@ -17,11 +17,11 @@ import grpc
 import httpx
 import pytest
 
+from bookstore.launcher.cluster import Cluster
+from bookstore.launcher.traffic import SteadyClient
 from bookstore.platform.channels import open_channel
-from bookstore.platform.cluster import Cluster
 from bookstore.platform.discovery import FollowingChannel, Registry, registry_entry
 from bookstore.platform.processes import free_port
-from bookstore.platform.traffic import SteadyClient
 
 WHO = "/test.Who/Name"
 

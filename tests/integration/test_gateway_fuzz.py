@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 
 MAX_EXAMPLES = 20
 RUN_TIMEOUT_S = 600  # a hung run fails with its output instead of hanging the suite

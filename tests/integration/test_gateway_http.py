@@ -15,7 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 from bookstore.platform.processes import free_port, spawn, terminate
 from bookstore.platform.tokens import ISSUER, issue_token
 from bookstore.rpc.v1 import inventory_pb2

@@ -314,7 +314,7 @@ def seen(ns):
     raise CheckFailed(json.dumps({"dir": str(cluster.work_dir), "pids": pids}))
 """
 
-CLUSTER_NOTEBOOK = """from bookstore.platform.cluster import notebook_cluster
+CLUSTER_NOTEBOOK = """from bookstore.launcher.cluster import notebook_cluster
 from bookstore.rpc.v1 import catalog_pb2
 
 cluster = notebook_cluster()
@@ -386,7 +386,7 @@ def test_a_batch_whose_first_cluster_cannot_start_stops_with_the_cause_and_grade
 ) -> None:
     # The first kernel starts while the first cluster does: a cluster that dies must end the
     # batch then, not after the notebook's whole time limit.
-    from bookstore.platform.cluster import Cluster, ClusterError
+    from bookstore.launcher.cluster import Cluster, ClusterError
 
     def start_that_fails(self: Cluster) -> Cluster:
         time.sleep(1)  # long enough for the first worker to be starting its kernel

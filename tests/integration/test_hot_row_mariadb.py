@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from bookstore.platform.load import cpu_hogs, load_average
+from bookstore.launcher.load import cpu_hogs, load_average
 from bookstore.rpc.v1 import inventory_pb2
 
 from ..databases import cluster_on

@@ -7,9 +7,9 @@ import time
 import pytest
 import sqlalchemy
 
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
+from bookstore.launcher.locust import LoadPlan, run_locust, start_locust
 from bookstore.platform.database import make_engine
-from bookstore.platform.locust import LoadPlan, run_locust, start_locust
 from bookstore.platform.processes import pid_alive
 
 pytestmark = pytest.mark.integration

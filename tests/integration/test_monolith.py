@@ -23,9 +23,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
+from bookstore.launcher.cluster import Cluster
 from bookstore.monolith.launcher import MonolithError, MonolithProcess
 from bookstore.monolith.modules import NAME
-from bookstore.platform.cluster import Cluster
 from bookstore.platform.database import drop_mysql_databases, make_engine
 from bookstore.platform.processes import pid_alive
 from bookstore.platform.tokens import verify_token

@@ -26,7 +26,7 @@ import grpc
 import httpx
 import pytest
 
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 from bookstore.rpc.v1 import admin_pb2, inventory_pb2, payment_pb2
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 from bookstore.platform.database import make_engine
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import inventory_pb2, order_pb2, payment_pb2

@@ -8,7 +8,7 @@ import uuid
 import grpc
 import pytest
 
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, order_pb2, payment_pb2, user_pb2
 
 DEADLINE = 5

@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 from bookstore.messaging.broker import connect, resolve_rabbitmq_url
 from bookstore.messaging.consumer import Consumer, Handler
 from bookstore.messaging.topology import Topology
+from bookstore.observability.runtime import run_service
 from bookstore.platform.database import initialize, read_session_factory, service_engine
-from bookstore.platform.server import ServiceDefinition, run_service
+from bookstore.platform.server import ServiceDefinition
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import consumer_pb2, consumer_pb2_grpc
 

@@ -7,9 +7,9 @@ import grpc
 from bookstore.domain import validation as v
 from bookstore.domain.errors import InvalidArgument
 from bookstore.domain.models import Book
+from bookstore.platform.status import translate_errors
 from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc
 from bookstore.services.catalog.store import CatalogStore
-from bookstore.services.status import translate_errors
 
 MAX_QUERY_LEN = 100
 MAX_BATCH_SIZE = 100

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import grpc
 
+from bookstore.observability.runtime import run_service
 from bookstore.platform.database import service_engine
-from bookstore.platform.server import ServiceDefinition, run_service
+from bookstore.platform.server import ServiceDefinition
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import inventory_pb2, inventory_pb2_grpc
 from bookstore.services.inventory.servicer import InventoryServicer

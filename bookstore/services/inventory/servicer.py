@@ -13,9 +13,9 @@ import grpc
 from bookstore.domain import validation as v
 from bookstore.domain.errors import InvalidArgument
 from bookstore.domain.models import Reservation, ReservationStatus, StockItem
+from bookstore.platform.status import translate_errors
 from bookstore.rpc.v1 import inventory_pb2, inventory_pb2_grpc
 from bookstore.services.inventory.store import MAX_STOCK, InventoryStore
-from bookstore.services.status import translate_errors
 
 MAX_ITEMS = 50
 MAX_QUANTITY = 1000

@@ -24,9 +24,10 @@ import grpc
 from sqlalchemy import Engine
 
 from bookstore.messaging.outbox import Outbox, OutboxRelay
+from bookstore.observability.runtime import run_service
 from bookstore.platform.admin import BreakerSnapshots
 from bookstore.platform.database import service_engine
-from bookstore.platform.server import ServiceDefinition, run_service
+from bookstore.platform.server import ServiceDefinition
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import order_pb2, order_pb2_grpc
 from bookstore.saga import SagaLog

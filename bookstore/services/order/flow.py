@@ -55,6 +55,7 @@ from bookstore.domain import validation as v
 from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.errors import InvalidArgument, NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.platform.status import ORDER_ID_METADATA_KEY
 from bookstore.resilience import (
     CIRCUIT_METADATA_KEY,
     DEPENDENCY_METADATA_KEY,
@@ -72,7 +73,6 @@ from bookstore.services.order.clients import (
 )
 from bookstore.services.order.saga import STEP_CALLS, OrderSaga, RequestTaken
 from bookstore.services.order.store import MAX_REQUEST_ID_CHARS, OrderStore
-from bookstore.services.status import ORDER_ID_METADATA_KEY
 
 log = logging.getLogger(__name__)
 

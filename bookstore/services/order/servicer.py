@@ -17,10 +17,10 @@ from bookstore.domain import validation as v
 from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.errors import NotFound
 from bookstore.domain.models import Order, OrderItem, OrderStatus
+from bookstore.platform.status import translate_errors
 from bookstore.rpc.v1 import order_pb2, order_pb2_grpc
 from bookstore.services.order.flow import OrderFlow
 from bookstore.services.order.store import OrderStore
-from bookstore.services.status import translate_errors
 
 _STATUS_TO_PB = {
     OrderStatus.PENDING: order_pb2.ORDER_STATUS_PENDING,

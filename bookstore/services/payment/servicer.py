@@ -6,9 +6,9 @@ import grpc
 
 from bookstore.domain import validation as v
 from bookstore.domain.models import Payment, PaymentStatus
+from bookstore.platform.status import translate_errors
 from bookstore.rpc.v1 import payment_pb2, payment_pb2_grpc
 from bookstore.services.payment.store import PaymentStore
-from bookstore.services.status import translate_errors
 
 MAX_AMOUNT_CENTS = 100_000_000
 

@@ -16,9 +16,9 @@ import grpc
 from bookstore.domain import validation as v
 from bookstore.domain.errors import InvalidArgument, Unauthenticated
 from bookstore.domain.models import User
+from bookstore.platform.status import translate_errors
 from bookstore.platform.tokens import issue_token
 from bookstore.rpc.v1 import user_pb2, user_pb2_grpc
-from bookstore.services.status import translate_errors
 from bookstore.services.user.store import WRONG_CREDENTIALS, UserStore
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{2,31}")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bookstore.domain.models import Order, OrderItem, OrderStatus
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 from bookstore.platform.database import make_engine
 from bookstore.rpc.v1 import inventory_pb2
 from bookstore.services.order.store import OrderStore

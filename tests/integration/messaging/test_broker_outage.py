@@ -22,9 +22,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bookstore.launcher.cluster import Cluster
 from bookstore.messaging.broker import broker_answers
 from bookstore.messaging.outbox import Outbox, OutboxRow
-from bookstore.platform.cluster import Cluster
 from bookstore.platform.database import make_engine, read_session_factory
 from bookstore.rpc.v1 import inventory_pb2
 from tests.integration.messaging.private_broker import PrivateBroker

@@ -19,11 +19,11 @@ import httpx
 import pika
 import pytest
 
+from bookstore.launcher.cluster import Cluster
 from bookstore.messaging.topology import ANALYTICS, Topology
 from bookstore.observability.dashboards import Panel, Query, all_panels
 from bookstore.observability.prometheus import PrometheusQueryError, prometheus_binary
 from bookstore.observability.stack import MetricsBackend
-from bookstore.platform.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bookstore.launcher.cluster import Cluster
+from bookstore.launcher.inprocess import Aborted, InProcessService
 from bookstore.observability.profiling import (
     ProfilerUnavailable,
     profile_call,
@@ -23,9 +25,7 @@ from bookstore.observability.profiling import (
     record_pid,
     service_pid,
 )
-from bookstore.platform.cluster import Cluster
 from bookstore.platform.faults import Fault
-from bookstore.platform.inprocess import Aborted, InProcessService
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import inventory_pb2
 from bookstore.services.inventory.__main__ import DEFINITION as INVENTORY

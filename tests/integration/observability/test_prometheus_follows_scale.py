@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from bookstore.launcher.cluster import Cluster
 from bookstore.observability.prometheus import prometheus_binary
-from bookstore.platform.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

@@ -20,6 +20,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from bookstore.launcher.cluster import GRPC_SERVICES, Cluster
 from bookstore.observability.prometheus import (
     PrometheusServer,
     histogram_quantile,
@@ -29,7 +30,6 @@ from bookstore.observability.prometheus import (
     scrape,
     start_prometheus,
 )
-from bookstore.platform.cluster import GRPC_SERVICES, Cluster
 from bookstore.platform.processes import free_port
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bookstore.launcher.cluster import Cluster
 from bookstore.observability.collector import CollectorClient, EmbeddedCollector, SpanRecord
-from bookstore.platform.cluster import Cluster
 from bookstore.rpc.v1 import inventory_pb2
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bookstore.platform.cluster import Cluster
+from bookstore.launcher.cluster import Cluster
 from bookstore.rpc.v1 import inventory_pb2
 
 CONSUMERS = {"notification", "analytics", "inventory_sync"}

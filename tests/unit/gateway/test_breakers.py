@@ -21,6 +21,7 @@ from bookstore.gateway.app import create_app
 from bookstore.gateway.clients import ORDER_OPERATION_CLASSES, GatewayClients
 from bookstore.gateway.fallback import FALLBACK_HEADER, LastKnownGood
 from bookstore.platform.settings import Settings
+from bookstore.platform.status import ORDER_ID_METADATA_KEY
 from bookstore.resilience import (
     CIRCUIT_METADATA_KEY,
     DEPENDENCY_METADATA_KEY,
@@ -33,7 +34,6 @@ from bookstore.resilience import (
 )
 from bookstore.resilience.timeline import ManualClock
 from bookstore.rpc.v1 import catalog_pb2, catalog_pb2_grpc, order_pb2, order_pb2_grpc, user_pb2_grpc
-from bookstore.services.status import ORDER_ID_METADATA_KEY
 
 from ..resilience.grpc_fakes import InProcessChannel, RpcFailure
 from .fakes import FailingStub, FakeCatalogService, FakeOrderService, FakeRpcError, FakeUserService, bearer

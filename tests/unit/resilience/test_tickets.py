@@ -256,7 +256,7 @@ def test_a_removed_decision_listener_hears_nothing_more() -> None:
 def test_the_saga_and_the_status_mapping_load_without_the_breaker() -> None:
     # They share CircuitOpenError and the metadata keys through bookstore.rpc.failures only.
     probe = (
-        "import sys, bookstore.saga, bookstore.services.status; "
+        "import sys, bookstore.saga, bookstore.platform.status; "
         "print(sorted(m for m in sys.modules if m.startswith('bookstore.resilience')))"
     )
     loaded = subprocess.run(

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from bookstore.domain.commands import PlaceOrder
 from bookstore.domain.models import OrderItem, OrderStatus
 from bookstore.platform.settings import Settings
+from bookstore.platform.status import ORDER_ID_METADATA_KEY
 from bookstore.resilience import (
     CIRCUIT_METADATA_KEY,
     DEPENDENCY_METADATA_KEY,
@@ -36,7 +37,6 @@ from bookstore.services.order.flow import DownstreamError, SagaFlow
 from bookstore.services.order.saga import OrderSaga
 from bookstore.services.order.servicer import OrderServicer
 from bookstore.services.order.store import OrderStore
-from bookstore.services.status import ORDER_ID_METADATA_KEY
 
 from ..resilience.grpc_fakes import InProcessChannel
 from ..saga.fakes import FakeSleep

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bookstore.platform.cluster import SHARED_CLUSTER_VARIABLE, Cluster, ClusterError, notebook_cluster
+from bookstore.launcher.cluster import SHARED_CLUSTER_VARIABLE, Cluster, ClusterError, notebook_cluster
 
 SECRET = "the-shared-clusters-own-secret"
 

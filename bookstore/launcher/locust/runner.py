@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from bookstore.platform.locust.stats import LocustStats, read_run
+from bookstore.launcher.locust.stats import LocustStats, read_run
 from bookstore.platform.processes import pid_alive, spawn, terminate
 
 LOCUSTFILE = Path(__file__).with_name("journey.py")

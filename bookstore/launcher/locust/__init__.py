@@ -11,8 +11,8 @@ experiments use on a running cluster, not a part of the bookstore; it depends on
 above ``platform`` (it speaks HTTP to the gateway, like any client).
 """
 
-from bookstore.platform.locust.runner import LoadPlan, LocustError, LocustRun, run_locust, start_locust
-from bookstore.platform.locust.stats import HistoryPoint, LocustStats, RequestRecord, RequestStats, read_run
+from bookstore.launcher.locust.runner import LoadPlan, LocustError, LocustRun, run_locust, start_locust
+from bookstore.launcher.locust.stats import HistoryPoint, LocustStats, RequestRecord, RequestStats, read_run
 
 __all__ = [
     "HistoryPoint",

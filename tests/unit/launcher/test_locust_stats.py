@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bookstore.platform.locust.stats import AGGREGATED, read_run
+from bookstore.launcher.locust.stats import AGGREGATED, read_run
 
 SAMPLE = Path(__file__).with_name("locust_sample")
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bookstore.platform.locust.stats import AGGREGATED, PERCENTILES, LocustStats
+from bookstore.launcher.locust.stats import AGGREGATED, PERCENTILES, LocustStats
 
 _BAR_WIDTH = 0.8
 _RATE_STEP_S = 0.5

@@ -4,8 +4,8 @@
 package: importing ``locust`` monkey-patches the standard library with gevent (sockets,
 threads, ``time.sleep``) for the whole process, which breaks gRPC, the cluster's threads and
 the kernel itself. Locust runs it in a process of its own:
-``locust -f bookstore/platform/locust/journey.py --headless ...``, which is what
-``bookstore.platform.locust.runner`` starts. Nothing in ``bookstore`` imports this file.
+``locust -f bookstore/launcher/locust/journey.py --headless ...``, which is what
+``bookstore.launcher.locust.runner`` starts. Nothing in ``bookstore`` imports this file.
 
 Two kinds of user, chosen on Locust's command line by class name:
 
@@ -51,7 +51,7 @@ from locust.exception import StopUser
 BOOKS = 20
 """The seeded catalog holds books 1..20 (``bookstore.services.catalog``)."""
 LOG_FIELDS = ("start_unix_s", "name", "outcome", "failed", "latency_s", "order_id")
-"""The request log's columns; ``bookstore.platform.locust.stats`` reads them by these names."""
+"""The request log's columns; ``bookstore.launcher.locust.stats`` reads them by these names."""
 SIGN_IN_TRIES = 3
 # Names of the requests, as Locust's statistics group them: the gateway's routes.
 BROWSE, BOOK_PAGE, ORDER, MY_ORDERS = "GET /books", "GET /books/{book_id}", "POST /orders", "GET /orders"

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from bookstore.platform.locust.runner import LOCUSTFILE, LoadPlan, gateway_of
+from bookstore.launcher.locust.runner import LOCUSTFILE, LoadPlan, gateway_of
 
 
 def test_a_plan_becomes_a_headless_command_line_for_its_user_class() -> None:

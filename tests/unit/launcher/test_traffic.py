@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from bookstore.platform.traffic import Sampler
+from bookstore.launcher.traffic import Sampler
 
 
 def test_a_sample_that_raises_leaves_a_gap_and_the_sampling_goes_on() -> None:

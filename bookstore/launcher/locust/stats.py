@@ -214,7 +214,7 @@ def parse_failures(rows: Iterable[Mapping[str, str]]) -> dict[str, int]:
 
 
 def parse_request_log(rows: Iterable[Mapping[str, str]]) -> list[RequestRecord]:
-    """The rows of the journey's request log (``bookstore/platform/locust/journey.py``)."""
+    """The rows of the journey's request log (``bookstore/launcher/locust/journey.py``)."""
     return [
         RequestRecord(float(row["start_unix_s"]), row["name"], row["outcome"], row["failed"] == "1",
                       float(row["latency_s"]), row["order_id"])
