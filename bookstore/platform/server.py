@@ -9,7 +9,7 @@ its circuit breakers) has them reported by the AdminService's ``GetStats``.
 
 Telemetry (week 10) is handed in, not imported: this runtime stands on the ground floor and
 ``bookstore.observability`` stands on it (it instruments channels and servers built here).
-``serve`` takes a ``ProcessTelemetry`` (a Protocol: start, interceptors, breakers to export);
+``serve`` takes a ``ServiceTelemetry`` (a Protocol: start, interceptors, breakers to export);
 each service's ``main`` calls ``bookstore.observability.runtime.run_service``, which is
 ``serve`` with the process's telemetry wired in: tracing and, when ``BOOKSTORE_METRICS_PORT``
 is set, a ``/metrics`` endpoint before anything is built; the server then gets the telemetry
@@ -63,7 +63,7 @@ class StartedTelemetry(Protocol):
         """Send what is still queued; called once the server has stopped."""
 
 
-class ProcessTelemetry(Protocol):
+class ServiceTelemetry(Protocol):
     """What a process's telemetry contributes to ``serve`` (``bookstore.observability`` has one)."""
 
     def start(self, service: str, host: str) -> StartedTelemetry:
@@ -85,7 +85,7 @@ def configure_logging(settings: Settings) -> None:
 
 
 def build_server(
-    definition: ServiceDefinition, settings: Settings, telemetry: ProcessTelemetry | None = None
+    definition: ServiceDefinition, settings: Settings, telemetry: ServiceTelemetry | None = None
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create and start the server; returns it with its bound port and health servicer."""
     table = FaultTable()
@@ -119,7 +119,7 @@ def build_server(
 
 
 def serve(
-    definition: ServiceDefinition, settings: Settings | None = None, telemetry: ProcessTelemetry | None = None
+    definition: ServiceDefinition, settings: Settings | None = None, telemetry: ServiceTelemetry | None = None
 ) -> None:
     """Serve ``definition`` until SIGTERM or SIGINT, then shut down gracefully."""
     settings = settings or Settings.from_env()
