@@ -30,6 +30,12 @@ finds or starts a Prometheus scraping them all (``bookstore.observability.stack`
 ``cluster.traces`` reads traces back, ``cluster.prometheus`` queries PromQL, and
 ``cluster.metrics_urls()`` lists every ``/metrics`` page for a direct scrape.
 
+Start-up: the services are forked from a zygote that imported their libraries once
+(``bookstore.platform.forkserver``), so a cluster pays for SQLAlchemy, gRPC and the rest once
+rather than six times (about 2 s of CPU for the whole cluster instead of 5-6 s); each is still
+a process of its own, with its own pid, log, environment and ports. Where a zygote cannot
+start or fork, every service starts as a fresh ``python -m`` interpreter instead.
+
 Readiness is real: ``start`` returns once every gRPC service answers its standard health
 check with SERVING and the gateway answers ``/healthz``. If one fails to start, the rest
 are stopped and the error shows that service's log.
@@ -63,6 +69,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bookstore.platform import containers, processes, service_catalog
 from bookstore.platform.channels import multi_address_target, open_channel
 from bookstore.platform.discovery import FOLLOW_INTERVAL_S, Registry
+from bookstore.platform.forkserver import ForkServer, ForkServerError
 from bookstore.platform.service_catalog import Kind
 from bookstore.platform.settings import Settings
 from bookstore.rpc.v1 import admin_pb2, admin_pb2_grpc, consumer_pb2, consumer_pb2_grpc
@@ -132,6 +139,21 @@ def _stop_live_clusters() -> None:
             cluster.stop()
 
 
+def start_forkserver(services: Iterable[str], log_dir: Path, *, detached: bool = False) -> ForkServer | None:
+    """A zygote that has imported ``services``' modules (:mod:`bookstore.platform.forkserver`).
+
+    None where one cannot start: the services then start as fresh interpreters, slower (each
+    imports its libraries itself) and otherwise the same. ``detached`` as for a cluster.
+    """
+    preload = [f"{service_catalog.entry(name).module}.__main__" for name in services]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKSTORE_")}
+    try:
+        return ForkServer(preload, env, log_dir / "forkserver.log", tied_to_parent=not detached)
+    except (ForkServerError, OSError) as error:
+        log.warning("services start as fresh interpreters: %s", error)
+        return None
+
+
 class Cluster:
     """Starts, watches and stops one bookstore. Several clusters can run side by side."""
 
@@ -191,6 +213,10 @@ class Cluster:
         # Per-service overrides set by restart(env=...), e.g. arming a crash test in one service.
         self._service_env: dict[str, dict[str, str]] = {}
         self._lock = threading.RLock()
+        # Forks the services once it has imported their libraries (started in start()); None:
+        # every service is a fresh interpreter (a cluster attached to, or a zygote that failed).
+        self._forkserver: ForkServer | None = None
+        self._shared_forkserver: ForkServer | None = None  # someone else's: used, never closed here
         # Channels have a lock of their own: a sampler asking replicas for their counters must
         # not wait for a scale() or restart() that holds ``_lock`` for seconds.
         self._channels_lock = threading.Lock()
@@ -203,8 +229,15 @@ class Cluster:
         self.startup_seconds: float | None = None
 
     # ---------------------------------------------------------------- life cycle
-    def start(self) -> Cluster:
-        """Start every service and wait until all are SERVING."""
+    def start(self, *, forkserver: ForkServer | None = None) -> Cluster:
+        """Start every service and wait until all are SERVING.
+
+        The services are forked from a zygote that imported their libraries once
+        (:mod:`bookstore.platform.forkserver`): ``forkserver`` if given (shared with other
+        clusters, as the grader's are; this cluster never ends it), else one of its own, ended
+        by :meth:`stop`.
+        """
+        self._shared_forkserver = forkserver
         began = time.perf_counter()
         _live_clusters.add(self)
         try:
@@ -218,6 +251,7 @@ class Cluster:
             # Published before anyone starts: start() returns only once every one is SERVING.
             for name in GRPC_SERVICES:
                 self._publish(name)
+            self._forkserver = self._start_forkserver()
             for name in services:
                 for replica in self.replicas[name]:
                     self._spawn(replica)
@@ -261,6 +295,7 @@ class Cluster:
                 _live_clusters.discard(self)
                 self._remove_messaging()
                 self._stop_telemetry()
+                self._stop_forkserver()
                 if not _live_clusters:
                     # Containers (testcontainers: a broker, a database) outlive one cluster so the
                     # next one in this kernel reuses them; the last cluster to stop removes them.
@@ -682,7 +717,27 @@ class Cluster:
         if service in GRPC_SERVICES:
             self.registry.publish(service, [r.address for r in self.replicas[service]])
 
+    def _start_forkserver(self) -> ForkServer | None:
+        if self._shared_forkserver is not None:
+            return self._shared_forkserver
+        return start_forkserver(self.services, self.work_dir / "logs", detached=self.detached)
+
+    def _stop_forkserver(self) -> None:
+        if self._forkserver is not None and self._forkserver is not self._shared_forkserver:
+            self._forkserver.close()
+        self._forkserver = None
+
     def _spawn(self, replica: Replica) -> None:
+        if self._forkserver is not None:
+            try:
+                module = service_catalog.entry(replica.service).module
+                pid = self._forkserver.spawn(module, self._environment(replica), replica.log_path)
+            except ForkServerError as error:
+                log.warning("services start as fresh interpreters from now on: %s", error)
+                self._stop_forkserver()
+            else:
+                replica.process, replica.pid = None, pid
+                return
         process = processes.spawn(
             service_catalog.entry(replica.service).module,
             self._environment(replica),

@@ -60,6 +60,7 @@ def spawn(
     *,
     tied_to_parent: bool = True,
     command: Sequence[str] = (),
+    talk: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Run ``python -m module`` with ``env``, output appended to ``log_path``.
 
@@ -67,6 +68,8 @@ def spawn(
     process. The child ties itself to us instead (``bookstore.platform.child``).
     ``command`` (a program and its arguments) runs that program instead of a module, tied the
     same way (the kernel keeps the parent-death signal across ``exec``): e.g. ``prometheus``.
+    ``talk``: the child's stdin and stdout are pipes to this process (only its stderr goes to
+    the log), for a child that answers requests (``bookstore.platform.forkserver``).
     """
     arguments = ["--exec", *command] if command else [module]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,9 +84,9 @@ def spawn(
             return subprocess.Popen(
                 [sys.executable, "-m", "bookstore.platform.child", *arguments],
                 env=child_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if talk else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if talk else log,
+                stderr=log if talk else subprocess.STDOUT,
                 start_new_session=True,
             )
 

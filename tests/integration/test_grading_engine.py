@@ -388,7 +388,7 @@ def test_a_batch_whose_first_cluster_cannot_start_stops_with_the_cause_and_grade
     # batch then, not after the notebook's whole time limit.
     from bookstore.launcher.cluster import Cluster, ClusterError
 
-    def start_that_fails(self: Cluster) -> Cluster:
+    def start_that_fails(self: Cluster, **_: object) -> Cluster:
         time.sleep(1)  # long enough for the first worker to be starting its kernel
         raise ClusterError("user[0] exited with status 1 before it was SERVING (planted)")
 

@@ -1,0 +1,76 @@
+"""The zygote that forks a cluster's services: real processes, their own, and a safe fallback."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from bookstore.launcher.cluster import ALL_SERVICES, Cluster
+from bookstore.platform.forkserver import ForkServer, ForkServerError
+from bookstore.platform.processes import pid_alive
+from bookstore.platform.service_catalog import entry
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_every_service_is_a_process_of_its_own_forked_by_one_zygote(tmp_path: Path) -> None:
+    cluster = Cluster(work_dir=tmp_path).start()
+    try:
+        replicas = [r for name in ALL_SERVICES for r in cluster.replicas[name]]
+        pids = [r.pid for r in replicas]
+        assert None not in pids and len(set(pids)) == len(ALL_SERVICES)
+        zygotes = {parent_of(pid) for pid in pids if pid is not None}
+        assert len(zygotes) == 1 and os.getpid() not in zygotes
+        for replica in replicas:
+            assert replica.pid is not None
+            assert os.getpgid(replica.pid) == replica.pid  # its own process group, killed as one
+            command = Path(f"/proc/{replica.pid}/cmdline").read_bytes().decode()
+            assert f"-m {entry(replica.service).module} " in command  # ps names the service
+        # Each answers on its own port with its own name: the environment it was given, not the zygote's.
+        assert {s.service for s in cluster.status()} == set(ALL_SERVICES)
+        assert all(s.state == "SERVING" for s in cluster.status())
+    finally:
+        cluster.stop()
+    assert not any(pid_alive(pid) for pid in pids if pid is not None)
+
+
+def test_a_zygote_with_a_thread_refuses_to_fork_and_the_cluster_starts_its_services_anyway(
+    tmp_path: Path,
+) -> None:
+    threaded = ForkServer(
+        ["tests.integration.forkserver_threaded"], dict(os.environ), tmp_path / "zygote.log"
+    )
+    try:
+        with pytest.raises(ForkServerError, match="started-at-import"):
+            threaded.spawn("bookstore.services.catalog", dict(os.environ), tmp_path / "catalog.log")
+        cluster = Cluster(work_dir=tmp_path / "cluster").start(forkserver=threaded)
+        try:
+            assert all(s.state == "SERVING" for s in cluster.status())
+            # Started the usual way: fresh interpreters, children of this process.
+            pids = [r.pid for replicas in cluster.replicas.values() for r in replicas if r.pid]
+            assert {parent_of(pid) for pid in pids} == {os.getpid()}
+        finally:
+            cluster.stop()
+        assert pid_alive(threaded.pid)  # someone else's zygote: the cluster did not end it
+    finally:
+        threaded.close()
+
+
+def test_a_service_that_fails_at_start_reports_its_exit_in_its_own_log(tmp_path: Path) -> None:
+    zygote = ForkServer(["bookstore.services.catalog.__main__"], dict(os.environ), tmp_path / "zygote.log")
+    try:
+        log = tmp_path / "broken.log"
+        pid = zygote.spawn("bookstore.no_such_module", dict(os.environ), log)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        zygote.close()  # waits for the zygote, which notes each child that has ended
+    text = log.read_text()
+    assert "No module named bookstore.no_such_module" in text
+    assert text.splitlines()[-1] == "[forkserver] exited with code 1"
