@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from bookstore.grading.batch import WorkerExit, _to_result, student_name, unique_names
@@ -197,6 +198,17 @@ def test_html_feedback_shows_the_executed_notebook_under_the_results_and_sanitiz
     assert "return" in html and "<b>hi</b>" in html
     assert "<script>steal()" not in html
     assert PLANTED not in html
+
+
+def test_html_feedback_escapes_code_cells_that_bleach_no_longer_parses() -> None:
+    # Code cells skip the sanitizer (pygments escapes their source): markup in them is text.
+    nb = notebook("x = '</pre><script>steal()</script><img src=x onerror=alert(1)>'", week=99)
+    nb.cells.append(nbformat.v4.new_markdown_cell("```\n</pre><script>steal()</script>\n```\n<script>steal()</script>"))
+    result = graded("alice", [True] * 5)
+    result.notebook = json.loads(json.dumps(nb))
+    html = feedback_html(result, SPECS)
+    assert "<script>steal()" not in html and "<img src" not in html
+    assert "&lt;script&gt;steal()" in html  # shown to the instructor, as text
 
 
 NONCE = "f00d"
