@@ -34,7 +34,8 @@ Start-up: the services are forked from a zygote that imported their libraries on
 (``bookstore.platform.forkserver``), so a cluster pays for SQLAlchemy, gRPC and the rest once
 rather than six times (about 2 s of CPU for the whole cluster instead of 5-6 s); each is still
 a process of its own, with its own pid, log, environment and ports. Where a zygote cannot
-start or fork, every service starts as a fresh ``python -m`` interpreter instead.
+start or fork, or with ``Cluster(fork_services=False)``, every service starts as a fresh
+``python -m`` interpreter instead (``benchmarks/bench_cluster_start.py`` compares the two).
 
 Readiness is real: ``start`` returns once every gRPC service answers its standard health
 check with SERVING and the gateway answers ``/healthz``. If one fails to start, the rest
@@ -175,10 +176,12 @@ class Cluster:
         telemetry: bool = False,
         prometheus: bool = False,
         discovery: str = "registry",
+        fork_services: bool = True,
     ) -> None:
         if discovery not in DISCOVERY_MODES:
             raise ValueError(f"discovery is one of {', '.join(DISCOVERY_MODES)}, not {discovery!r}")
         self.discovery = discovery
+        self.fork_services = fork_services
         self.services: tuple[str, ...] = (*ALL_SERVICES, *CONSUMERS) if messaging else ALL_SERVICES
         unknown = set(replicas or {}) - set(self.services)
         if unknown:
@@ -717,7 +720,14 @@ class Cluster:
         if service in GRPC_SERVICES:
             self.registry.publish(service, [r.address for r in self.replicas[service]])
 
+    @property
+    def forkserver_pid(self) -> int | None:
+        """The pid of the zygote that forks this cluster's services; None: fresh interpreters."""
+        return self._forkserver.pid if self._forkserver is not None else None
+
     def _start_forkserver(self) -> ForkServer | None:
+        if not self.fork_services:
+            return None
         if self._shared_forkserver is not None:
             return self._shared_forkserver
         return start_forkserver(self.services, self.work_dir / "logs", detached=self.detached)

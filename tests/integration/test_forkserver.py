@@ -25,7 +25,7 @@ def test_every_service_is_a_process_of_its_own_forked_by_one_zygote(tmp_path: Pa
         pids = [r.pid for r in replicas]
         assert None not in pids and len(set(pids)) == len(ALL_SERVICES)
         zygotes = {parent_of(pid) for pid in pids if pid is not None}
-        assert len(zygotes) == 1 and os.getpid() not in zygotes
+        assert zygotes == {cluster.forkserver_pid} and os.getpid() not in zygotes
         for replica in replicas:
             assert replica.pid is not None
             assert os.getpgid(replica.pid) == replica.pid  # its own process group, killed as one
@@ -74,3 +74,13 @@ def test_a_service_that_fails_at_start_reports_its_exit_in_its_own_log(tmp_path:
     text = log.read_text()
     assert "No module named bookstore.no_such_module" in text
     assert text.splitlines()[-1] == "[forkserver] exited with code 1"
+
+
+def test_fork_services_false_starts_every_service_as_a_fresh_interpreter(tmp_path: Path) -> None:
+    cluster = Cluster(work_dir=tmp_path, fork_services=False).start()
+    try:
+        assert cluster.forkserver_pid is None
+        pids = [r.pid for replicas in cluster.replicas.values() for r in replicas if r.pid]
+        assert len(pids) == len(ALL_SERVICES) and {parent_of(pid) for pid in pids} == {os.getpid()}
+    finally:
+        cluster.stop()
