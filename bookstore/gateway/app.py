@@ -69,7 +69,7 @@ from bookstore.gateway.schemas import (
     RegisterBody,
     User,
 )
-from bookstore.observability import annotate_user, render_metrics, watch_breakers
+from bookstore.observability import annotate_user, render_metrics, watch_admission, watch_breakers
 from bookstore.observability.http import TelemetryMiddleware
 from bookstore.platform.settings import Settings
 from bookstore.resilience import BreakerSnapshot
@@ -343,6 +343,7 @@ def create_app(settings: Settings, clients: GatewayClients | None = None) -> Fas
             yield
             return
         app.state.clients = GatewayClients.from_settings(settings)
+        watch_admission(app.state.clients.order_admission)
         if app.state.clients.breakers is not None:
             watch_breakers(app.state.clients.breakers.snapshots)
         try:

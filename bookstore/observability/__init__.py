@@ -34,6 +34,7 @@ from bookstore.observability.metrics import (
     set_outbox_pending,
     set_queue_depth,
     start_metrics_server,
+    watch_admission,
     watch_breakers,
 )
 from bookstore.observability.propagation import consumer_span, extract_context, inject_headers, producer_span
@@ -74,5 +75,6 @@ __all__ = [
     "start_metrics_server",
     "tracer",
     "tracing_enabled",
+    "watch_admission",
     "watch_breakers",
 ]

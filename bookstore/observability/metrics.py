@@ -37,7 +37,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import prometheus_client
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Summary
@@ -282,6 +282,65 @@ REGISTRY.register(BREAKERS)
 def watch_breakers(snapshots: BreakerSnapshots) -> None:
     """Export the breakers behind ``snapshots`` (e.g. ``registry.snapshots``) as ``circuit_breaker_*``."""
     BREAKERS.watch(snapshots)
+
+
+# ----------------------------------------------------------------------------- the gateway's order admission
+
+
+class AdmissionReading(Protocol):
+    """What the metrics read of ``bookstore.gateway.admission.Admission``."""
+
+    @property
+    def bound(self) -> int: ...
+
+    @property
+    def cuts(self) -> int: ...
+
+
+class AdmissionCollector(Collector):
+    """The bound and the cuts of the order admission the gateway watches, read at scrape time.
+
+    The adaptive bound (``bookstore.gateway.admission``) falls when orders slow down: a bound
+    below its limit on a dashboard says the gateway is holding orders back, and why requests
+    wait or get 503. One gateway per process; the admission is held weakly.
+    """
+
+    def __init__(self) -> None:
+        self._watched: weakref.ref[AdmissionReading] | None = None
+
+    def watch(self, admission: AdmissionReading) -> None:
+        self._watched = weakref.ref(admission)
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        bound, cuts = self._families()
+        admission = self._watched() if self._watched is not None else None
+        if admission is not None:
+            bound.add_metric([], admission.bound)
+            cuts.add_metric([], admission.cuts)
+        return [bound, cuts]
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "gateway_order_admission_bound", "CreateOrder calls the gateway lets be in flight now."
+            ),
+            CounterMetricFamily(
+                "gateway_order_admission_cuts", "Times slow orders halved the gateway's admission bound."
+            ),
+        )
+
+
+ADMISSION = AdmissionCollector()
+REGISTRY.register(ADMISSION)
+
+
+def watch_admission(admission: AdmissionReading) -> None:
+    """Export ``admission``'s bound and cuts as ``gateway_order_admission_*``."""
+    ADMISSION.watch(admission)
 
 
 # ----------------------------------------------------------------------------- exposing them

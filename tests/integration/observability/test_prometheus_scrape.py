@@ -144,7 +144,11 @@ def test_each_process_exposes_its_metrics_with_their_names_and_types(
     targets: dict[str, list[str]], shop: Callable[[], object]
 ) -> None:
     expected = {
-        "gateway": {"http_requests": "counter", "http_request_duration_seconds": "histogram"},
+        "gateway": {
+            "http_requests": "counter",
+            "http_request_duration_seconds": "histogram",
+            "gateway_order_admission_bound": "gauge",
+        },
         "order": {
             "orders_created": "counter",
             "order_creation_duration_seconds": "histogram",

@@ -8,6 +8,7 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
+from bookstore.gateway.admission import Admission
 from bookstore.observability import metrics
 from bookstore.observability.business import CreateOrderObserver, message_attributes
 from bookstore.observability.prometheus import metric_types, parse_samples
@@ -27,6 +28,8 @@ EXPECTED = {
     "order_value_cents": "summary",
     "circuit_breaker_state": "gauge",
     "circuit_breaker_requests": "counter",
+    "gateway_order_admission_bound": "gauge",
+    "gateway_order_admission_cuts": "counter",
     "saga_executions": "counter",
     "saga_execution_duration_seconds": "histogram",
     "saga_compensations": "counter",
@@ -117,6 +120,18 @@ def test_watched_breakers_are_exported_with_their_state_and_their_calls_by_outco
     assert REGISTRY.get_sample_value("circuit_breaker_requests_total", {**labels, "outcome": "rejected"}) == 1
     breaker.reset()
     assert REGISTRY.get_sample_value("circuit_breaker_state", labels) == 0
+
+
+def test_the_watched_order_admission_exports_its_bound_and_its_cuts() -> None:
+    clock = ManualClock()
+    admission = Admission(limit=8, wait_s=1, target_s=1.0, clock=clock)
+    metrics.watch_admission(admission)
+    with admission.slot():
+        clock.advance(2.0)  # slower than the target: the bound halves
+    assert REGISTRY.get_sample_value("gateway_order_admission_bound") == 4
+    assert REGISTRY.get_sample_value("gateway_order_admission_cuts_total") == 1
+    del admission  # held weakly: a gateway that is gone leaves no figures behind
+    assert REGISTRY.get_sample_value("gateway_order_admission_bound") is None
 
 
 def test_a_breaker_registry_that_is_gone_disappears_from_the_metrics() -> None:
