@@ -743,8 +743,8 @@ class Cluster:
                 module = service_catalog.entry(replica.service).module
                 pid = self._forkserver.spawn(module, self._environment(replica), replica.log_path)
             except ForkServerError as error:
-                log.warning("services start as fresh interpreters from now on: %s", error)
-                self._stop_forkserver()
+                # Not closed: the services it forked are tied to it and would go with it.
+                log.warning("%s starts as a fresh interpreter: %s", replica.service, error)
             else:
                 replica.process, replica.pid = None, pid
                 return

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import importlib
 import json
 import os
@@ -255,7 +254,7 @@ def _fork(module: str, env: Mapping[str, str], log_path: Path) -> int:
         _retitle(module)  # before the environment changes: setproctitle finds its memory through it
         os.environ.clear()
         os.environ.update(env)
-        _tie_to_zygote()
+        processes.tie_to_parent()  # the parent named in env is the zygote (ForkServer.spawn)
         sys.argv = [module]
         runpy.run_module(module, run_name="__main__", alter_sys=True)
         code = 0
@@ -281,17 +280,6 @@ def _retitle(module: str) -> None:
     except ImportError:  # still a sound process; ps shows it as the zygote
         return
     setproctitle(f"{sys.executable} -m {module} (forked by bookstore.platform.forkserver)")
-
-
-def _tie_to_zygote() -> None:
-    """:func:`bookstore.platform.processes.tie_to_parent`, where the parent is the zygote."""
-    expected = os.environ.get(processes.PARENT_PID_VARIABLE)
-    if not expected or sys.platform != "linux":
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(processes.PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != int(expected):
-        sys.exit("the zygote exited before this service started")
 
 
 if __name__ == "__main__":  # started through bookstore.platform.child, which tied it already

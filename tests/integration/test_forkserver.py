@@ -84,3 +84,26 @@ def test_fork_services_false_starts_every_service_as_a_fresh_interpreter(tmp_pat
         assert len(pids) == len(ALL_SERVICES) and {parent_of(pid) for pid in pids} == {os.getpid()}
     finally:
         cluster.stop()
+
+
+def test_a_spawn_the_zygote_refuses_falls_back_and_leaves_its_other_services_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = Cluster(work_dir=tmp_path).start()
+    try:
+        names = [name for name in ALL_SERVICES if name != "payment"]
+        others = {r.service: r.pid for name in names for r in cluster.replicas[name]}
+
+        def refuse(self: ForkServer, module: str, env: object, log_path: Path) -> int:
+            raise ForkServerError("planted: no more forks")
+
+        monkeypatch.setattr(ForkServer, "spawn", refuse)
+        cluster.restart("payment")
+        payment = cluster.replicas["payment"][0]
+        assert payment.pid is not None and parent_of(payment.pid) == os.getpid()  # a fresh interpreter
+        # The zygote stays: closing it would have sent SIGTERM to every service it forked.
+        assert cluster.forkserver_pid is not None and pid_alive(cluster.forkserver_pid)
+        assert {r.service: r.pid for name in others for r in cluster.replicas[name]} == others
+        assert all(s.state == "SERVING" for s in cluster.status())
+    finally:
+        cluster.stop()
