@@ -163,6 +163,13 @@ def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
             importlib.import_module(module)
         except Exception as error:  # the child will import it again and log the same error
             print(f"forkserver: preloading {module} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        if module.endswith(".__main__"):
+            # Its libraries stay imported; the module itself is forgotten, so that a child runs
+            # it afresh as __main__ and holds one copy of its state (runpy warns otherwise).
+            sys.modules.pop(module, None)
+            package = sys.modules.get(module.rpartition(".")[0])
+            if package is not None and hasattr(package, "__main__"):
+                delattr(package, "__main__")
     if threading.active_count() != 1:
         names = ", ".join(t.name for t in threading.enumerate())
         refusal = f"threads were running after the imports ({names}); forking would not be safe"

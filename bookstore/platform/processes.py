@@ -127,7 +127,16 @@ def pid_alive(pid: int) -> bool:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return True  # no /proc (not Linux): trust kill(0)
-    return fields[0] != "Z"
+    if fields[0] != "Z":
+        return True
+    # The main thread reads "Z" as soon as it has exited, while the process's other threads
+    # are still being torn down, their sockets still open (a gRPC server's listening port):
+    # the process is gone only once it is down to that one task. A parent waiting on a Popen
+    # never sees the difference; the children of a zygote (bookstore.platform.forkserver) do.
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def terminate(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -107,3 +109,27 @@ def test_a_spawn_the_zygote_refuses_falls_back_and_leaves_its_other_services_run
         assert all(s.state == "SERVING" for s in cluster.status())
     finally:
         cluster.stop()
+
+
+def test_a_process_whose_main_thread_ended_is_alive_until_its_last_thread_ends() -> None:
+    # How a forked service dies: its main thread reads as a zombie while the others (a gRPC
+    # server's, holding its port) are still being torn down. Not gone until they are.
+    script = (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(1.5,)).start()\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the main thread never ended"
+            time.sleep(0.01)
+        assert pid_alive(child.pid)  # main thread a zombie, its other thread still running
+        while pid_alive(child.pid):
+            assert time.monotonic() < deadline + 5, "the process never ended"
+            time.sleep(0.01)
+        assert child.poll() is not None or len(os.listdir(f"/proc/{child.pid}/task")) <= 1
+    finally:
+        child.kill()
+        child.wait()
