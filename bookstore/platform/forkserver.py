@@ -20,6 +20,8 @@ What it relies on, and where it stops:
 * A child gets exactly the environment it is given; module-level code already ran in the
   zygote, so a library that read the environment *at import* would see the zygote's. None of
   the bookstore's modules does (settings are read when ``Settings.from_env`` is called).
+  Likewise its working directory is the one the launcher had when the zygote started (the
+  services use absolute paths only).
 * The zygote, not the launcher, is the children's parent, so only the zygote can read how
   one ended: it reaps each child as it exits and appends the outcome to that child's log
   (``[forkserver] exited with code 0``, ``[forkserver] ended by SIGKILL``). The launcher only
