@@ -31,7 +31,9 @@ back as a finished call whose ``result()`` raises. So the interceptor settles th
 the finished call (its ``exception()``) before handing it back, and the breaker has counted a
 blocking call before the stub returns. A ``.future()`` call settles its ticket when it
 finishes, from gRPC's thread, through ``add_done_callback``: the ticket carries everything the
-breaker needs, whichever thread settles it. A call the caller cancels gets no verdict (the
+breaker needs, whichever thread settles it, and the settling runs in a copy of the caller's
+context (``contextvars``), so a change of state it causes is recorded on the caller's span,
+not dropped for want of one in gRPC's thread. A call the caller cancels gets no verdict (the
 breaker counts it as abandoned).
 
 **Deadlines stay inside.** The call's own ``timeout`` travels with it through the breaker, so
@@ -47,6 +49,7 @@ wrong tool.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import threading
@@ -294,6 +297,11 @@ def _settle_finished(ticket: Ticket, outcome: grpc.Future) -> None:
     ticket.settle(error)
 
 
+def _settle_in(caller: contextvars.Context, ticket: Ticket, outcome: grpc.Future) -> None:
+    """``_settle_finished`` in the caller's context, whichever thread finished the call."""
+    caller.run(_settle_finished, ticket, outcome)
+
+
 class CircuitBreakerInterceptor(grpc.UnaryUnaryClientInterceptor):
     """Runs every unary call to ``service_name`` through that service's breaker in ``registry``.
 
@@ -326,8 +334,9 @@ class CircuitBreakerInterceptor(grpc.UnaryUnaryClientInterceptor):
             ticket.settle(error)
             raise
         # A blocking call is finished already, so this runs now, before the stub returns; a
-        # ``.future()`` call settles its ticket from gRPC's thread when it finishes.
-        outcome.add_done_callback(functools.partial(_settle_finished, ticket))
+        # ``.future()`` call settles its ticket from gRPC's thread when it finishes, in the
+        # caller's context, where the caller's span is current (breaker events go there).
+        outcome.add_done_callback(functools.partial(_settle_in, contextvars.copy_context(), ticket))
         return outcome
 
     def _with_deadline(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +15,18 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from bookstore.platform.database import make_engine
-from bookstore.resilience import BreakerSettings, CircuitBreaker, CircuitOpenError
+from bookstore.resilience import (
+    BreakerRegistry,
+    BreakerSettings,
+    CircuitBreaker,
+    CircuitBreakerInterceptor,
+    CircuitOpenError,
+)
 from bookstore.resilience.timeline import ManualClock
 from bookstore.saga import Backoff, SagaDefinition, SagaLog, SagaOrchestrator, SagaState, Step, StepContext
 
 from ...fakes import FakeRpcError
+from ..resilience.grpc_fakes import FakeCall
 from .conftest import Recorded
 
 
@@ -125,6 +133,26 @@ def test_breaker_decisions_are_events_on_the_callers_span(recorded: Recorded) ->
     assert events[0][1] == {"breaker": "payment", "from": "CLOSED", "to": "OPEN", "generation": 1}
     assert events[1][1]["state"] == "OPEN" and events[1][1]["retry_after_s"] == pytest.approx(5.0)
     assert events[4][1]["to"] == "CLOSED"
+
+
+def test_a_future_that_fails_on_grpcs_thread_puts_the_state_change_on_the_callers_span(
+    recorded: Recorded,
+) -> None:
+    registry = BreakerRegistry(BreakerSettings(consecutive_failures=1))
+    interceptor = CircuitBreakerInterceptor(registry, "payment")
+    pending = FakeCall()
+    details = grpc.ClientCallDetails()
+    details.method, details.timeout = "/bookstore.rpc.v1.PaymentService/Pay", 2.0
+    with recorded.tracer.start_as_current_span("step pay"):
+        call = interceptor.intercept_unary_unary(lambda _details, _request: pending, details, "request")
+        # gRPC finishes a ``.future()`` call on a thread of its own, where no span is current.
+        finisher = threading.Thread(target=pending.fail, args=(grpc.StatusCode.UNAVAILABLE, "down"))
+        finisher.start()
+        finisher.join()
+        assert call.exception() is not None
+    events = [(event.name, dict(event.attributes or {})) for event in recorded.named("step pay").events]
+    opened = {"breaker": "payment", "from": "CLOSED", "to": "OPEN", "generation": 1}
+    assert events == [("circuit_breaker.state_change", opened)]
 
 
 def test_a_breaker_without_a_current_span_decides_exactly_as_before() -> None:
