@@ -73,7 +73,8 @@ from bookstore.rpc.failures import CIRCUIT_METADATA_KEY, RETRY_AFTER_METADATA_KE
 
 log = logging.getLogger(__name__)
 
-_ENVIRONMENT_VARIABLES = {
+# The variable that sets each BreakerSettings field (the README lists them with their defaults).
+BREAKER_VARIABLES = {
     "window_size": "BOOKSTORE_BREAKER_WINDOW_SIZE",
     "failure_rate_threshold": "BOOKSTORE_BREAKER_FAILURE_RATE",
     "minimum_calls": "BOOKSTORE_BREAKER_MINIMUM_CALLS",
@@ -174,7 +175,7 @@ def breaker_settings_from(settings: Settings) -> BreakerSettings:
         return BreakerSettings(**chosen)
     except ValueError as error:
         field = str(error).split(" ", 1)[0]
-        variable = _ENVIRONMENT_VARIABLES.get(field, "BOOKSTORE_BREAKER_*")
+        variable = BREAKER_VARIABLES.get(field, "BOOKSTORE_BREAKER_*")
         raise ValueError(f"{variable}: {error}") from None
 
 
