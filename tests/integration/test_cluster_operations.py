@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from bookstore.launcher.cluster import Cluster, ClusterError
+from bookstore.launcher.outage import BOOKSTORE, Backoff, outage_and_return
 from bookstore.platform.channels import open_channel
 from bookstore.platform.processes import pid_alive
 from bookstore.rpc.v1 import catalog_pb2, inventory_pb2, inventory_pb2_grpc, payment_pb2
@@ -44,6 +45,22 @@ def test_round_robin_spreads_calls_evenly_over_the_replicas(cluster: Cluster) ->
     spread = [a - b for a, b in zip(get_stock_calls(cluster), before, strict=True)]
     assert len(spread) == 2 and sum(spread) == 100
     assert min(spread) >= 40, spread
+
+
+def test_after_an_outage_a_caller_recovers_at_its_next_scheduled_attempt_not_when_the_service_is_back(
+    cluster: Cluster,
+) -> None:
+    # Attempts at 0 and then 3 s (+-20% jitter) after the first failure: the catalog is back
+    # long before the second, and the caller goes on failing until it comes.
+    slow = Backoff(initial_s=3.0, max_s=3.0)
+    run = outage_and_return(cluster, "catalog", down_s=0.5, backoff=slow)
+    assert run.failed_calls > 0
+    assert 0.5 <= run.back_at_s < run.recovered_at_s
+    assert run.recovered_at_s >= 3.0 * (1 - slow.jitter), run
+    assert [s.state for s in cluster.status() if s.service == "catalog"] == ["SERVING"]
+
+    quick = outage_and_return(cluster, "catalog", down_s=0.5, backoff=BOOKSTORE)
+    assert quick.failed_calls > 0 and quick.back_at_s <= quick.recovered_at_s
 
 
 UNCACHED_BOOK = 61
