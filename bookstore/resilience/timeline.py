@@ -331,6 +331,11 @@ class Timeline:
             samples.append((t, waiting, running))
         return samples
 
+    def latency_percentile_s(self, kind: str, share: float) -> float:
+        """The nearest-rank ``share`` percentile of one kind's latencies, as ``summary`` shows it
+        (0.0 when that kind made no request)."""
+        return _percentile(sorted(c.latency_s for c in self.calls if c.kind == kind), share)
+
     def summary(self) -> str:
         """A table: per kind of request, how many, how they ended, median and 95th percentile latency."""
         calls = self.calls
@@ -338,16 +343,14 @@ class Timeline:
         header = ["kind", "requests", *outcomes, "median", "p95"]
         rows = [header]
         for kind in self.kinds():
-            mine = [c for c in calls if c.kind == kind]
-            counts = Counter(c.outcome for c in mine)
-            latencies = sorted(c.latency_s for c in mine)
+            counts = Counter(c.outcome for c in calls if c.kind == kind)
             rows.append(
                 [
                     kind,
-                    str(len(mine)),
+                    str(sum(counts.values())),
                     *(str(counts[o]) for o in outcomes),
-                    _format_seconds(_percentile(latencies, 0.5)),
-                    _format_seconds(_percentile(latencies, 0.95)),
+                    _format_seconds(self.latency_percentile_s(kind, 0.5)),
+                    _format_seconds(self.latency_percentile_s(kind, 0.95)),
                 ]
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

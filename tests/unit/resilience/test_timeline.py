@@ -333,6 +333,18 @@ def test_the_summary_has_a_row_per_kind_and_a_column_per_outcome() -> None:
     assert lines[2].endswith("500 ms")
 
 
+def test_a_latency_percentile_is_the_nearest_rank_of_one_kind_as_the_summary_shows_it() -> None:
+    timeline = Timeline(ManualClock())
+    for i in range(1, 21):  # "read" takes 10, 20, ... 200 ms
+        timeline.record("read", OK, 0.0, 0.0, i / 100)
+    timeline.record("write", OK, 0.0, 0.0, 5.0)
+    assert timeline.latency_percentile_s("read", 0.95) == pytest.approx(0.19)
+    assert timeline.latency_percentile_s("read", 0.5) == pytest.approx(0.10)
+    assert timeline.latency_percentile_s("write", 0.95) == 5.0
+    assert timeline.latency_percentile_s("nobody", 0.95) == 0.0
+    assert timeline.summary().splitlines()[1].split()[-4:] == ["100", "ms", "190", "ms"]
+
+
 def test_a_record_knows_its_wait_and_latency() -> None:
     record = CallRecord("pay", OK, arrived_s=1.0, started_s=1.5, ended_s=2.0)
     assert (record.waited_s, record.latency_s) == (0.5, 1.0)
