@@ -118,8 +118,12 @@ def outage_and_return(
         finally:
             cluster.restart(service)
         back = time.perf_counter()
+        # The next attempt comes within one longest wait; past it, something else is wrong.
+        give_up = back + backoff.max_s * (1 + backoff.jitter) + 10.0
         while not call():
             failed += 1
+            if time.perf_counter() > give_up:
+                raise RuntimeError(f"{service} is serving again, but this caller still fails: see its log")
             time.sleep(poll_s)
         return ReconnectRun(service, backoff, back - killed, time.perf_counter() - killed, failed)
     finally:

@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from bookstore.launcher.load import cpu_hogs, load_average
+from bookstore.observability.prometheus import scrape
 from bookstore.rpc.v1 import inventory_pb2
 
 from ..databases import cluster_on
@@ -66,13 +67,9 @@ def _never_sent(response: httpx.Response) -> bool:
     )
 
 
-def _admission_metrics(http: httpx.Client) -> str:
+def _admission_metrics(gateway_url: str) -> str:
     """The gateway's admission bound and its cuts, to say how hard the burst pressed."""
-    samples = {
-        line.split()[0]: line.split()[1]
-        for line in http.get("/metrics").text.splitlines()
-        if line.startswith("gateway_order_admission_")
-    }
+    samples = {sample.name: sample.value for sample in scrape(gateway_url)}
     bound = samples.get("gateway_order_admission_bound")
     cuts = samples.get("gateway_order_admission_cuts_total")
     return f"admission bound {bound} after {cuts} cuts"
@@ -116,7 +113,7 @@ def test_a_hundred_buyers_of_the_last_twenty_copies_get_exactly_twenty_and_lose_
             with ThreadPoolExecutor(max_workers=BUYERS) as pool:
                 outcomes = Counter(pool.map(buy, range(BUYERS)))
 
-            admission = _admission_metrics(http)
+            admission = _admission_metrics(cluster.gateway_url)
         left = inventory.GetStock(inventory_pb2.GetStockRequest(book_id=BOOK_ID), timeout=30).available
         refused = {
             breaker.name: breaker.rejected for stats in cluster.stats("order") for breaker in stats.breakers
